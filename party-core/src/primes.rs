@@ -1,0 +1,196 @@
+//! Safe primes for aux info generation.
+//!
+//! Aux info needs four 1536-bit safe primes per party. Generating them is the
+//! slowest step of a first keygen (minutes with pure-Rust integers), so hosts
+//! generate them ahead of time, seal them ([`crate::seal`]) and keep a pool.
+
+use std::fmt;
+
+use cggmp24::backend::Integer;
+use cggmp24::key_refresh::PregeneratedPrimes;
+use cggmp24::security_level::SecurityLevel;
+use rand_core::{CryptoRng, OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::Level;
+
+/// Why a set of primes was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrimeError {
+    /// A number has the wrong size for the security level.
+    #[error("prime {index} has the wrong size for the security level")]
+    WrongSize {
+        /// Position of the offending number (0..4).
+        index: usize,
+    },
+    /// A number is not a safe prime.
+    #[error("number {index} is not a safe prime")]
+    NotSafePrime {
+        /// Position of the offending number (0..4).
+        index: usize,
+    },
+    /// The stored record could not be decoded.
+    #[error(transparent)]
+    Codec(#[from] crate::codec::CodecError),
+}
+
+/// Four safe primes, the secret input of one party's aux info.
+///
+/// Only constructed through [`PrimeSet::generate`] or validated decoding;
+/// `Debug` never prints the numbers.
+#[derive(Clone)]
+pub struct PrimeSet(PregeneratedPrimes<Level>);
+
+impl fmt::Debug for PrimeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrimeSet(<redacted>)")
+    }
+}
+
+/// Serialized form: the four primes as big-endian bytes.
+#[derive(Serialize, Deserialize)]
+struct PrimeSetRecord {
+    primes: Vec<serde_bytes_vec::Bytes>,
+}
+
+mod serde_bytes_vec {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    /// A byte string encoded as a CBOR byte string.
+    pub struct Bytes(pub Vec<u8>);
+    impl Serialize for Bytes {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+    impl<'de> Deserialize<'de> for Bytes {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl serde::de::Visitor<'_> for V {
+                type Value = Bytes;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                    Ok(Bytes(v.to_vec()))
+                }
+                fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                    Ok(Bytes(v))
+                }
+            }
+            d.deserialize_bytes(V)
+        }
+    }
+}
+
+impl PrimeSet {
+    /// Generates four safe primes one after another, calling `progress(done)`
+    /// after each. Minutes of CPU with num-bigint; see [`PrimeSet::generate_parallel`].
+    pub fn generate(
+        rng: &mut (impl RngCore + CryptoRng),
+        mut progress: impl FnMut(usize),
+    ) -> Result<Self, PrimeError> {
+        let mut primes = Vec::with_capacity(4);
+        for done in 1..=4 {
+            primes.push(generate_safe_prime(rng));
+            progress(done);
+        }
+        Self::from_vec(primes)
+    }
+
+    /// Generates the four primes on up to `threads` OS threads (native hosts).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn generate_parallel(threads: usize) -> Result<Self, PrimeError> {
+        let threads = threads.clamp(1, 4);
+        let mut primes: Vec<Integer> = Vec::with_capacity(4);
+        while primes.len() < 4 {
+            let batch = threads.min(4 - primes.len());
+            let found: Vec<Integer> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..batch)
+                    .map(|_| s.spawn(|| generate_safe_prime(&mut OsRng)))
+                    .collect();
+                handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            });
+            primes.extend(found);
+        }
+        Self::from_vec(primes)
+    }
+
+    /// Builds a set from four numbers, after the library's size check and a
+    /// safe-primality check of each.
+    pub fn from_parts(primes: Vec<Integer>) -> Result<Self, PrimeError> {
+        Self::from_vec(primes)
+    }
+
+    fn from_vec(primes: Vec<Integer>) -> Result<Self, PrimeError> {
+        let arr: [Integer; 4] = primes
+            .try_into()
+            .map_err(|_| PrimeError::WrongSize { index: 0 })?;
+        for (index, p) in arr.iter().enumerate() {
+            if !is_safe_prime(p) {
+                return Err(PrimeError::NotSafePrime { index });
+            }
+        }
+        PregeneratedPrimes::<Level>::try_from(arr)
+            .map(Self)
+            .map_err(|arr| PrimeError::WrongSize {
+                index: arr
+                    .iter()
+                    .position(|p| p.significant_bits() != u64::from(Level::RSA_PRIME_BITLEN))
+                    .unwrap_or(0),
+            })
+    }
+
+    /// Encodes the primes (secret: seal the result before storing it).
+    pub fn to_bytes(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::codec::CodecError> {
+        let record = PrimeSetRecord {
+            primes: self
+                .0
+                .primes_ref()
+                .iter()
+                .map(|p| serde_bytes_vec::Bytes(p.to_bytes_msf()))
+                .collect(),
+        };
+        crate::codec::encode(&record).map(zeroize::Zeroizing::new)
+    }
+
+    /// Decodes and validates primes: sizes, and that each is a safe prime.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, PrimeError> {
+        let record: PrimeSetRecord = crate::codec::decode(bytes)?;
+        Self::from_vec(
+            record
+                .primes
+                .iter()
+                .map(|b| Integer::from_bytes_msf(&b.0))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn into_inner(self) -> PregeneratedPrimes<Level> {
+        self.0
+    }
+}
+
+/// One safe prime of the size the security level needs.
+pub fn generate_safe_prime(rng: &mut impl RngCore) -> Integer {
+    Integer::generate_safe_prime(rng, Level::RSA_PRIME_BITLEN)
+}
+
+/// `p` and `(p-1)/2` are both (probable) primes.
+fn is_safe_prime(p: &Integer) -> bool {
+    use cggmp24::backend::IsPrime;
+    let mut rng = OsRng;
+    if p.is_probably_prime(25, &mut rng) == IsPrime::No {
+        return false;
+    }
+    // p is odd, so (p - 1) / 2 == p >> 1.
+    let mut bytes = p.to_bytes_msf();
+    let mut carry = 0u8;
+    for b in bytes.iter_mut() {
+        let next = *b & 1;
+        *b = (*b >> 1) | (carry << 7);
+        carry = next;
+    }
+    let q = Integer::from_bytes_msf(&bytes);
+    q.is_probably_prime(25, &mut rng) != IsPrime::No
+}

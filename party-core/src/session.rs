@@ -1,0 +1,591 @@
+//! A party's whole session: verified descriptor + secure channel + drivers.
+//!
+//! [`PartySession`] is what hosts run. It is created from a
+//! [`VerifiedDescriptor`] (so from a descriptor signed by the coordinator),
+//! takes sealed frames in ([`PartySession::handle_frame`]) and gives sealed
+//! frames, progress and finally a [`SessionOutput`] out ([`Pump`]). A keygen
+//! that generates aux info runs two stages (aux info, then DKG) over the same
+//! channel; frames of a later stage that arrive early are kept until it starts.
+
+use std::collections::VecDeque;
+
+use cggmp24::key_share::AnyKeyShare as _;
+use cggmp24::signing::{
+    PartialSignature, Presignature, PresignatureCommitment, PresignaturePublicData,
+};
+use cggmp24::DataToSign;
+use generic_ec::coords::AlwaysHasAffineX as _;
+use generic_ec::{NonZero, Point};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use sha3::Keccak256;
+
+use crate::descriptor::{DescriptorError, MessageDigest, SessionKind, VerifiedDescriptor};
+use crate::driver::{self, DriverError, Progress, StageDriver, StageOutput, Step};
+use crate::envelope::{Channel, EnvelopeError, Inbound, Stage};
+use crate::identity::PartyIdentity;
+use crate::primes::PrimeSet;
+use crate::signature::{public_key_of, RecoverableSignature, SignatureError};
+use crate::{AuxInfo, Curve, KeyShare};
+
+/// Why a session could not start or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The descriptor is not acceptable to this party.
+    #[error(transparent)]
+    Descriptor(#[from] DescriptorError),
+    /// A frame was rejected; the session goes on (the host logs and drops it).
+    #[error(transparent)]
+    Frame(#[from] EnvelopeError),
+    /// The protocol failed; the session is over for this party.
+    #[error(transparent)]
+    Protocol(#[from] DriverError),
+    /// The inputs do not match the descriptor (wrong share, wrong aux info...).
+    #[error("input does not match the session: {0}")]
+    InputMismatch(&'static str),
+    /// The final signature did not verify.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// Combining partial signatures failed; names the signer whose partial
+    /// signature is inconsistent with the presignature, where known.
+    #[error("partial signatures do not combine (suspect party {suspect:?})")]
+    Combine {
+        /// position of a signer whose partial signature is invalid
+        suspect: Option<u16>,
+    },
+    /// The session already produced its output.
+    #[error("session already finished")]
+    Finished,
+}
+
+impl SessionError {
+    /// Whether the session cannot continue after this error (a rejected frame
+    /// is not fatal).
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, SessionError::Frame(_))
+    }
+}
+
+/// Where a keygen's aux info comes from.
+pub enum AuxSource {
+    /// Generate aux info for the group from these primes (slow).
+    Generate(PrimeSet),
+    /// Reuse aux info already generated for this party group.
+    Existing(Box<AuxInfo>),
+}
+
+impl std::fmt::Debug for AuxSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AuxSource::Generate(_) => "AuxSource::Generate(<redacted>)",
+            AuxSource::Existing(_) => "AuxSource::Existing(<redacted>)",
+        })
+    }
+}
+
+/// The secret inputs a party brings to a session.
+#[non_exhaustive]
+pub enum SessionInput {
+    /// For a keygen session.
+    Keygen(AuxSource),
+    /// For a full signing or presign session.
+    Share(Box<KeyShare>),
+    /// For an online signing session: the presignature, already removed from
+    /// the party's store (it must never be used twice).
+    Presignature(Box<StoredPresignature>),
+}
+
+impl std::fmt::Debug for SessionInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SessionInput::Keygen(_) => "SessionInput::Keygen(<redacted>)",
+            SessionInput::Share(_) => "SessionInput::Share(<redacted>)",
+            SessionInput::Presignature(_) => "SessionInput::Presignature(<redacted>)",
+        })
+    }
+}
+
+/// A presignature as a party stores it (sealed) between presign and online
+/// signing.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StoredPresignature {
+    /// The presign session id.
+    pub presignature_id: uuid::Uuid,
+    /// Account the presignature belongs to.
+    pub account_id: String,
+    /// Compressed public key of the account.
+    #[serde(with = "hex::serde")]
+    pub public_key: [u8; 33],
+    /// Keygen indices of the signers, in signer order.
+    pub keygen_indices: Vec<u16>,
+    /// This party's position among the signers.
+    pub position: u16,
+    presignature: Presignature<Curve>,
+    gamma: NonZero<Point<Curve>>,
+    commitments: Vec<(Point<Curve>, Point<Curve>)>,
+}
+
+impl std::fmt::Debug for StoredPresignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredPresignature")
+            .field("presignature_id", &self.presignature_id)
+            .field("account_id", &self.account_id)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoredPresignature {
+    fn public_data(&self) -> PresignaturePublicData<Curve> {
+        PresignaturePublicData {
+            Gamma: self.gamma,
+            commitments: self
+                .commitments
+                .iter()
+                .map(|(d, s)| PresignatureCommitment {
+                    tilde_Delta: *d,
+                    tilde_S: *s,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What a finished session produced.
+#[non_exhaustive]
+pub enum SessionOutput {
+    /// A new key share; `new_aux_info` is set when aux info was generated in
+    /// this session (to keep for later keygens of the same group).
+    Keygen {
+        /// The complete key share.
+        share: Box<KeyShare>,
+        /// Compressed SEC1 public key of the account.
+        public_key: [u8; 33],
+        /// Aux info generated in this session, if any.
+        new_aux_info: Option<Box<AuxInfo>>,
+    },
+    /// A verified signature.
+    Signature(RecoverableSignature),
+    /// A presignature to seal and store.
+    Presignature(Box<StoredPresignature>),
+}
+
+impl std::fmt::Debug for SessionOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionOutput::Keygen { public_key, .. } => f
+                .debug_struct("SessionOutput::Keygen")
+                .field("public_key", &hex::encode(public_key))
+                .finish_non_exhaustive(),
+            SessionOutput::Signature(s) => {
+                f.debug_tuple("SessionOutput::Signature").field(s).finish()
+            }
+            SessionOutput::Presignature(p) => f
+                .debug_tuple("SessionOutput::Presignature")
+                .field(p)
+                .finish(),
+        }
+    }
+}
+
+/// What a call into the session produced.
+#[derive(Debug, Default)]
+pub struct Pump {
+    /// Sealed frames to send through the router.
+    pub frames: Vec<Vec<u8>>,
+    /// Progress events.
+    pub progress: Vec<Progress>,
+    /// The session's output, once finished.
+    pub output: Option<SessionOutput>,
+}
+
+enum Plan {
+    /// Run DKG once aux info is known.
+    KeygenAfterAux,
+    /// Nothing after the current stage.
+    Done,
+}
+
+struct OnlineState {
+    presignature: StoredPresignature,
+    data: DataToSign<Curve>,
+    hash: [u8; 32],
+    partials: Vec<Option<PartialSignature<Curve>>>,
+}
+
+/// One party's run of one session.
+pub struct PartySession {
+    descriptor: VerifiedDescriptor,
+    channel: Channel,
+    me: u16,
+    current: Option<Box<dyn StageDriver>>,
+    online: Option<OnlineState>,
+    plan: Plan,
+    early: VecDeque<Inbound>,
+    aux: Option<Box<AuxInfo>>,
+    aux_is_new: bool,
+    share: Option<Box<KeyShare>>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for PartySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartySession")
+            .field("session_id", &self.descriptor.descriptor().session_id)
+            .field("me", &self.me)
+            .field("stage", &self.current.as_ref().map(|d| d.stage()))
+            .finish_non_exhaustive()
+    }
+}
+
+fn message_data(message: &[u8], digest: MessageDigest) -> (DataToSign<Curve>, [u8; 32]) {
+    use sha2::Digest as _;
+    match digest {
+        MessageDigest::Sha256 => (
+            DataToSign::digest::<Sha256>(message),
+            Sha256::digest(message).into(),
+        ),
+        MessageDigest::Keccak256 => (
+            DataToSign::digest::<Keccak256>(message),
+            Keccak256::digest(message).into(),
+        ),
+    }
+}
+
+impl PartySession {
+    /// Prepares this party's side of a session. `now` (Unix seconds) is
+    /// checked against the descriptor's deadline.
+    pub fn new(
+        descriptor: VerifiedDescriptor,
+        identity: PartyIdentity,
+        input: SessionInput,
+        now: u64,
+    ) -> Result<Self, SessionError> {
+        descriptor.check_not_expired(now)?;
+        let me = descriptor.position_of(&identity.public())?;
+        let d = descriptor.descriptor().clone();
+        let eid = descriptor.execution_id();
+        let channel = Channel::new(
+            d.session_id,
+            eid,
+            me,
+            identity,
+            d.participants.iter().map(|p| p.identity).collect(),
+        );
+        let keygen_indices: Vec<u16> = d.participants.iter().map(|p| p.keygen_index).collect();
+        let my_keygen_index = keygen_indices[usize::from(me)];
+        let mut session = Self {
+            descriptor,
+            channel,
+            me,
+            current: None,
+            online: None,
+            plan: Plan::Done,
+            early: VecDeque::new(),
+            aux: None,
+            aux_is_new: false,
+            share: None,
+            finished: false,
+        };
+        let check_share = |share: &KeyShare| -> Result<(), SessionError> {
+            if share.i != my_keygen_index {
+                return Err(SessionError::InputMismatch(
+                    "key share index differs from the descriptor",
+                ));
+            }
+            if share.n() != d.parties || share.min_signers() != d.threshold {
+                return Err(SessionError::InputMismatch(
+                    "key share t/n differ from the descriptor",
+                ));
+            }
+            Ok(())
+        };
+        match (&d.kind, input) {
+            (SessionKind::Keygen { generate_aux }, SessionInput::Keygen(aux)) => {
+                match (generate_aux, aux) {
+                    (true, AuxSource::Generate(primes)) => {
+                        session.current = Some(driver::aux_info(&eid, me, d.parties, primes));
+                        session.plan = Plan::KeygenAfterAux;
+                    }
+                    (false, AuxSource::Existing(aux)) => {
+                        if aux.N.len() != usize::from(d.parties) {
+                            return Err(SessionError::InputMismatch(
+                                "aux info is for another party group",
+                            ));
+                        }
+                        session.aux = Some(aux);
+                        session.current = Some(driver::keygen(&eid, me, d.threshold, d.parties));
+                    }
+                    _ => {
+                        return Err(SessionError::InputMismatch(
+                            "aux source does not match the descriptor",
+                        ))
+                    }
+                }
+            }
+            (SessionKind::Sign { message_hash, .. }, SessionInput::Share(share)) => {
+                check_share(&share)?;
+                session.current = Some(driver::sign(
+                    &eid,
+                    me,
+                    keygen_indices,
+                    (*share).clone(),
+                    *message_hash,
+                ));
+                session.share = Some(share);
+            }
+            (SessionKind::Presign { .. }, SessionInput::Share(share)) => {
+                check_share(&share)?;
+                session.current = Some(driver::presign(&eid, me, keygen_indices, (*share).clone()));
+                session.share = Some(share);
+            }
+            (
+                SessionKind::OnlineSign {
+                    account_id,
+                    presignature_id,
+                    message,
+                    digest,
+                },
+                SessionInput::Presignature(p),
+            ) => {
+                if p.presignature_id != *presignature_id
+                    || p.account_id != *account_id
+                    || p.keygen_indices != keygen_indices
+                    || p.position != me
+                {
+                    return Err(SessionError::InputMismatch(
+                        "presignature does not match the descriptor",
+                    ));
+                }
+                let (data, hash) = message_data(message, *digest);
+                session.online = Some(OnlineState {
+                    presignature: *p,
+                    data,
+                    hash,
+                    partials: vec![None; keygen_indices.len()],
+                });
+            }
+            _ => {
+                return Err(SessionError::InputMismatch(
+                    "input kind does not match the session kind",
+                ))
+            }
+        }
+        Ok(session)
+    }
+
+    /// This party's position in the session.
+    pub fn position(&self) -> u16 {
+        self.me
+    }
+
+    /// The verified descriptor.
+    pub fn descriptor(&self) -> &VerifiedDescriptor {
+        &self.descriptor
+    }
+
+    /// Starts the session: the first messages to send.
+    pub fn start(&mut self) -> Result<Pump, SessionError> {
+        if let Some(online) = self.online.as_mut() {
+            // The caller removed the presignature from its store before
+            // creating this session; the partial signature leaves only now.
+            let partial = online
+                .presignature
+                .presignature
+                .clone()
+                .issue_partial_signature(online.data);
+            online.partials[usize::from(self.me)] = Some(partial);
+            let payload = crate::codec::encode(&partial).map_err(|_| DriverError::Misuse {
+                stage: Stage::Online.name(),
+                reason: "could not encode the partial signature",
+            })?;
+            let frame = self.channel.seal_broadcast(Stage::Online, &payload)?;
+            let mut pump = Pump {
+                frames: vec![frame],
+                ..Pump::default()
+            };
+            self.try_combine(&mut pump)?;
+            return Ok(pump);
+        }
+        let mut pump = Pump::default();
+        self.advance(&mut pump)?;
+        Ok(pump)
+    }
+
+    /// Takes one frame from the router. A rejected frame returns
+    /// [`SessionError::Frame`] and leaves the session as it was.
+    pub fn handle_frame(&mut self, frame: &[u8]) -> Result<Pump, SessionError> {
+        if self.finished {
+            return Err(SessionError::Finished);
+        }
+        let inbound = self.channel.open(frame)?;
+        let mut pump = Pump::default();
+        if let Some(online) = self.online.as_mut() {
+            if inbound.stage != Stage::Online || !inbound.broadcast {
+                return Ok(pump);
+            }
+            let partial: PartialSignature<Curve> =
+                crate::codec::decode(&inbound.payload).map_err(|_| DriverError::BadMessage {
+                    stage: Stage::Online.name(),
+                    sender: inbound.sender,
+                })?;
+            online.partials[usize::from(inbound.sender)] = Some(partial);
+            self.try_combine(&mut pump)?;
+            return Ok(pump);
+        }
+        let current_stage = self.current.as_ref().map(|d| d.stage());
+        if Some(inbound.stage) == current_stage {
+            if let Some(driver) = self.current.as_mut() {
+                driver.handle(inbound.sender, inbound.broadcast, &inbound.payload)?;
+            }
+            self.advance(&mut pump)?;
+        } else if matches!(self.plan, Plan::KeygenAfterAux) && inbound.stage == Stage::Keygen {
+            self.early.push_back(inbound);
+        }
+        // Frames of a finished stage are late duplicates of nothing we need.
+        Ok(pump)
+    }
+
+    fn try_combine(&mut self, pump: &mut Pump) -> Result<(), SessionError> {
+        let Some(online) = self.online.as_ref() else {
+            return Ok(());
+        };
+        if online.partials.iter().any(Option::is_none) {
+            return Ok(());
+        }
+        let partials: Vec<PartialSignature<Curve>> =
+            online.partials.iter().flatten().copied().collect();
+        let public = online.presignature.public_data();
+        let Some(sig) = PartialSignature::combine(&partials, &public, online.data) else {
+            // Find who is inconsistent with the presignature commitments.
+            let r = public.Gamma.x().to_scalar();
+            let m = online.data.to_scalar();
+            let suspect = partials
+                .iter()
+                .zip(&public.commitments)
+                .position(|(p, c)| p.sigma * public.Gamma != m * c.tilde_Delta + r * c.tilde_S)
+                .and_then(|p| u16::try_from(p).ok());
+            self.finished = true;
+            return Err(SessionError::Combine { suspect });
+        };
+        let sig =
+            RecoverableSignature::from_cggmp(&sig, &online.hash, &online.presignature.public_key)?;
+        self.finished = true;
+        pump.output = Some(SessionOutput::Signature(sig));
+        Ok(())
+    }
+
+    fn advance(&mut self, pump: &mut Pump) -> Result<(), SessionError> {
+        loop {
+            let Some(driver) = self.current.as_mut() else {
+                return Ok(());
+            };
+            let stage = driver.stage();
+            let Step {
+                outgoing,
+                progress,
+                output,
+            } = match driver.run() {
+                Ok(step) => step,
+                Err(e) => {
+                    self.finished = true;
+                    return Err(e.into());
+                }
+            };
+            pump.progress.extend(progress);
+            for out in outgoing {
+                let frame = match out.recipient {
+                    None => self.channel.seal_broadcast(stage, &out.payload)?,
+                    Some(to) => self.channel.seal_p2p(stage, to, &out.payload)?,
+                };
+                pump.frames.push(frame);
+            }
+            let Some(output) = output else {
+                return Ok(());
+            };
+            self.current = None;
+            match output {
+                StageOutput::AuxInfo(aux) => {
+                    self.aux = Some(aux);
+                    self.aux_is_new = true;
+                    if let Plan::KeygenAfterAux = self.plan {
+                        self.plan = Plan::Done;
+                        let d = self.descriptor.descriptor();
+                        let mut next = driver::keygen(
+                            &self.descriptor.execution_id(),
+                            self.me,
+                            d.threshold,
+                            d.parties,
+                        );
+                        while let Some(m) = self.early.pop_front() {
+                            next.handle(m.sender, m.broadcast, &m.payload)?;
+                        }
+                        self.current = Some(next);
+                    }
+                }
+                StageOutput::Keygen(incomplete) => {
+                    let aux = self.aux.take().ok_or(SessionError::InputMismatch(
+                        "aux info missing at keygen end",
+                    ))?;
+                    let share =
+                        KeyShare::from_parts((*incomplete, (*aux).clone())).map_err(|_| {
+                            SessionError::InputMismatch("aux info does not fit the DKG output")
+                        })?;
+                    let public_key = public_key_of(&share);
+                    self.finished = true;
+                    pump.output = Some(SessionOutput::Keygen {
+                        share: Box::new(share),
+                        public_key,
+                        new_aux_info: self.aux_is_new.then_some(aux),
+                    });
+                }
+                StageOutput::Signature(sig) => {
+                    let SessionKind::Sign { message_hash, .. } = &self.descriptor.descriptor().kind
+                    else {
+                        return Err(SessionError::InputMismatch(
+                            "signature from a non-sign session",
+                        ));
+                    };
+                    let share = self
+                        .share
+                        .as_ref()
+                        .ok_or(SessionError::InputMismatch("share missing"))?;
+                    let sig = RecoverableSignature::from_cggmp(
+                        &sig,
+                        message_hash,
+                        &public_key_of(share),
+                    )?;
+                    self.finished = true;
+                    pump.output = Some(SessionOutput::Signature(sig));
+                }
+                StageOutput::Presignature(p) => {
+                    let (presignature, public) = *p;
+                    let d = self.descriptor.descriptor();
+                    let share = self
+                        .share
+                        .as_ref()
+                        .ok_or(SessionError::InputMismatch("share missing"))?;
+                    self.finished = true;
+                    pump.output = Some(SessionOutput::Presignature(Box::new(StoredPresignature {
+                        presignature_id: d.session_id,
+                        account_id: d.kind.account_id().unwrap_or_default().to_owned(),
+                        public_key: public_key_of(share),
+                        keygen_indices: d.participants.iter().map(|p| p.keygen_index).collect(),
+                        position: self.me,
+                        presignature,
+                        gamma: public.Gamma,
+                        commitments: public
+                            .commitments
+                            .iter()
+                            .map(|c| (c.tilde_Delta, c.tilde_S))
+                            .collect(),
+                    })));
+                }
+            }
+            if self.finished {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The real aux info protocol (from TEST-ONLY primes), then a DKG reusing it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use party_core::descriptor::SessionKind;
+use party_core::session::{AuxSource, SessionInput, SessionOutput};
+
+#[test]
+fn keygen_with_aux_generation_then_reuse_for_a_second_wallet() {
+    let f = Fixture::new(2);
+    let signed =
+        f.sign_descriptor(f.descriptor(SessionKind::Keygen { generate_aux: true }, 2, &[0, 1]));
+    let sessions = f.sessions(&signed, |k| {
+        SessionInput::Keygen(AuxSource::Generate(test_primes(usize::from(k))))
+    });
+    let mut shares = Vec::new();
+    let mut auxes = Vec::new();
+    for out in Hub::default().run(sessions).unwrap() {
+        let SessionOutput::Keygen {
+            share,
+            new_aux_info,
+            ..
+        } = out
+        else {
+            panic!("unexpected output");
+        };
+        shares.push(*share);
+        auxes.push(new_aux_info.expect("aux info generated in this session is returned"));
+    }
+    let hash = random_hash();
+    for s in f.sign(&shares, &[0, 1], hash) {
+        assert_valid_signature(&s, &hash, &public_key(&shares[0]));
+    }
+
+    // Second wallet of the same group: DKG only, with the stored aux info.
+    let signed = f.sign_descriptor(f.descriptor(
+        SessionKind::Keygen {
+            generate_aux: false,
+        },
+        2,
+        &[0, 1],
+    ));
+    let mut auxes = auxes.into_iter();
+    let sessions = f.sessions(&signed, |_| {
+        SessionInput::Keygen(AuxSource::Existing(auxes.next().unwrap()))
+    });
+    let second: Vec<_> = Hub::default()
+        .run(sessions)
+        .unwrap()
+        .into_iter()
+        .map(|o| match o {
+            SessionOutput::Keygen {
+                share,
+                new_aux_info,
+                ..
+            } => {
+                assert!(new_aux_info.is_none());
+                *share
+            }
+            _ => panic!("unexpected output"),
+        })
+        .collect();
+    assert_ne!(public_key(&second[0]), public_key(&shares[0]), "a new key");
+    let hash = random_hash();
+    for s in f.sign(&second, &[1, 0], hash) {
+        assert_valid_signature(&s, &hash, &public_key(&second[0]));
+    }
+}
