@@ -406,3 +406,63 @@ impl VerifiedDescriptor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::identity::PartyIdentity;
+    use rand_core::OsRng;
+
+    fn descriptor() -> SessionDescriptor {
+        let parties: Vec<_> = (0..3).map(|_| PartyIdentity::generate(&mut OsRng)).collect();
+        SessionDescriptor {
+            version: DESCRIPTOR_VERSION,
+            session_id: Uuid::from_bytes([7; 16]),
+            kind: SessionKind::Sign {
+                account_id: "acct".into(),
+                message_hash: [1; 32],
+                derivation_path: vec![],
+            },
+            curve: CurveName::Secp256k1,
+            threshold: 2,
+            parties: 3,
+            participants: [0u16, 2]
+                .iter()
+                .map(|&k| Participant {
+                    party_id: format!("p{k}"),
+                    keygen_index: k,
+                    identity: parties[usize::from(k)].public(),
+                })
+                .collect(),
+            expires_at: 1_900_000_000,
+        }
+    }
+
+    #[test]
+    fn json_roundtrip_keeps_signature_valid_and_rejects_unknown_fields() {
+        let key = CoordinatorKey::generate(&mut OsRng);
+        let signed = descriptor().sign(&key).unwrap();
+        let json = serde_json::to_string(&signed).unwrap();
+        let back: SignedDescriptor = serde_json::from_str(&json).unwrap();
+        let verified = back.verify(&key.public()).unwrap();
+        assert_eq!(verified.execution_id(), signed.descriptor.execution_id());
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["descriptor"]["extra"] = serde_json::json!(1);
+        assert!(serde_json::from_value::<SignedDescriptor>(v).is_err());
+    }
+
+    #[test]
+    fn canonical_bytes_separate_fields() {
+        // Moving a byte between two adjacent strings changes the encoding.
+        let mut a = descriptor();
+        let mut b = descriptor();
+        b.participants = a.participants.clone();
+        a.participants[0].party_id = "ab".into();
+        a.participants[1].party_id = "c".into();
+        b.participants[0].party_id = "a".into();
+        b.participants[1].party_id = "bc".into();
+        assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+        assert_ne!(a.execution_id(), b.execution_id());
+    }
+}

@@ -3,9 +3,9 @@
 //! The protocol library defines each protocol as an `async fn` over a
 //! stream of incoming and a sink of outgoing messages. A driver owns that
 //! future together with everything it borrows (execution ID, key share,
-//! tracer), connects it to an in-memory mailbox, and polls it with a no-op
-//! waker: the future only ever waits for messages, so each poll runs it until
-//! it needs one it does not have. The driver is `Send + 'static`, so a tokio
+//! tracer), connects it to an in-memory mailbox, and polls it until it needs
+//! a message it does not have (yield points inside long computations are
+//! polled through). The driver is `Send + 'static`, so a tokio
 //! task or a browser event handler can keep it between messages. A host:
 //! 1. feeds every authenticated message with [`StageDriver::handle`];
 //! 2. calls [`StageDriver::run`], which advances the protocol as far as the
@@ -15,8 +15,9 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll as TaskPoll, Waker};
+use std::task::{Context, Poll as TaskPoll, Wake, Waker};
 
 use cggmp24::progress::{Event, Tracer};
 use cggmp24::round_based::{Incoming, MessageDestination, MessageType, MpcParty, Outgoing};
@@ -173,6 +174,18 @@ impl Tracer for ProgressLog {
     }
 }
 
+/// Records that the protocol woke itself (a yield point).
+struct WakeFlag(AtomicBool);
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 type BoxedProtocol = Pin<Box<dyn Future<Output = Result<StageOutput, DriverError>> + Send>>;
 
 /// Messages shared between the driver and the protocol future.
@@ -283,11 +296,19 @@ where
                 reason: "protocol already finished",
             });
         };
-        // The protocol only ever waits for incoming messages (the sink is
-        // always ready), so one poll runs it until it needs a message it
-        // does not have, or until it ends.
-        let mut cx = Context::from_waker(Waker::noop());
-        let polled = protocol.as_mut().poll(&mut cx);
+        // The protocol waits either for an incoming message (the inbox then
+        // returns Pending without waking) or yields during long computations
+        // (the yield wakes the waker at once). Poll again after each yield, so
+        // a Pending that ends the loop means "needs a message".
+        let woken = Arc::new(WakeFlag(AtomicBool::new(false)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let polled = loop {
+            match protocol.as_mut().poll(&mut cx) {
+                TaskPoll::Pending if woken.0.swap(false, Ordering::SeqCst) => continue,
+                other => break other,
+            }
+        };
         let mut step = Step::default();
         let outgoing = std::mem::take(
             &mut self

@@ -131,3 +131,47 @@ pub fn public_key_of(share: &crate::KeyShare) -> [u8; 33] {
     out.copy_from_slice(&bytes);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k256::ecdsa::SigningKey;
+
+    #[test]
+    fn ethereum_address_of_known_keys() {
+        // Private key 1 -> the well-known address of the generator point.
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let sk = SigningKey::from_slice(&one).unwrap();
+        let pk = sk.verifying_key().to_encoded_point(true);
+        assert_eq!(
+            ethereum_address(pk.as_bytes()).unwrap(),
+            "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
+        );
+        assert_eq!(ethereum_address(&[2u8; 33]), Err(SignatureError::InvalidPublicKey));
+    }
+
+    #[test]
+    fn from_parts_normalises_s_finds_v_and_rejects_wrong_hash() {
+        let sk = SigningKey::random(&mut rand_core::OsRng);
+        let pk = sk.verifying_key().to_encoded_point(true);
+        let hash = [42u8; 32];
+        let (sig, rec) = sk.sign_prehash_recoverable(&hash).unwrap();
+        let bytes = sig.to_bytes();
+        // Feed the high-s twin: it must come back low-s with a matching v.
+        let high = k256::ecdsa::Signature::from_scalars(sig.r(), -*sig.s()).unwrap();
+        let hb = high.to_bytes();
+        let (mut r, mut s) = ([0u8; 32], [0u8; 32]);
+        r.copy_from_slice(&hb[..32]);
+        s.copy_from_slice(&hb[32..]);
+        let out = RecoverableSignature::from_parts(r, s, &hash, pk.as_bytes()).unwrap();
+        assert_eq!(&out.s[..], &bytes[32..]);
+        assert_eq!(out.v, rec.to_byte());
+        assert_eq!(out.to_hex65().len(), 2 + 130);
+        assert_eq!(
+            RecoverableSignature::from_parts(r, s, &[0u8; 32], pk.as_bytes()),
+            Err(SignatureError::DoesNotVerify)
+        );
+    }
+}
