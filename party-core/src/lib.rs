@@ -16,6 +16,7 @@
 //! - [`seal`]: AES-256-GCM sealing of shares, aux info, primes, presignatures.
 //! - [`signature`]: low-s `r`, `s`, recovery id, DER, 65-byte form, addresses.
 //! - [`primes`]: safe-prime generation for aux info.
+//! - [`wire`]: JSON messages between parties, router and coordinator.
 //!
 //! Exactly one big-integer backend is compiled in: `backend-num-bigint`
 //! (default, pure Rust, builds for wasm32) or `backend-gmp` (GMP through `rug`).
@@ -41,6 +42,7 @@ pub mod primes;
 pub mod seal;
 pub mod session;
 pub mod signature;
+pub mod wire;
 
 pub use cggmp24;
 

@@ -1,0 +1,230 @@
+//! Messages between parties, the router and the coordinator (JSON), shared by
+//! native hosts and the browser.
+//!
+//! Router WebSocket (`GET /ws`): the router first sends
+//! [`RouterToClient::Challenge`]; the client answers with one
+//! [`ClientToRouter`] message signed by its identity key over
+//! [`join_message`] or [`control_message`]. A session connection then carries
+//! binary frames ([`crate::envelope`]); a control connection receives
+//! [`RouterToClient::Invitation`]s.
+//!
+//! Reports (`POST /internal/v1/reports` on the coordinator): a party's signed
+//! statement about a session ([`SignedReport`]).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::descriptor::SignedDescriptor;
+use crate::identity::{IdentityError, PartyIdentity, PartyPublicKey};
+use crate::signature::RecoverableSignature;
+
+/// Router to client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RouterToClient {
+    /// First message on every connection: sign this nonce.
+    Challenge {
+        /// 32 random bytes, hex.
+        #[serde(with = "hex::serde")]
+        nonce: [u8; 32],
+    },
+    /// A session connection was accepted; binary frames follow.
+    Joined {
+        /// Session id.
+        session_id: Uuid,
+        /// This party's position in the session.
+        position: u16,
+    },
+    /// A control connection was accepted.
+    Registered {
+        /// The party id the router knows this connection as.
+        party_id: String,
+    },
+    /// An invitation to a session (control connections only).
+    Invitation(Invitation),
+    /// The session ended (completed, failed or expired); close the connection.
+    SessionClosed {
+        /// Session id.
+        session_id: Uuid,
+    },
+    /// A refusal; the router closes the connection after it.
+    Error {
+        /// Machine-readable code.
+        code: String,
+        /// Human-readable message (never contains secrets).
+        message: String,
+    },
+}
+
+/// Client to router: the answer to the challenge.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientToRouter {
+    /// Join a session's traffic with a join token.
+    JoinSession {
+        /// Session id.
+        session_id: Uuid,
+        /// The party's join token for this session.
+        token: String,
+        /// The party's identity; the token binds to it on first use.
+        identity: PartyPublicKey,
+        /// Signature over [`join_message`].
+        #[serde(with = "hex::serde")]
+        signature: [u8; 64],
+    },
+    /// Open the control connection of a server party.
+    Control {
+        /// The party's id.
+        party_id: String,
+        /// The party's identity.
+        identity: PartyPublicKey,
+        /// Signature over [`control_message`].
+        #[serde(with = "hex::serde")]
+        signature: [u8; 64],
+    },
+}
+
+impl std::fmt::Debug for ClientToRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientToRouter::JoinSession {
+                session_id, identity, ..
+            } => f
+                .debug_struct("JoinSession")
+                .field("session_id", session_id)
+                .field("identity", identity)
+                .field("token", &"<redacted>")
+                .finish_non_exhaustive(),
+            ClientToRouter::Control { party_id, identity, .. } => f
+                .debug_struct("Control")
+                .field("party_id", party_id)
+                .field("identity", identity)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// An invitation: the signed descriptor and this party's join token.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invitation {
+    /// The coordinator-signed descriptor.
+    pub descriptor: SignedDescriptor,
+    /// The join token for the invited party.
+    pub join_token: String,
+}
+
+impl std::fmt::Debug for Invitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invitation")
+            .field("session_id", &self.descriptor.descriptor.session_id)
+            .field("join_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The bytes a party signs to join a session.
+pub fn join_message(nonce: &[u8; 32], session_id: &Uuid) -> Vec<u8> {
+    let mut m = b"mpc/router/join/v1".to_vec();
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(session_id.as_bytes());
+    m
+}
+
+/// The bytes a server party signs to open its control connection.
+pub fn control_message(nonce: &[u8; 32], party_id: &str) -> Vec<u8> {
+    let mut m = b"mpc/router/control/v1".to_vec();
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(party_id.as_bytes());
+    m
+}
+
+/// A party's statement about a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// Session id.
+    pub session_id: Uuid,
+    /// The reporting party's position in the session.
+    pub position: u16,
+    /// What happened.
+    pub body: ReportBody,
+}
+
+/// What a report states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReportBody {
+    /// The party accepted the descriptor and joined the session's traffic.
+    Joined,
+    /// Progress of the protocol.
+    Progress {
+        /// Stage name (`aux_info`, `keygen`, `sign`, ...; `primes` while
+        /// generating primes).
+        stage: String,
+        /// Round within the stage.
+        round: u16,
+        /// Percent done where known.
+        percent: Option<u8>,
+    },
+    /// Keygen finished; the share is stored.
+    KeygenResult {
+        /// Compressed SEC1 public key, hex.
+        #[serde(with = "hex::serde")]
+        public_key: [u8; 33],
+    },
+    /// Signing finished.
+    Signature {
+        /// The verified signature.
+        signature: RecoverableSignature,
+    },
+    /// Presignature stored.
+    PresignatureStored,
+    /// The party failed or refused the session.
+    Failed {
+        /// Why (no secrets).
+        reason: String,
+        /// Position of the party the failure is blamed on, where known.
+        blamed: Option<u16>,
+    },
+}
+
+/// A report as sent: the exact JSON text and the party's signature over it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedReport {
+    /// JSON of a [`Report`]; verified byte for byte.
+    pub report: String,
+    /// Ed25519 signature over `"mpc/report/v1" || report`.
+    #[serde(with = "hex::serde")]
+    pub signature: [u8; 64],
+}
+
+const DOMAIN_REPORT: &[u8] = b"mpc/report/v1";
+
+impl SignedReport {
+    /// Signs a report with the party's identity.
+    pub fn sign(report: &Report, identity: &PartyIdentity) -> Result<Self, serde_json::Error> {
+        let text = serde_json::to_string(report)?;
+        let mut m = DOMAIN_REPORT.to_vec();
+        m.extend_from_slice(text.as_bytes());
+        Ok(Self {
+            signature: identity.sign(&m),
+            report: text,
+        })
+    }
+
+    /// The report, if the signature verifies under `key`.
+    pub fn verify(&self, key: &PartyPublicKey) -> Result<Report, IdentityError> {
+        let mut m = DOMAIN_REPORT.to_vec();
+        m.extend_from_slice(self.report.as_bytes());
+        key.verify(&m, &self.signature)?;
+        serde_json::from_str(&self.report).map_err(|_| IdentityError::BadSignature)
+    }
+
+    /// The report without checking the signature (to find out who claims to
+    /// have sent it before looking up their key).
+    pub fn peek(&self) -> Option<Report> {
+        serde_json::from_str(&self.report).ok()
+    }
+}
