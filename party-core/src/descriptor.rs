@@ -333,6 +333,23 @@ impl SessionDescriptor {
         Ok(())
     }
 
+    /// Identifies the party group of a keygen: the same parties (ids and
+    /// identity keys) at the same keygen indices, and the same n. Aux info is
+    /// generated once per group and reused for every later wallet of it.
+    pub fn group_id(&self) -> String {
+        let mut c = Canon(Vec::with_capacity(128));
+        c.bytes(b"mpc/party-group/v1");
+        c.u16(self.parties);
+        let mut members: Vec<&Participant> = self.participants.iter().collect();
+        members.sort_by_key(|p| p.keygen_index);
+        for p in members {
+            c.u16(p.keygen_index);
+            c.bytes(p.party_id.as_bytes());
+            c.0.extend_from_slice(&p.identity.ed25519);
+        }
+        hex::encode(Sha256::digest(&c.0))
+    }
+
     /// Validates and signs the descriptor with the coordinator key.
     pub fn sign(self, key: &CoordinatorKey) -> Result<SignedDescriptor, DescriptorError> {
         self.validate()?;
@@ -415,7 +432,9 @@ mod tests {
     use rand_core::OsRng;
 
     fn descriptor() -> SessionDescriptor {
-        let parties: Vec<_> = (0..3).map(|_| PartyIdentity::generate(&mut OsRng)).collect();
+        let parties: Vec<_> = (0..3)
+            .map(|_| PartyIdentity::generate(&mut OsRng))
+            .collect();
         SessionDescriptor {
             version: DESCRIPTOR_VERSION,
             session_id: Uuid::from_bytes([7; 16]),

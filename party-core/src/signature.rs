@@ -149,7 +149,10 @@ mod tests {
             ethereum_address(pk.as_bytes()).unwrap(),
             "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
         );
-        assert_eq!(ethereum_address(&[5u8; 33]), Err(SignatureError::InvalidPublicKey));
+        assert_eq!(
+            ethereum_address(&[5u8; 33]),
+            Err(SignatureError::InvalidPublicKey)
+        );
     }
 
     #[test]

@@ -88,14 +88,18 @@ impl std::fmt::Debug for ClientToRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ClientToRouter::JoinSession {
-                session_id, identity, ..
+                session_id,
+                identity,
+                ..
             } => f
                 .debug_struct("JoinSession")
                 .field("session_id", session_id)
                 .field("identity", identity)
                 .field("token", &"<redacted>")
                 .finish_non_exhaustive(),
-            ClientToRouter::Control { party_id, identity, .. } => f
+            ClientToRouter::Control {
+                party_id, identity, ..
+            } => f
                 .debug_struct("Control")
                 .field("party_id", party_id)
                 .field("identity", identity)

@@ -1,1 +1,204 @@
-//! placeholder
+//! # router
+//!
+//! The WebSocket relay between the parties of an MPC session. It never sees a
+//! p2p plaintext: parties seal their frames with `party_core::envelope`, and
+//! the router routes those sealed frames by their header, buffers them per
+//! session so late joiners and reconnecting parties get what they missed, and
+//! delivers session invitations to server parties over control connections.
+//!
+//! One instance, in-memory state. Layout:
+//! - [`config`]: [`RouterConfig`] (limits, internal token).
+//! - `sessions`: the per-session store: slots (token hashes, bound
+//!   identities), frame buffers, live connections.
+//! - `control`: control connections of server parties and queued invitations.
+//! - `conn`: the handle through which state reaches a connection task.
+//! - `ws`: `GET /ws`, the challenge handshake and the frame loop.
+//! - `internal`: the internal HTTP API the coordinator calls
+//!   (`/internal/v1/...`, authenticated by `X-Internal-Token`).
+//!
+//! [`Router::serve`] runs the HTTP server and a sweeper that ends expired
+//! sessions every second.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod conn;
+mod control;
+mod internal;
+mod sessions;
+mod ws;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::routing::get;
+use axum::Json;
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+pub use config::RouterConfig;
+pub use internal::INTERNAL_TOKEN_HEADER;
+
+use control::ControlRegistry;
+use sessions::SessionStore;
+
+/// Frames kept for slow `subscribe_frames` receivers before they lag.
+const FRAME_TAP_CAPACITY: usize = 4096;
+/// How often expired sessions and invitations are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The router's state. Cloning is cheap (one `Arc`).
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RouterConfig,
+    sessions: Mutex<SessionStore>,
+    control: Mutex<ControlRegistry>,
+    frames: broadcast::Sender<(Uuid, Vec<u8>)>,
+    next_conn_id: AtomicU64,
+    /// Becomes true on shutdown; connection tasks and the sweeper watch it.
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The `Ref` is dropped here, so callers' futures stay `Send`.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Router {
+    /// A router with no sessions.
+    pub fn new(config: RouterConfig) -> Router {
+        let (frames, _) = broadcast::channel(FRAME_TAP_CAPACITY);
+        Router {
+            inner: Arc::new(Inner {
+                sessions: Mutex::new(SessionStore::new(config.max_session_bytes)),
+                control: Mutex::new(ControlRegistry::default()),
+                config,
+                frames,
+                next_conn_id: AtomicU64::new(1),
+                shutdown: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// All routes: `GET /health`, `GET /ws` and the internal API. Sessions
+    /// expire only while [`Router::serve`] runs its sweeper (joins to an
+    /// expired session are refused either way).
+    pub fn app(&self) -> axum::Router {
+        axum::Router::new()
+            .route("/health", get(health))
+            .route("/ws", get(ws::upgrade))
+            .merge(internal::routes(self.clone()))
+            .with_state(self.clone())
+    }
+
+    /// Every frame the router accepts and relays, with its session id. For
+    /// tests and diagnostics that inspect the traffic.
+    pub fn subscribe_frames(&self) -> broadcast::Receiver<(Uuid, Vec<u8>)> {
+        self.inner.frames.subscribe()
+    }
+
+    /// Serves [`Router::app`] on `listener` until `shutdown` completes; then
+    /// every WebSocket connection closes and the expiry sweeper, which runs
+    /// meanwhile, stops. The router stays shut down afterwards: new
+    /// handshakes are refused with `shutting_down`.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let this = self.clone();
+        let signal = tokio::spawn(async move {
+            shutdown.await;
+            this.inner.shutdown.send_replace(true);
+        });
+        let sweeper = tokio::spawn(self.clone().sweep());
+        let mut stop = self.shutdown_signal();
+        let result = axum::serve(listener, self.app())
+            .with_graceful_shutdown(async move { stopped(&mut stop).await })
+            .await;
+        // If the server failed before the signal, stop everything anyway.
+        signal.abort();
+        self.inner.shutdown.send_replace(true);
+        let _ = sweeper.await;
+        result
+    }
+
+    async fn sweep(self) {
+        let mut stop = self.shutdown_signal();
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopped(&mut stop) => return,
+            }
+            let now = now_unix();
+            for session_id in self.sessions().expire(now) {
+                tracing::info!(%session_id, "session expired");
+            }
+            self.control().expire(now);
+        }
+    }
+
+    pub(crate) fn config(&self) -> &RouterConfig {
+        &self.inner.config
+    }
+
+    /// Becomes true when the router shuts down.
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.inner.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The session store. Never held across an `.await`.
+    pub(crate) fn sessions(&self) -> MutexGuard<'_, SessionStore> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The control registry. Never held across an `.await`.
+    pub(crate) fn control(&self) -> MutexGuard<'_, ControlRegistry> {
+        self.inner
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes a relayed frame to `subscribe_frames` receivers.
+    pub(crate) fn tap(&self, session_id: Uuid, frame: &[u8]) {
+        if self.inner.frames.receiver_count() > 0 {
+            let _ = self.inner.frames.send((session_id, frame.to_vec()));
+        }
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"service": "router", "status": "healthy"}))
+}

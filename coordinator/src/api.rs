@@ -1,0 +1,225 @@
+//! HTTP handlers. Public API under `/api/v1/mpc` (API key + allowlist);
+//! internal API under `/internal/v1` (party reports are authenticated by the
+//! party's signature, party registration by the internal token).
+
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use party_core::identity::PartyPublicKey;
+use party_core::wire::SignedReport;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::error::{AppError, StrictJson};
+use crate::sessions::{Created, ParticipantRequest};
+use crate::Coordinator;
+
+/// The whole application.
+pub fn app(c: Coordinator) -> Router {
+    let limit = c.config().max_body_bytes;
+    let public = Router::new()
+        .route("/api/v1/mpc/keygen", post(keygen))
+        .route("/api/v1/mpc/sign", post(sign))
+        .route("/api/v1/mpc/sessions/{id}", get(session))
+        .route("/api/v1/mpc/accounts", get(accounts))
+        .route("/api/v1/mpc/accounts/{id}", get(account))
+        .route_layer(middleware::from_fn_with_state(
+            c.clone(),
+            crate::auth::require_api_key,
+        ));
+    let internal = Router::new()
+        .route("/internal/v1/reports", post(report))
+        .route("/internal/v1/parties", post(register_party));
+    Router::new()
+        .route("/health", get(health))
+        .merge(public)
+        .merge(internal)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(c)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "service": "coordinator", "status": "healthy" }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeygenRequest {
+    threshold_n: u16,
+    threshold_t: u16,
+    participants: Vec<ParticipantRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignRequest {
+    account_id: String,
+    message_hash: String,
+    participants: Vec<ParticipantRequest>,
+}
+
+fn created_json(c: &Created) -> serde_json::Value {
+    let tokens: serde_json::Map<String, serde_json::Value> = c
+        .device_tokens
+        .iter()
+        .map(|(p, t)| (p.clone(), serde_json::Value::String(t.clone())))
+        .collect();
+    serde_json::json!({
+        "session_id": c.row.session_id,
+        "session_type": c.row.kind,
+        "threshold_n": c.row.threshold_n,
+        "threshold_t": c.row.threshold_t,
+        "status": c.row.status,
+        "account_id": c.row.account_id,
+        "join_tokens": tokens,
+        "expires_at": c.row.expires_at,
+    })
+}
+
+async fn keygen(
+    State(c): State<Coordinator>,
+    StrictJson(req): StrictJson<KeygenRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let created = c
+        .create_keygen(req.threshold_t, req.threshold_n, req.participants)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created_json(&created))))
+}
+
+async fn sign(
+    State(c): State<Coordinator>,
+    StrictJson(req): StrictJson<SignRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let created = c
+        .create_sign(&req.account_id, &req.message_hash, req.participants)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created_json(&created))))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(id).map_err(|_| AppError::not_found("session"))
+}
+
+async fn session(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let id = parse_id(&id)?;
+    let s = c
+        .store()
+        .session(id)
+        .await?
+        .ok_or_else(|| AppError::not_found("session"))?;
+    let parts = c.store().participants(id).await?;
+    let completed = parts.iter().filter(|p| p.result.is_some()).count();
+    let mut body = serde_json::json!({
+        "session_id": s.session_id,
+        "session_type": s.kind,
+        "status": s.status,
+        "threshold_t": s.threshold_t,
+        "threshold_n": s.threshold_n,
+        "total_parties": parts.len(),
+        "joined_parties": parts.iter().filter(|p| p.joined).count(),
+        "completed_parties": completed,
+        "account_id": s.account_id,
+        "generates_aux_info": s.generate_aux,
+        "created_at": s.created_at,
+        "expires_at": s.expires_at,
+        "parties": parts.iter().map(|p| serde_json::json!({
+            "party_id": p.party_id,
+            "position": p.position,
+            "device_type": p.device_type,
+            "joined": p.joined,
+            "done": p.result.is_some(),
+            "progress": p.progress,
+        })).collect::<Vec<_>>(),
+    });
+    if let Some(h) = &s.message_hash {
+        body["message_hash"] = serde_json::json!(format!("0x{}", hex::encode(h)));
+    }
+    if let Some(r) = s.result {
+        body["result"] = r;
+    }
+    if let Some(e) = s.error {
+        body["error"] = serde_json::json!({ "reason": e, "blamed_party": s.blamed_party });
+    }
+    Ok(Json(body))
+}
+
+async fn account(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let a = c
+        .store()
+        .account(&id)
+        .await?
+        .ok_or_else(|| AppError::not_found("account"))?;
+    Ok(Json(account_json(&a)))
+}
+
+fn account_json(a: &crate::store::Account) -> serde_json::Value {
+    serde_json::json!({
+        "account_id": a.account_id,
+        "public_key": a.public_key,
+        "address": a.address,
+        "threshold_t": a.threshold_t,
+        "threshold_n": a.threshold_n,
+        "parties": a.parties.iter().map(|p| serde_json::json!({
+            "party_id": p.party_id, "keygen_index": p.keygen_index
+        })).collect::<Vec<_>>(),
+        "keygen_session_id": a.keygen_session_id,
+        "created_at": a.created_at,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<i64>,
+}
+
+async fn accounts(
+    State(c): State<Coordinator>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let list = c.store().accounts(limit).await?;
+    Ok(Json(serde_json::json!({
+        "accounts": list.iter().map(account_json).collect::<Vec<_>>(),
+    })))
+}
+
+async fn report(
+    State(c): State<Coordinator>,
+    StrictJson(signed): StrictJson<SignedReport>,
+) -> Result<StatusCode, AppError> {
+    c.apply_report(signed).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterParty {
+    party_id: String,
+    device_type: String,
+    identity: PartyPublicKey,
+}
+
+async fn register_party(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    StrictJson(req): StrictJson<RegisterParty>,
+) -> Result<StatusCode, AppError> {
+    crate::auth::check_internal(&c, &headers)?;
+    if req.party_id.is_empty() || req.party_id.len() > 128 {
+        return Err(AppError::bad_request(
+            "invalid_party_id",
+            "party_id must be 1..128 characters",
+        ));
+    }
+    c.register_party(&req.party_id, &req.device_type, req.identity)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,78 @@
+//! Coordinator configuration.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+use party_core::identity::CoordinatorKey;
+
+/// Everything the coordinator needs to run. `Debug` hides secrets.
+#[derive(Clone)]
+pub struct CoordinatorConfig {
+    /// sqlx URL of the database (`sqlite://path?mode=rwc`).
+    pub database_url: String,
+    /// Key that signs session descriptors.
+    pub signing_key: CoordinatorKey,
+    /// API keys to ensure exist at start-up (plaintext, hashed before storing).
+    pub bootstrap_api_keys: Vec<String>,
+    /// Caller addresses allowed on the REST API; empty allows all.
+    pub allowlist: Vec<IpNet>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Router internal API base URL, e.g. `http://127.0.0.1:8081`.
+    pub router_internal_url: String,
+    /// Router WebSocket URL given to device parties, e.g. `ws://127.0.0.1:8081/ws`.
+    pub router_public_ws_url: String,
+    /// Shared secret of internal APIs (router, party registration).
+    pub internal_token: String,
+    /// Deadline of a keygen that generates aux info.
+    pub keygen_aux_timeout: Duration,
+    /// Deadline of a keygen that reuses aux info.
+    pub keygen_timeout: Duration,
+    /// Deadline of a signing session.
+    pub sign_timeout: Duration,
+    /// TEST/DEV ONLY: parties hold pregenerated aux info for every group, so
+    /// keygens never run aux info generation. Loudly logged.
+    pub insecure_test_aux: bool,
+}
+
+impl std::fmt::Debug for CoordinatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordinatorConfig")
+            .field("database_url", &self.database_url)
+            .field(
+                "coordinator_public_key",
+                &hex::encode(self.signing_key.public()),
+            )
+            .field("bootstrap_api_keys", &self.bootstrap_api_keys.len())
+            .field("allowlist", &self.allowlist)
+            .field("router_internal_url", &self.router_internal_url)
+            .field("insecure_test_aux", &self.insecure_test_aux)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CoordinatorConfig {
+    /// Defaults for everything but the database, key, router and secret.
+    pub fn new(
+        database_url: impl Into<String>,
+        signing_key: CoordinatorKey,
+        router_url: &str,
+        internal_token: impl Into<String>,
+    ) -> Self {
+        let router_url = router_url.trim_end_matches('/');
+        Self {
+            database_url: database_url.into(),
+            signing_key,
+            bootstrap_api_keys: Vec::new(),
+            allowlist: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            router_internal_url: router_url.to_string(),
+            router_public_ws_url: format!("{}/ws", router_url.replacen("http", "ws", 1)),
+            internal_token: internal_token.into(),
+            keygen_aux_timeout: Duration::from_secs(30 * 60),
+            keygen_timeout: Duration::from_secs(120),
+            sign_timeout: Duration::from_secs(120),
+            insecure_test_aux: false,
+        }
+    }
+}

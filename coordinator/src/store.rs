@@ -1,0 +1,711 @@
+//! The coordinator's database and session state machine.
+//!
+//! Every status change is an `UPDATE ... WHERE status IN (open states)`, so a
+//! terminal state is written once whatever the order or repetition of party
+//! reports; the account of a keygen is inserted in the same transaction as the
+//! session's completion. `session_events` is append-only (triggers refuse
+//! updates and deletes).
+
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use party_core::identity::PartyPublicKey;
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use crate::error::AppError;
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A party of an account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountParty {
+    /// Party id.
+    pub party_id: String,
+    /// Keygen index.
+    pub keygen_index: u16,
+    /// Identity at keygen time.
+    pub identity: PartyPublicKey,
+}
+
+/// An account (a distributed key).
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    /// Account id (the keygen session id).
+    pub account_id: String,
+    /// Compressed SEC1 public key, hex.
+    pub public_key: String,
+    /// EIP-55 Ethereum address.
+    pub address: String,
+    /// Threshold t.
+    pub threshold_t: u16,
+    /// Parties n.
+    pub threshold_n: u16,
+    /// The parties and their keygen indices.
+    pub parties: Vec<AccountParty>,
+    /// Keygen session.
+    pub keygen_session_id: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// A registered party.
+#[derive(Debug, Clone)]
+pub struct PartyRecord {
+    /// Party id.
+    pub party_id: String,
+    /// `server`, `browser`, ...
+    pub device_type: String,
+    /// Identity.
+    pub identity: PartyPublicKey,
+}
+
+/// A session row.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// Id.
+    pub session_id: Uuid,
+    /// `keygen` / `sign`.
+    pub kind: String,
+    /// Status.
+    pub status: String,
+    /// t.
+    pub threshold_t: u16,
+    /// n.
+    pub threshold_n: u16,
+    /// Account (sign sessions, and keygens once completed).
+    pub account_id: Option<String>,
+    /// Message hash (sign).
+    pub message_hash: Option<Vec<u8>>,
+    /// Signed descriptor JSON.
+    pub descriptor: String,
+    /// Aux-info group (keygen).
+    pub group_id: Option<String>,
+    /// Whether this keygen generates aux info.
+    pub generate_aux: bool,
+    /// Result JSON.
+    pub result: Option<serde_json::Value>,
+    /// Error reason.
+    pub error: Option<String>,
+    /// Blamed party id.
+    pub blamed_party: Option<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// A participant row.
+#[derive(Debug, Clone)]
+pub struct ParticipantRow {
+    /// Position.
+    pub position: u16,
+    /// Party id.
+    pub party_id: String,
+    /// Device type.
+    pub device_type: String,
+    /// Joined the traffic.
+    pub joined: bool,
+    /// Last progress report.
+    pub progress: Option<serde_json::Value>,
+    /// Result report.
+    pub result: Option<serde_json::Value>,
+}
+
+/// A new session to insert.
+#[derive(Debug)]
+pub struct NewSession<'a> {
+    /// Row.
+    pub row: &'a SessionRow,
+    /// (position, party id, device type, token hash).
+    pub participants: Vec<(u16, String, String, [u8; 32])>,
+}
+
+/// The database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+const OPEN: &str = "('waiting','in_progress')";
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+fn u16_(v: i64) -> u16 {
+    u16::try_from(v).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database.
+    pub async fn open(url: &str) -> Result<Self, crate::StartError> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool (tests inspect the database through it).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Stores the hash of an API key if it is not there yet.
+    pub async fn ensure_api_key(&self, key: &str, label: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT OR IGNORE INTO api_keys (id, key_sha256, label, created_at) VALUES (?, ?, ?, ?)")
+            .bind(Uuid::new_v4().to_string())
+            .bind(crate::auth::hash_api_key(key).to_vec())
+            .bind(label)
+            .bind(i(now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// All API key hashes.
+    pub async fn api_key_hashes(&self) -> Result<Vec<[u8; 32]>, sqlx::Error> {
+        let rows = sqlx::query("SELECT key_sha256 FROM api_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.get::<Vec<u8>, _>(0).try_into().ok())
+            .collect())
+    }
+
+    /// Registers a party; the same id with another key is a conflict.
+    pub async fn register_party(
+        &self,
+        party_id: &str,
+        device_type: &str,
+        identity: PartyPublicKey,
+    ) -> Result<(), AppError> {
+        if let Some(existing) = self.party(party_id).await? {
+            if existing.identity == identity {
+                return Ok(());
+            }
+            return Err(AppError::new(
+                axum::http::StatusCode::CONFLICT,
+                "conflict",
+                "party id already registered with another key",
+            ));
+        }
+        sqlx::query("INSERT INTO parties (party_id, device_type, ed25519, x25519, registered_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(party_id)
+            .bind(device_type)
+            .bind(identity.ed25519.to_vec())
+            .bind(identity.x25519.to_vec())
+            .bind(i(now()))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => AppError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "conflict",
+                    "identity key already registered",
+                ),
+                e => AppError::internal(e),
+            })?;
+        Ok(())
+    }
+
+    /// A registered party.
+    pub async fn party(&self, party_id: &str) -> Result<Option<PartyRecord>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT party_id, device_type, ed25519, x25519 FROM parties WHERE party_id = ?",
+        )
+        .bind(party_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|r| {
+            Some(PartyRecord {
+                party_id: r.get(0),
+                device_type: r.get(1),
+                identity: PartyPublicKey {
+                    ed25519: r.get::<Vec<u8>, _>(2).try_into().ok()?,
+                    x25519: r.get::<Vec<u8>, _>(3).try_into().ok()?,
+                },
+            })
+        }))
+    }
+
+    /// Whether aux info exists for a party group.
+    pub async fn aux_group_exists(&self, group_id: &str) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query("SELECT 1 FROM aux_groups WHERE group_id = ?")
+            .bind(group_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Inserts a session, its participants and its first event.
+    pub async fn insert_session(&self, s: NewSession<'_>) -> Result<(), sqlx::Error> {
+        let r = s.row;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (session_id, kind, status, threshold_t, threshold_n, account_id, message_hash,
+             descriptor, group_id, generate_aux, created_at, updated_at, expires_at)
+             VALUES (?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(r.session_id.to_string())
+        .bind(&r.kind)
+        .bind(i64::from(r.threshold_t))
+        .bind(i64::from(r.threshold_n))
+        .bind(&r.account_id)
+        .bind(&r.message_hash)
+        .bind(&r.descriptor)
+        .bind(&r.group_id)
+        .bind(r.generate_aux)
+        .bind(i(r.created_at))
+        .bind(i(r.created_at))
+        .bind(i(r.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        for (pos, party_id, device_type, token_hash) in &s.participants {
+            sqlx::query(
+                "INSERT INTO session_participants (session_id, position, party_id, device_type, token_sha256)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(r.session_id.to_string())
+            .bind(i64::from(*pos))
+            .bind(party_id)
+            .bind(device_type)
+            .bind(token_hash.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        }
+        event(
+            &mut tx,
+            r.session_id,
+            "created",
+            None,
+            &serde_json::json!({ "kind": r.kind }),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// A session.
+    pub async fn session(&self, id: Uuid) -> Result<Option<SessionRow>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT session_id, kind, status, threshold_t, threshold_n, account_id, message_hash, descriptor,
+             group_id, generate_aux, result, error, blamed_party, created_at, expires_at
+             FROM sessions WHERE session_id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| SessionRow {
+            session_id: id,
+            kind: r.get(1),
+            status: r.get(2),
+            threshold_t: u16_(r.get(3)),
+            threshold_n: u16_(r.get(4)),
+            account_id: r.get(5),
+            message_hash: r.get(6),
+            descriptor: r.get(7),
+            group_id: r.get(8),
+            generate_aux: r.get(9),
+            result: r
+                .get::<Option<String>, _>(10)
+                .and_then(|s| serde_json::from_str(&s).ok()),
+            error: r.get(11),
+            blamed_party: r.get(12),
+            created_at: u(r.get(13)),
+            expires_at: u(r.get(14)),
+        }))
+    }
+
+    /// A session's participants.
+    pub async fn participants(&self, id: Uuid) -> Result<Vec<ParticipantRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT position, party_id, device_type, joined, progress, result FROM session_participants
+             WHERE session_id = ? ORDER BY position",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ParticipantRow {
+                position: u16_(r.get(0)),
+                party_id: r.get(1),
+                device_type: r.get(2),
+                joined: r.get(3),
+                progress: r
+                    .get::<Option<String>, _>(4)
+                    .and_then(|s| serde_json::from_str(&s).ok()),
+                result: r
+                    .get::<Option<String>, _>(5)
+                    .and_then(|s| serde_json::from_str(&s).ok()),
+            })
+            .collect())
+    }
+
+    /// Records that a party joined; moves the session to `in_progress` when
+    /// everyone has.
+    pub async fn mark_joined(&self, id: Uuid, position: u16) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE session_participants SET joined = 1 WHERE session_id = ? AND position = ? AND joined = 0",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(position))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            event(
+                &mut tx,
+                id,
+                "joined",
+                Some(position),
+                &serde_json::json!({}),
+            )
+            .await?;
+            let waiting: i64 = sqlx::query(
+                "SELECT COUNT(*) FROM session_participants WHERE session_id = ? AND joined = 0",
+            )
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+            if waiting == 0 {
+                let moved = sqlx::query(
+                    "UPDATE sessions SET status = 'in_progress', updated_at = ? WHERE session_id = ? AND status = 'waiting'",
+                )
+                .bind(i(now()))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if moved == 1 {
+                    event(&mut tx, id, "in_progress", None, &serde_json::json!({})).await?;
+                }
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Stores a party's latest progress.
+    pub async fn set_progress(
+        &self,
+        id: Uuid,
+        position: u16,
+        progress: &serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE session_participants SET progress = ? WHERE session_id = ? AND position = ?",
+        )
+        .bind(progress.to_string())
+        .bind(id.to_string())
+        .bind(i64::from(position))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a party's result report (first one wins). Returns all results
+    /// so far, in position order (`None` where missing).
+    pub async fn set_party_result(
+        &self,
+        id: Uuid,
+        position: u16,
+        result: &serde_json::Value,
+    ) -> Result<Vec<Option<serde_json::Value>>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE session_participants SET result = ? WHERE session_id = ? AND position = ? AND result IS NULL",
+        )
+        .bind(result.to_string())
+        .bind(id.to_string())
+        .bind(i64::from(position))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            event(&mut tx, id, "party_result", Some(position), result).await?;
+        }
+        let rows = sqlx::query(
+            "SELECT result FROM session_participants WHERE session_id = ? ORDER BY position",
+        )
+        .bind(id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                r.get::<Option<String>, _>(0)
+                    .and_then(|s| serde_json::from_str(&s).ok())
+            })
+            .collect())
+    }
+
+    /// Completes a keygen: inserts the account and marks the session completed,
+    /// once. Returns whether this call did it.
+    pub async fn complete_keygen(
+        &self,
+        id: Uuid,
+        account: &Account,
+        generate_aux_group: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let result = serde_json::json!({
+            "account_id": account.account_id,
+            "public_key": account.public_key,
+            "address": account.address,
+        });
+        let changed = sqlx::query(&format!(
+            "UPDATE sessions SET status = 'completed', result = ?, account_id = ?, updated_at = ?
+             WHERE session_id = ? AND status IN {OPEN}"
+        ))
+        .bind(result.to_string())
+        .bind(&account.account_id)
+        .bind(i(now()))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO accounts (account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&account.account_id)
+        .bind(hex::decode(&account.public_key).unwrap_or_default())
+        .bind(&account.address)
+        .bind(i64::from(account.threshold_t))
+        .bind(i64::from(account.threshold_n))
+        .bind(serde_json::to_string(&account.parties).unwrap_or_default())
+        .bind(&account.keygen_session_id)
+        .bind(i(account.created_at))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(group) = generate_aux_group {
+            sqlx::query("INSERT OR IGNORE INTO aux_groups (group_id, session_id, created_at) VALUES (?, ?, ?)")
+                .bind(group)
+                .bind(id.to_string())
+                .bind(i(now()))
+                .execute(&mut *tx)
+                .await?;
+        }
+        event(&mut tx, id, "completed", None, &result).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Completes a session with a result, once. Returns whether this call did it.
+    pub async fn complete(
+        &self,
+        id: Uuid,
+        result: &serde_json::Value,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(&format!(
+            "UPDATE sessions SET status = 'completed', result = ?, updated_at = ? WHERE session_id = ? AND status IN {OPEN}"
+        ))
+        .bind(result.to_string())
+        .bind(i(now()))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            event(&mut tx, id, "completed", None, result).await?;
+        }
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    /// Fails a session, once. Returns whether this call did it.
+    pub async fn fail(
+        &self,
+        id: Uuid,
+        reason: &str,
+        blamed: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(&format!(
+            "UPDATE sessions SET status = 'failed', error = ?, blamed_party = ?, updated_at = ?
+             WHERE session_id = ? AND status IN {OPEN}"
+        ))
+        .bind(reason)
+        .bind(blamed)
+        .bind(i(now()))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            event(
+                &mut tx,
+                id,
+                "failed",
+                None,
+                &serde_json::json!({ "reason": reason, "blamed_party": blamed }),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    /// Expires open sessions past their deadline; returns their ids.
+    pub async fn expire_overdue(&self, now: u64) -> Result<Vec<Uuid>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT session_id FROM sessions WHERE status IN {OPEN} AND expires_at <= ?"
+        ))
+        .bind(i(now))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut expired = Vec::new();
+        for r in rows {
+            let Ok(id) = Uuid::parse_str(&r.get::<String, _>(0)) else {
+                continue;
+            };
+            let parts = self.participants(id).await?;
+            let missing: Vec<&str> = parts
+                .iter()
+                .filter(|p| p.result.is_none())
+                .map(|p| p.party_id.as_str())
+                .collect();
+            let reason = format!(
+                "deadline passed without a result from: {}",
+                missing.join(", ")
+            );
+            let mut tx = self.pool.begin().await?;
+            let changed = sqlx::query(&format!(
+                "UPDATE sessions SET status = 'expired', error = ?, updated_at = ? WHERE session_id = ? AND status IN {OPEN}"
+            ))
+            .bind(&reason)
+            .bind(i(now))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                event(
+                    &mut tx,
+                    id,
+                    "expired",
+                    None,
+                    &serde_json::json!({ "reason": reason }),
+                )
+                .await?;
+                expired.push(id);
+            }
+            tx.commit().await?;
+        }
+        Ok(expired)
+    }
+
+    /// An account.
+    pub async fn account(&self, account_id: &str) -> Result<Option<Account>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
+             FROM accounts WHERE account_id = ?",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| account_from_row(&r)))
+    }
+
+    /// All accounts, newest first.
+    pub async fn accounts(&self, limit: i64) -> Result<Vec<Account>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
+             FROM accounts ORDER BY created_at DESC, account_id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(account_from_row).collect())
+    }
+
+    /// A session's event log.
+    pub async fn events(&self, id: Uuid) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+        let rows = sqlx::query("SELECT at, kind, position, detail FROM session_events WHERE session_id = ? ORDER BY id")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "at": r.get::<i64, _>(0),
+                    "kind": r.get::<String, _>(1),
+                    "position": r.get::<Option<i64>, _>(2),
+                    "detail": serde_json::from_str::<serde_json::Value>(&r.get::<String, _>(3)).unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// Appends an event.
+    pub async fn log_event(
+        &self,
+        id: Uuid,
+        kind: &str,
+        position: Option<u16>,
+        detail: &serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        event(&mut tx, id, kind, position, detail).await?;
+        tx.commit().await
+    }
+}
+
+fn account_from_row(r: &sqlx::sqlite::SqliteRow) -> Account {
+    Account {
+        account_id: r.get(0),
+        public_key: hex::encode(r.get::<Vec<u8>, _>(1)),
+        address: r.get(2),
+        threshold_t: u16_(r.get(3)),
+        threshold_n: u16_(r.get(4)),
+        parties: serde_json::from_str(&r.get::<String, _>(5)).unwrap_or_default(),
+        keygen_session_id: r.get(6),
+        created_at: u(r.get(7)),
+    }
+}
+
+async fn event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: Uuid,
+    kind: &str,
+    position: Option<u16>,
+    detail: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO session_events (session_id, at, kind, position, detail) VALUES (?, ?, ?, ?, ?)")
+        .bind(id.to_string())
+        .bind(i(now()))
+        .bind(kind)
+        .bind(position.map(i64::from))
+        .bind(detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! A small client of the REST API, used by the `mpc` subcommands and tests.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+/// REST API client.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    api_key: String,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An HTTP answer: status and JSON body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body (`Null` when empty).
+    pub body: Value,
+}
+
+impl Client {
+    /// A client for `base` (e.g. `http://127.0.0.1:8080`) with an API key.
+    pub fn new(base: &str, api_key: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            api_key: api_key.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn answer(resp: reqwest::Response) -> anyhow::Result<Answer> {
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(Answer { status, body })
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Answer> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("X-API-Key", &self.api_key)
+            .send()
+            .await
+            .context("API unreachable")?;
+        Self::answer(resp).await
+    }
+
+    /// POST `body` (raw JSON text) to `path`.
+    pub async fn post_raw(&self, path: &str, body: String) -> anyhow::Result<Answer> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("X-API-Key", &self.api_key)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .context("API unreachable")?;
+        Self::answer(resp).await
+    }
+
+    /// POST JSON to `path`.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+        self.post_raw(path, body.to_string()).await
+    }
+
+    /// Polls a session until it is terminal (or `timeout`), calling
+    /// `on_change` whenever its status or progress changes.
+    pub async fn wait_session(
+        &self,
+        session_id: &str,
+        timeout: Duration,
+        mut on_change: impl FnMut(&Value),
+    ) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = Value::Null;
+        loop {
+            let a = self
+                .get(&format!("/api/v1/mpc/sessions/{session_id}"))
+                .await?;
+            anyhow::ensure!(a.status == 200, "session lookup failed: {}", a.body);
+            let view =
+                serde_json::json!({ "status": a.body["status"], "parties": a.body["parties"] });
+            if view != last {
+                on_change(&a.body);
+                last = view;
+            }
+            let status = a.body["status"].as_str().unwrap_or_default();
+            if matches!(status, "completed" | "failed" | "expired") {
+                return Ok(a.body);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for session {session_id}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// One line describing a session's progress.
+pub fn progress_line(s: &Value) -> String {
+    let parties: Vec<String> = s["parties"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let state = if p["done"].as_bool() == Some(true) {
+                        "done".to_string()
+                    } else if let Some(stage) = p["progress"]["stage"].as_str() {
+                        match p["progress"]["percent"].as_u64() {
+                            Some(pc) => format!("{stage} {pc}%"),
+                            None => format!("{stage} round {}", p["progress"]["round"]),
+                        }
+                    } else if p["joined"].as_bool() == Some(true) {
+                        "joined".into()
+                    } else {
+                        "invited".into()
+                    };
+                    format!("{}: {state}", p["party_id"].as_str().unwrap_or("?"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "[{}] {}",
+        s["status"].as_str().unwrap_or("?"),
+        parties.join(", ")
+    )
+}

@@ -1,0 +1,332 @@
+//! `mpc dev`: router, coordinator and server parties in one process on
+//! SQLite under a data directory.
+//!
+//! Layout of the data directory (dev only: a production deployment keeps
+//! master keys and the coordinator key in a secret store, never beside data):
+//! ```text
+//! coordinator.key   coordinator.db   api-key
+//! party-N/master.key   party-N/party.db
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use coordinator::{Coordinator, CoordinatorConfig};
+use party_core::identity::CoordinatorKey;
+use party_core::seal::MasterKey;
+use server_party::{PartyConfig, PrimeSource, ServerParty};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Options of `mpc dev`.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// REST API address (port 0 picks one).
+    pub api_addr: SocketAddr,
+    /// Router address (port 0 picks one).
+    pub router_addr: SocketAddr,
+    /// Number of server parties.
+    pub parties: usize,
+    /// TEST/DEV ONLY: public test primes instead of generated ones.
+    pub insecure_test_primes: Option<PathBuf>,
+    /// TEST/DEV ONLY: public pregenerated aux info for every party group.
+    pub insecure_test_aux: Option<PathBuf>,
+    /// Deadline of a keygen that reuses aux info.
+    pub keygen_timeout: Duration,
+    /// Deadline of a signing session.
+    pub sign_timeout: Duration,
+    /// Caller allowlist (CIDRs); empty allows all.
+    pub allowlist: Vec<ipnet::IpNet>,
+}
+
+impl DevOptions {
+    /// Defaults: API on 127.0.0.1:8080, router on 127.0.0.1:8081, 3 parties.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            router_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            parties: 3,
+            insecure_test_primes: None,
+            insecure_test_aux: None,
+            keygen_timeout: Duration::from_secs(120),
+            sign_timeout: Duration::from_secs(120),
+            allowlist: Vec::new(),
+        }
+    }
+}
+
+struct Service {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Service {
+    fn spawn<F, Fut>(f: F) -> Self
+    where
+        F: FnOnce(oneshot::Receiver<()>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        Self {
+            stop: Some(tx),
+            task: tokio::spawn(f(rx)),
+        }
+    }
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// A running dev system.
+pub struct DevSystem {
+    /// REST API base URL.
+    pub api_url: String,
+    /// The bootstrap API key.
+    pub api_key: String,
+    /// Whether the API key was created by this start (print it once).
+    pub api_key_is_new: bool,
+    /// Router base URL (`http://...`).
+    pub router_url: String,
+    /// The router (tests subscribe to the frames it relays).
+    pub router: router::Router,
+    /// The coordinator.
+    pub coordinator: Coordinator,
+    options: DevOptions,
+    internal_token: String,
+    coordinator_key: CoordinatorKey,
+    router_service: Option<Service>,
+    coordinator_service: Option<Service>,
+    parties: Vec<Option<(ServerParty, Service)>>,
+}
+
+impl std::fmt::Debug for DevSystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevSystem")
+            .field("api_url", &self.api_url)
+            .field("router_url", &self.router_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<(String, bool)> {
+    if path.exists() {
+        let s =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        return Ok((s.trim().to_string(), false));
+    }
+    let v = make();
+    write_secret(path, &v)?;
+    Ok((v, true))
+}
+
+impl DevSystem {
+    /// Starts router, coordinator and parties.
+    pub async fn start(options: DevOptions) -> anyhow::Result<Self> {
+        let dir = &options.data_dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        let (key_hex, _) = read_or_create(&dir.join("coordinator.key"), || {
+            hex::encode(
+                CoordinatorKey::generate(&mut rand_core::OsRng)
+                    .secret_bytes()
+                    .as_ref(),
+            )
+        })?;
+        let coordinator_key = CoordinatorKey::from_secret_bytes(&hex::decode(key_hex.trim())?)
+            .map_err(|e| anyhow::anyhow!("coordinator.key: {e}"))?;
+        let (api_key, api_key_is_new) =
+            read_or_create(&dir.join("api-key"), coordinator::auth::new_api_key)?;
+        let internal_token = coordinator::auth::new_api_key();
+
+        let router_listener = tokio::net::TcpListener::bind(options.router_addr).await?;
+        let router_addr = router_listener.local_addr()?;
+        let router_url = format!("http://{router_addr}");
+        let router = router::Router::new(router::RouterConfig::new(internal_token.clone()));
+        let r = router.clone();
+        let router_service = Service::spawn(move |rx| async move {
+            if let Err(e) = r
+                .serve(router_listener, async move {
+                    let _ = rx.await;
+                })
+                .await
+            {
+                tracing::error!(error = %e, "router stopped");
+            }
+        });
+
+        let mut config = CoordinatorConfig::new(
+            format!("sqlite://{}", dir.join("coordinator.db").display()),
+            coordinator_key.clone(),
+            &router_url,
+            internal_token.clone(),
+        );
+        config.bootstrap_api_keys = vec![api_key.clone()];
+        config.insecure_test_aux = options.insecure_test_aux.is_some();
+        config.keygen_timeout = options.keygen_timeout;
+        config.sign_timeout = options.sign_timeout;
+        config.allowlist = options.allowlist.clone();
+        let coordinator = Coordinator::new(config).await?;
+        let api_listener = tokio::net::TcpListener::bind(options.api_addr).await?;
+        let api_addr = api_listener.local_addr()?;
+        let c = coordinator.clone();
+        let coordinator_service = Service::spawn(move |rx| async move {
+            if let Err(e) = c
+                .serve(api_listener, async move {
+                    let _ = rx.await;
+                })
+                .await
+            {
+                tracing::error!(error = %e, "coordinator stopped");
+            }
+        });
+
+        let mut sys = Self {
+            api_url: format!("http://{api_addr}"),
+            api_key,
+            api_key_is_new,
+            router_url,
+            router,
+            coordinator,
+            options: options.clone(),
+            internal_token,
+            coordinator_key,
+            router_service: Some(router_service),
+            coordinator_service: Some(coordinator_service),
+            parties: Vec::new(),
+        };
+        for k in 1..=options.parties {
+            sys.parties.push(None);
+            sys.start_party(k).await?;
+        }
+        sys.wait_registered().await?;
+        Ok(sys)
+    }
+
+    /// Party ids, `server-party-1` ...
+    pub fn party_id(k: usize) -> String {
+        format!("server-party-{k}")
+    }
+
+    fn party_config(&self, k: usize) -> anyhow::Result<PartyConfig> {
+        let dir = self.options.data_dir.join(format!("party-{k}"));
+        std::fs::create_dir_all(&dir)?;
+        let (mk, _) = read_or_create(&dir.join("master.key"), || {
+            MasterKey::generate().to_hex().to_string()
+        })?;
+        let master_key =
+            MasterKey::from_hex(&mk).map_err(|e| anyhow::anyhow!("master.key: {e}"))?;
+        Ok(PartyConfig {
+            party_id: Self::party_id(k),
+            database_url: format!("sqlite://{}", dir.join("party.db").display()),
+            master_key,
+            coordinator_url: self.api_url.clone(),
+            coordinator_public_key: self.coordinator_key.public(),
+            router_ws_url: format!("{}/ws", self.router_url.replacen("http", "ws", 1)),
+            internal_token: self.internal_token.clone(),
+            primes: match &self.options.insecure_test_primes {
+                Some(dir) => PrimeSource::InsecureTestData {
+                    dir: dir.clone(),
+                    index: k - 1,
+                },
+                None => PrimeSource::Generate {
+                    threads: std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1),
+                },
+            },
+            insecure_test_aux: self.options.insecure_test_aux.clone(),
+        })
+    }
+
+    /// Starts (or restarts) party `k` (1-based).
+    pub async fn start_party(&mut self, k: usize) -> anyhow::Result<()> {
+        let party = ServerParty::open(self.party_config(k)?).await?;
+        let p = party.clone();
+        let service = Service::spawn(move |rx| async move {
+            p.run(async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        if let Some(slot) = self.parties.get_mut(k - 1) {
+            *slot = Some((party, service));
+        }
+        Ok(())
+    }
+
+    /// Stops party `k` at once, as a crash would: sessions in flight are dropped.
+    pub async fn kill_party(&mut self, k: usize) {
+        if let Some(slot) = self.parties.get_mut(k - 1) {
+            if let Some((_, service)) = slot.take() {
+                service.stop().await;
+            }
+        }
+    }
+
+    /// Party `k`, if running.
+    pub fn party(&self, k: usize) -> Option<&ServerParty> {
+        self.parties
+            .get(k - 1)
+            .and_then(|p| p.as_ref())
+            .map(|(p, _)| p)
+    }
+
+    async fn wait_registered(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for k in 1..=self.options.parties {
+            loop {
+                if self
+                    .coordinator
+                    .store()
+                    .party(&Self::party_id(k))
+                    .await?
+                    .is_some()
+                {
+                    break;
+                }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "party {k} did not register"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops everything.
+    pub async fn shutdown(mut self) {
+        for k in 1..=self.parties.len() {
+            self.kill_party(k).await;
+        }
+        if let Some(s) = self.coordinator_service.take() {
+            s.stop().await;
+        }
+        if let Some(s) = self.router_service.take() {
+            s.stop().await;
+        }
+    }
+}

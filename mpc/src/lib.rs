@@ -1,0 +1,7 @@
+//! The `mpc` binary's library: [`dev`] runs the whole system in one process
+//! (what `mpc dev` and the end-to-end tests use); [`client`] calls the REST
+//! API.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod dev;

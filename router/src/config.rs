@@ -1,0 +1,62 @@
+//! Router settings.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Default largest frame a party may send: 4 MiB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+/// Default largest amount of frame bytes buffered per session: 64 MiB.
+pub const DEFAULT_MAX_SESSION_BYTES: usize = 64 * 1024 * 1024;
+/// Default time a client has to answer the challenge.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Router settings. `Debug` does not print the internal token.
+#[derive(Clone)]
+pub struct RouterConfig {
+    /// Shared secret every internal API request carries in `X-Internal-Token`.
+    /// An empty token refuses every internal request.
+    pub internal_token: String,
+    /// Largest binary frame accepted from a party; larger frames are dropped.
+    pub max_frame_bytes: usize,
+    /// Largest amount of frame bytes buffered per session; frames past it are
+    /// dropped.
+    pub max_session_bytes: usize,
+    /// Time a client has to answer the challenge.
+    pub handshake_timeout: Duration,
+}
+
+impl RouterConfig {
+    /// Default limits with the given internal API token.
+    pub fn new(internal_token: impl Into<String>) -> Self {
+        Self {
+            internal_token: internal_token.into(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+impl fmt::Debug for RouterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouterConfig")
+            .field("internal_token", &"<redacted>")
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("max_session_bytes", &self.max_session_bytes)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_token() {
+        let c = RouterConfig::new("very-secret-token");
+        let s = format!("{c:?}");
+        assert!(!s.contains("very-secret-token"));
+        assert!(s.contains("<redacted>"));
+    }
+}

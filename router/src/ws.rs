@@ -1,0 +1,337 @@
+//! `GET /ws`: the challenge handshake, then a session connection (sealed
+//! binary frames both ways) or a control connection (invitations to the
+//! client).
+//!
+//! Each connection is one task that owns its socket and selects between the
+//! client's messages, its outbound queue ([`crate::conn`]) and the router's
+//! shutdown signal. It ends when the client goes away, when the state drops
+//! its queue (session closed, connection replaced) or on shutdown.
+
+use axum::body::Bytes;
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::SinkExt as _;
+use party_core::envelope::FrameHeader;
+use party_core::identity::{verify_ed25519, PartyPublicKey};
+use party_core::wire::{control_message, join_message, ClientToRouter, RouterToClient};
+use rand_core::{OsRng, RngCore as _};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+
+use crate::conn::{Conn, Outbound};
+use crate::sessions::RelayError;
+use crate::{now_unix, stopped, Router};
+
+/// Room above `max_frame_bytes` for the WebSocket message limit, so a frame
+/// just over the limit is dropped and logged rather than ending the connection.
+const MESSAGE_SLACK: usize = 64 * 1024;
+/// Longest party id accepted on a control connection.
+const MAX_PARTY_ID_LEN: usize = 128;
+
+/// `GET /ws`.
+pub(crate) async fn upgrade(State(router): State<Router>, ws: WebSocketUpgrade) -> Response {
+    let limit = router
+        .config()
+        .max_frame_bytes
+        .saturating_add(MESSAGE_SLACK);
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| handle(router, socket))
+}
+
+/// Why the handshake produced no request.
+enum HandshakeEnd {
+    /// The client went away.
+    Closed,
+    /// The client sent something other than one `ClientToRouter` message.
+    Malformed,
+}
+
+async fn handle(router: Router, mut socket: WebSocket) {
+    let mut stop = router.shutdown_signal();
+    let mut nonce = [0u8; 32];
+    OsRng.fill_bytes(&mut nonce);
+    if send_json(&mut socket, &RouterToClient::Challenge { nonce })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let timeout = router.config().handshake_timeout;
+    let hello = tokio::select! {
+        r = tokio::time::timeout(timeout, read_hello(&mut socket)) => r,
+        _ = stopped(&mut stop) => {
+            refuse(&mut socket, "shutting_down", "the router is shutting down").await;
+            return;
+        }
+    };
+    let hello = match hello {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(HandshakeEnd::Closed)) => return,
+        Ok(Err(HandshakeEnd::Malformed)) => {
+            debug!("malformed handshake");
+            refuse(
+                &mut socket,
+                "bad_request",
+                "expected one JSON join_session or control message",
+            )
+            .await;
+            return;
+        }
+        Err(_) => {
+            debug!("handshake timed out");
+            refuse(
+                &mut socket,
+                "handshake_timeout",
+                "no answer to the challenge in time",
+            )
+            .await;
+            return;
+        }
+    };
+    match hello {
+        ClientToRouter::JoinSession {
+            session_id,
+            token,
+            identity,
+            signature,
+        } => {
+            let token_sha256: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            drop(token);
+            let signature_ok = verify_ed25519(
+                &identity.ed25519,
+                &join_message(&nonce, &session_id),
+                &signature,
+            )
+            .is_ok();
+            let join = Join {
+                session_id,
+                token_sha256,
+                identity,
+                signature_ok,
+            };
+            session_connection(router, socket, stop, join).await;
+        }
+        ClientToRouter::Control {
+            party_id,
+            identity,
+            signature,
+        } => {
+            let signature_ok = verify_ed25519(
+                &identity.ed25519,
+                &control_message(&nonce, &party_id),
+                &signature,
+            )
+            .is_ok();
+            control_connection(router, socket, stop, party_id, identity, signature_ok).await;
+        }
+    }
+}
+
+/// Reads the client's answer to the challenge.
+async fn read_hello(socket: &mut WebSocket) -> Result<ClientToRouter, HandshakeEnd> {
+    loop {
+        match socket.recv().await {
+            Some(Ok(Message::Text(text))) => {
+                // The parse error is not echoed: it may quote the token.
+                return serde_json::from_str(text.as_str()).map_err(|_| HandshakeEnd::Malformed);
+            }
+            Some(Ok(Message::Binary(_))) => return Err(HandshakeEnd::Malformed),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(HandshakeEnd::Closed),
+        }
+    }
+}
+
+/// A checked-over join request (the token only as its hash).
+struct Join {
+    session_id: Uuid,
+    token_sha256: [u8; 32],
+    identity: PartyPublicKey,
+    signature_ok: bool,
+}
+
+async fn session_connection(
+    router: Router,
+    mut socket: WebSocket,
+    mut stop: watch::Receiver<bool>,
+    join: Join,
+) {
+    let session_id = join.session_id;
+    let conn_id = router.next_conn_id();
+    let (conn, mut rx) = Conn::new(conn_id);
+    let joined = router.sessions().join(
+        session_id,
+        &join.token_sha256,
+        &join.identity,
+        join.signature_ok,
+        now_unix(),
+        conn,
+    );
+    let position = match joined {
+        Ok(position) => position,
+        Err(e) => {
+            warn!(%session_id, code = e.code(), "join refused");
+            refuse(&mut socket, e.code(), &e.to_string()).await;
+            return;
+        }
+    };
+    info!(%session_id, position, identity = ?join.identity, "party joined");
+    pump(&mut socket, &mut rx, &mut stop, |frame| {
+        on_frame(&router, session_id, position, conn_id, frame);
+    })
+    .await;
+    router.sessions().leave(session_id, position, conn_id);
+    info!(%session_id, position, "party connection ended");
+}
+
+/// Checks a frame from `position` and relays it, or drops it with a log line.
+fn on_frame(router: &Router, session_id: Uuid, position: u16, conn_id: u64, frame: Bytes) {
+    let len = frame.len();
+    if len > router.config().max_frame_bytes {
+        warn!(%session_id, position, len, reason = "frame too large", "frame dropped");
+        return;
+    }
+    let header = match FrameHeader::parse(&frame) {
+        Ok((header, _, _)) => header,
+        Err(e) => {
+            warn!(%session_id, position, len, reason = %e, "frame dropped");
+            return;
+        }
+    };
+    if header.session_id != session_id {
+        warn!(%session_id, position, reason = "frame names another session", "frame dropped");
+        return;
+    }
+    if header.sender != position {
+        warn!(
+            %session_id,
+            position,
+            claimed_sender = header.sender,
+            reason = "spoofed sender index",
+            "frame dropped"
+        );
+        return;
+    }
+    let mut store = router.sessions();
+    match store.relay(
+        session_id,
+        position,
+        conn_id,
+        header.recipient,
+        frame.clone(),
+    ) {
+        // Published under the store lock so observers see relay order.
+        Ok(()) => router.tap(session_id, &frame),
+        Err(RelayError::BufferFull) => {
+            error!(%session_id, position, len, reason = %RelayError::BufferFull, "frame dropped");
+        }
+        Err(e @ (RelayError::SessionGone | RelayError::Replaced)) => {
+            debug!(%session_id, position, reason = %e, "frame dropped");
+        }
+        Err(e @ RelayError::BadRecipient(_)) => {
+            warn!(%session_id, position, reason = %e, "frame dropped");
+        }
+    }
+}
+
+async fn control_connection(
+    router: Router,
+    mut socket: WebSocket,
+    mut stop: watch::Receiver<bool>,
+    party_id: String,
+    identity: PartyPublicKey,
+    signature_ok: bool,
+) {
+    if party_id.is_empty() || party_id.len() > MAX_PARTY_ID_LEN {
+        refuse(&mut socket, "bad_request", "invalid party id").await;
+        return;
+    }
+    if !signature_ok {
+        warn!(%party_id, "control connection refused: bad signature");
+        refuse(
+            &mut socket,
+            "bad_signature",
+            "signature over the challenge does not verify",
+        )
+        .await;
+        return;
+    }
+    let conn_id = router.next_conn_id();
+    let (conn, mut rx) = Conn::new(conn_id);
+    let delivered = router
+        .control()
+        .register(identity.ed25519, &party_id, conn, now_unix());
+    info!(%party_id, ?identity, delivered, "control connection registered");
+    pump(&mut socket, &mut rx, &mut stop, |_| {
+        debug!(%party_id, "binary message on a control connection ignored");
+    })
+    .await;
+    router.control().leave(&identity.ed25519, conn_id);
+    info!(%party_id, "control connection ended");
+}
+
+/// Moves messages between the socket and the outbound queue until either side
+/// ends or the router shuts down. Text from the client is ignored.
+async fn pump(
+    socket: &mut WebSocket,
+    rx: &mut mpsc::UnboundedReceiver<Outbound>,
+    stop: &mut watch::Receiver<bool>,
+    mut on_binary: impl FnMut(Bytes),
+) {
+    loop {
+        tokio::select! {
+            out = rx.recv() => {
+                let msg = match out {
+                    Some(Outbound::Text(text)) => Message::Text(text.into()),
+                    Some(Outbound::Binary(frame)) => Message::Binary(frame),
+                    // The state dropped this connection: closed or replaced.
+                    None => return close(socket, close_code::NORMAL).await,
+                };
+                if socket.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Binary(frame))) => on_binary(frame),
+                Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) => {
+                    // Flush the close reply tungstenite queued.
+                    let _ = socket.close().await;
+                    return;
+                }
+                Some(Err(_)) | None => return,
+            },
+            _ = stopped(stop) => return close(socket, close_code::AWAY).await,
+        }
+    }
+}
+
+async fn send_json(socket: &mut WebSocket, msg: &RouterToClient) -> Result<(), ()> {
+    let text = serde_json::to_string(msg).map_err(|_| ())?;
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|_| ())
+}
+
+async fn close(socket: &mut WebSocket, code: u16) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(""),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// Sends `Error` and closes. `message` must hold no secret.
+async fn refuse(socket: &mut WebSocket, code: &str, message: &str) {
+    let err = RouterToClient::Error {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    };
+    let _ = send_json(socket, &err).await;
+    close(socket, close_code::POLICY).await;
+}

@@ -1,0 +1,242 @@
+//! The party's own database of sealed records.
+
+use std::str::FromStr;
+
+use party_core::identity::PartyIdentity;
+use party_core::primes::PrimeSet;
+use party_core::seal::{MasterKey, RecordContext, RecordError, RecordKind};
+use party_core::{AuxInfo, KeyShare};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{Row, SqlitePool};
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Database error.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migration error.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A record failed to open or validate.
+    #[error("sealed record: {0}")]
+    Record(#[from] RecordError),
+}
+
+/// Sealed storage of one party.
+#[derive(Clone)]
+pub struct PartyStore {
+    pool: SqlitePool,
+    key: MasterKey,
+    party_id: String,
+}
+
+impl std::fmt::Debug for PartyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartyStore")
+            .field("party_id", &self.party_id)
+            .finish_non_exhaustive()
+    }
+}
+
+const PRIME_POOL: &str = "prime-pool";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl PartyStore {
+    /// Opens (creating) and migrates the database.
+    pub async fn open(url: &str, key: MasterKey, party_id: &str) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self {
+            pool,
+            key,
+            party_id: party_id.to_string(),
+        })
+    }
+
+    /// The pool (tests inspect stored bytes through it).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn ctx<'a>(&'a self, account_id: &'a str, kind: RecordKind) -> RecordContext<'a> {
+        RecordContext {
+            party_id: &self.party_id,
+            account_id,
+            kind,
+        }
+    }
+
+    /// Loads the party's identity, creating and sealing one on first start.
+    pub async fn load_or_create_identity(&self) -> Result<PartyIdentity, StoreError> {
+        let ctx = self.ctx("", RecordKind::Identity);
+        if let Some(row) = sqlx::query("SELECT sealed FROM identity WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            let seed = self
+                .key
+                .open(ctx, &row.get::<Vec<u8>, _>(0))
+                .map_err(RecordError::from)?;
+            return PartyIdentity::from_secret_bytes(&seed).map_err(|_| {
+                StoreError::Record(RecordError::Seal(party_core::seal::SealError::Malformed))
+            });
+        }
+        let identity = PartyIdentity::generate(&mut rand_core::OsRng);
+        let sealed = self
+            .key
+            .seal(ctx, identity.secret_bytes().as_ref())
+            .map_err(RecordError::from)?;
+        sqlx::query("INSERT INTO identity (id, sealed) VALUES (1, ?)")
+            .bind(sealed)
+            .execute(&self.pool)
+            .await?;
+        Ok(identity)
+    }
+
+    /// The key share of an account, opened and validated.
+    pub async fn key_share(&self, account_id: &str) -> Result<Option<KeyShare>, StoreError> {
+        let row = sqlx::query("SELECT sealed FROM key_shares WHERE account_id = ?")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(self.key.open_value(
+                self.ctx(account_id, RecordKind::KeyShare),
+                &r.get::<Vec<u8>, _>(0),
+            )?)),
+        }
+    }
+
+    /// Aux info of a party group.
+    pub async fn aux_info(&self, group_id: &str) -> Result<Option<AuxInfo>, StoreError> {
+        let row = sqlx::query("SELECT sealed FROM aux_infos WHERE group_id = ?")
+            .bind(group_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(self.key.open_value(
+                self.ctx(group_id, RecordKind::AuxInfo),
+                &r.get::<Vec<u8>, _>(0),
+            )?)),
+        }
+    }
+
+    /// Stores aux info for a group (kept if one is already there).
+    pub async fn put_aux_info(&self, group_id: &str, aux: &AuxInfo) -> Result<(), StoreError> {
+        let sealed = self
+            .key
+            .seal_value(self.ctx(group_id, RecordKind::AuxInfo), aux)?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO aux_infos (group_id, sealed, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(group_id)
+        .bind(sealed)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a finished keygen in one transaction: the share, and the aux
+    /// info when it was generated in that session. Nothing is written before
+    /// the keygen finished, so no half-made share exists.
+    pub async fn put_keygen_result(
+        &self,
+        account_id: &str,
+        public_key: &[u8; 33],
+        share: &KeyShare,
+        new_aux: Option<(&str, &AuxInfo)>,
+    ) -> Result<(), StoreError> {
+        let sealed_share = self
+            .key
+            .seal_value(self.ctx(account_id, RecordKind::KeyShare), share)?;
+        let sealed_aux = match new_aux {
+            Some((group, aux)) => Some((
+                group,
+                self.key
+                    .seal_value(self.ctx(group, RecordKind::AuxInfo), aux)?,
+            )),
+            None => None,
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO key_shares (account_id, public_key, sealed, created_at) VALUES (?, ?, ?, ?)")
+            .bind(account_id)
+            .bind(public_key.to_vec())
+            .bind(sealed_share)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        if let Some((group, sealed)) = sealed_aux {
+            sqlx::query(
+                "INSERT OR REPLACE INTO aux_infos (group_id, sealed, created_at) VALUES (?, ?, ?)",
+            )
+            .bind(group)
+            .bind(sealed)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes one prime set out of the pool (deleted in the same transaction,
+    /// so it is never used for two groups).
+    pub async fn take_primes(&self) -> Result<Option<PrimeSet>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT id, sealed FROM primes ORDER BY id LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: i64 = row.get(0);
+        let primes = self.key.open_primes(
+            self.ctx(PRIME_POOL, RecordKind::Primes),
+            &row.get::<Vec<u8>, _>(1),
+        )?;
+        sqlx::query("DELETE FROM primes WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(primes))
+    }
+
+    /// Adds a prime set to the pool.
+    pub async fn put_primes(&self, primes: &PrimeSet) -> Result<(), StoreError> {
+        let sealed = self
+            .key
+            .seal_primes(self.ctx(PRIME_POOL, RecordKind::Primes), primes)?;
+        sqlx::query("INSERT INTO primes (sealed, created_at) VALUES (?, ?)")
+            .bind(sealed)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Number of accounts this party holds a share of.
+    pub async fn share_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM key_shares")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0))
+    }
+}
