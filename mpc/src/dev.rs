@@ -35,6 +35,8 @@ pub struct DevOptions {
     pub insecure_test_primes: Option<PathBuf>,
     /// TEST/DEV ONLY: public pregenerated aux info for every party group.
     pub insecure_test_aux: Option<PathBuf>,
+    /// Deadline of a keygen that generates aux info.
+    pub keygen_aux_timeout: Duration,
     /// Deadline of a keygen that reuses aux info.
     pub keygen_timeout: Duration,
     /// Deadline of a signing session.
@@ -53,6 +55,7 @@ impl DevOptions {
             parties: 3,
             insecure_test_primes: None,
             insecure_test_aux: None,
+            keygen_aux_timeout: Duration::from_secs(30 * 60),
             keygen_timeout: Duration::from_secs(120),
             sign_timeout: Duration::from_secs(120),
             allowlist: Vec::new(),
@@ -185,6 +188,7 @@ impl DevSystem {
         );
         config.bootstrap_api_keys = vec![api_key.clone()];
         config.insecure_test_aux = options.insecure_test_aux.is_some();
+        config.keygen_aux_timeout = options.keygen_aux_timeout;
         config.keygen_timeout = options.keygen_timeout;
         config.sign_timeout = options.sign_timeout;
         config.allowlist = options.allowlist.clone();

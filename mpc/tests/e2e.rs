@@ -1,0 +1,542 @@
+//! End to end through the REST API: coordinator, router and server parties
+//! in-process on port 0 with SQLite. Every signature is checked with `k256`
+//! (verify, and recovery of the account key from `v`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
+use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+use mpc::client::Client;
+use mpc::dev::{DevOptions, DevSystem};
+use party_core::envelope::FrameHeader;
+use serde_json::{json, Value};
+use sqlx::Row as _;
+
+fn test_data() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../party-core/test-data"
+    ))
+}
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("mpc-e2e-{name}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Options for a fast system: public test aux info (keygen is a DKG only).
+fn fast(dir: &TempDir, parties: usize) -> DevOptions {
+    let mut o = DevOptions::new(&dir.0);
+    o.api_addr = "127.0.0.1:0".parse().unwrap();
+    o.router_addr = "127.0.0.1:0".parse().unwrap();
+    o.parties = parties;
+    o.insecure_test_aux = Some(test_data());
+    o.insecure_test_primes = Some(test_data());
+    o
+}
+
+fn client(sys: &DevSystem) -> Client {
+    Client::new(&sys.api_url, &sys.api_key)
+}
+
+fn parties(ids: &[usize]) -> Value {
+    Value::Array(
+        ids.iter()
+            .map(|k| json!({ "party_id": DevSystem::party_id(*k), "device_type": "server", "device_id": format!("d{k}") }))
+            .collect(),
+    )
+}
+
+async fn run(c: &Client, path: &str, body: Value, timeout: u64) -> Value {
+    let created = c.post(path, &body).await.unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["status"], "waiting");
+    let id = created.body["session_id"].as_str().unwrap().to_string();
+    c.wait_session(&id, Duration::from_secs(timeout), |_| {})
+        .await
+        .unwrap()
+}
+
+async fn keygen(c: &Client, t: u16, ids: &[usize]) -> Value {
+    let s = run(
+        c,
+        "/api/v1/mpc/keygen",
+        json!({ "threshold_n": ids.len(), "threshold_t": t, "participants": parties(ids) }),
+        300,
+    )
+    .await;
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["completed_parties"], ids.len());
+    let account_id = s["result"]["account_id"].as_str().unwrap();
+    let a = c
+        .get(&format!("/api/v1/mpc/accounts/{account_id}"))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["public_key"], s["result"]["public_key"]);
+    a.body
+}
+
+fn random_hash() -> [u8; 32] {
+    let mut h = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut h);
+    h
+}
+
+/// Signs through REST and checks the signature independently.
+async fn sign_and_verify(c: &Client, account: &Value, ids: &[usize]) {
+    let hash = random_hash();
+    let s = run(
+        c,
+        "/api/v1/mpc/sign",
+        json!({ "account_id": account["account_id"], "message_hash": format!("0x{}", hex::encode(hash)), "participants": parties(ids) }),
+        120,
+    )
+    .await;
+    assert_eq!(s["status"], "completed", "signers {ids:?}: {s}");
+    verify(
+        &s["result"]["signature"],
+        &hash,
+        account["public_key"].as_str().unwrap(),
+    );
+}
+
+fn verify(sig: &Value, hash: &[u8; 32], public_key_hex: &str) {
+    let vk = VerifyingKey::from_sec1_bytes(&hex::decode(public_key_hex).unwrap()).unwrap();
+    let r = hex::decode(sig["r"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    let s = hex::decode(sig["s"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    let k_sig = Signature::from_slice(&[r, s].concat()).unwrap();
+    assert!(k_sig.normalize_s().is_none(), "low s");
+    vk.verify_prehash(hash, &k_sig).expect("k256 verifies");
+    let v = u8::try_from(sig["v"].as_u64().unwrap()).unwrap();
+    let rec = VerifyingKey::recover_from_prehash(hash, &k_sig, RecoveryId::from_byte(v).unwrap())
+        .unwrap();
+    assert_eq!(rec, vk, "v recovers the account key");
+    assert_eq!(
+        Signature::from_der(&hex::decode(sig["der"].as_str().unwrap()).unwrap()).unwrap(),
+        k_sig
+    );
+}
+
+async fn count(sys: &DevSystem, table: &str) -> i64 {
+    sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(sys.coordinator.store().pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_2_of_3_and_every_pair_signs_through_rest() {
+    let dir = TempDir::new("k23");
+    let sys = DevSystem::start(fast(&dir, 3)).await.unwrap();
+    let mut frames = sys.router.subscribe_frames();
+    let c = client(&sys);
+    let account = keygen(&c, 2, &[1, 2, 3]).await;
+    assert!(account["address"].as_str().unwrap().starts_with("0x"));
+    assert_eq!(
+        party_core::signature::ethereum_address(
+            &hex::decode(account["public_key"].as_str().unwrap()).unwrap()
+        )
+        .unwrap(),
+        account["address"].as_str().unwrap()
+    );
+
+    // The router relayed the traffic: broadcasts are readable by design
+    // (signed), p2p bodies never show the plaintext message encoding.
+    let (mut p2p, mut broadcast_with_names) = (0, 0);
+    while let Ok((_, f)) = frames.try_recv() {
+        let (h, body, _) = FrameHeader::parse(&f).unwrap();
+        let has_name = body.windows(5).any(|w| w == b"Round");
+        if h.is_broadcast() {
+            broadcast_with_names += usize::from(has_name);
+        } else {
+            p2p += 1;
+            assert!(
+                !f.windows(9).any(|w| w == b"Round2Uni"),
+                "p2p frame in the clear"
+            );
+            assert!(!has_name, "p2p body shows message structure");
+        }
+    }
+    assert!(p2p >= 6, "keygen sends p2p shares ({p2p})");
+    assert!(broadcast_with_names > 0, "the check would see plaintext");
+
+    // Every party holds a sealed share; no plaintext share bytes on disk.
+    let account_id = account["account_id"].as_str().unwrap();
+    for k in 1..=3 {
+        let party = sys.party(k).unwrap();
+        let share = party
+            .store()
+            .key_share(account_id)
+            .await
+            .unwrap()
+            .expect("share stored");
+        let plain = party_core::codec::encode(&share).unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(FULL)")
+            .execute(party.store().pool())
+            .await
+            .unwrap();
+        let db = dir.0.join(format!("party-{k}/party.db"));
+        let mut bytes = std::fs::read(&db).unwrap();
+        bytes.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+        let leaked = plain
+            .chunks(32)
+            .filter(|c| c.len() == 32)
+            .any(|c| bytes.windows(32).any(|w| w == c));
+        assert!(!leaked, "party {k} database holds plaintext share bytes");
+    }
+
+    for pair in [[1, 2], [1, 3], [2, 3]] {
+        sign_and_verify(&c, &account, &pair).await;
+    }
+    // The session event log tells the story and cannot be rewritten.
+    let pool = sys.coordinator.store().pool();
+    assert!(sqlx::query("DELETE FROM session_events")
+        .execute(pool)
+        .await
+        .is_err());
+    sys.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_of_five_wallet_signs() {
+    let dir = TempDir::new("k35");
+    let sys = DevSystem::start(fast(&dir, 5)).await.unwrap();
+    let c = client(&sys);
+    let account = keygen(&c, 3, &[1, 2, 3, 4, 5]).await;
+    assert_eq!(account["threshold_n"], 5);
+    sign_and_verify(&c, &account, &[1, 3, 5]).await;
+    sign_and_verify(&c, &account, &[2, 4, 5]).await;
+    sys.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_create_nothing() {
+    let dir = TempDir::new("err");
+    let sys = DevSystem::start(fast(&dir, 3)).await.unwrap();
+    let c = client(&sys);
+    let account = keygen(&c, 2, &[1, 2, 3]).await;
+    let acc = account["account_id"].as_str().unwrap();
+    let sessions_before = count(&sys, "sessions").await;
+    let accounts_before = count(&sys, "accounts").await;
+    let hash = format!("0x{}", "ab".repeat(32));
+    let sign = |hash: &str, ids: Value| json!({ "account_id": acc, "message_hash": hash, "participants": ids });
+
+    // Authentication.
+    let no_key = reqwest::Client::new()
+        .get(format!("{}/api/v1/mpc/accounts", sys.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), 401);
+    let body: Value = no_key.json().await.unwrap();
+    assert_eq!(body["code"], "unauthorized");
+    let wrong = Client::new(&sys.api_url, "mpc_wrong")
+        .post("/api/v1/mpc/sign", &sign(&hash, parties(&[1, 2])))
+        .await
+        .unwrap();
+    assert_eq!(
+        (wrong.status, wrong.body["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            json!({ "account_id": "no-such-account", "message_hash": hash, "participants": parties(&[1, 2]) }),
+            404,
+            "not_found",
+        ),
+        (
+            sign(&format!("0x{}", "a".repeat(63)), parties(&[1, 2])),
+            400,
+            "invalid_message_hash",
+        ),
+        (
+            sign(&format!("0x{}", "a".repeat(65)), parties(&[1, 2])),
+            400,
+            "invalid_message_hash",
+        ),
+        (
+            sign(&format!("0x{}", "zz".repeat(32)), parties(&[1, 2])),
+            400,
+            "invalid_message_hash",
+        ),
+        (sign(&hash, parties(&[1])), 400, "invalid_participants"),
+        (sign(&hash, parties(&[1, 1])), 400, "duplicate_participant"),
+        (
+            sign(
+                &hash,
+                json!([{ "party_id": "server-party-1" }, { "party_id": "mallory" }]),
+            ),
+            400,
+            "unknown_participant",
+        ),
+        (
+            json!({ "threshold_n": 3, "threshold_t": 2, "participants": parties(&[1, 2, 3]), "admin": true }),
+            400,
+            "invalid_json",
+        ),
+        (
+            json!({ "threshold_n": 3, "threshold_t": 4, "participants": parties(&[1, 2, 3]) }),
+            400,
+            "invalid_threshold",
+        ),
+        (
+            json!({ "threshold_n": 2, "threshold_t": 2, "participants": parties(&[1, 2, 3]) }),
+            400,
+            "invalid_participants",
+        ),
+        (
+            json!({ "threshold_n": 3, "threshold_t": 2, "participants": [{ "party_id": "nobody" }, { "party_id": "server-party-1" }, { "party_id": "server-party-2" }] }),
+            400,
+            "unknown_participant",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let path = if body.get("threshold_n").is_some() {
+            "/api/v1/mpc/keygen"
+        } else {
+            "/api/v1/mpc/sign"
+        };
+        let a = c.post(path, &body).await.unwrap();
+        assert_eq!(a.status, status, "{body} -> {}", a.body);
+        assert_eq!(a.body["code"], code, "{body} -> {}", a.body);
+        assert!(a.body["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    let big = format!(
+        "{{\"account_id\":\"{}\",\"message_hash\":\"{hash}\",\"participants\":[]}}",
+        "x".repeat(100_000)
+    );
+    let a = c.post_raw("/api/v1/mpc/sign", big).await.unwrap();
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let a = c.get("/api/v1/mpc/sessions/not-a-session").await.unwrap();
+    assert_eq!(a.status, 404);
+
+    assert_eq!(
+        count(&sys, "sessions").await,
+        sessions_before,
+        "no session created"
+    );
+    assert_eq!(
+        count(&sys, "accounts").await,
+        accounts_before,
+        "no account created"
+    );
+    sys.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_outside_the_allowlist_get_403() {
+    let dir = TempDir::new("allow");
+    let mut o = fast(&dir, 2);
+    o.allowlist = vec!["10.0.0.0/8".parse().unwrap()];
+    let sys = DevSystem::start(o).await.unwrap();
+    let a = client(&sys).get("/api/v1/mpc/accounts").await.unwrap();
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let a = client(&sys)
+        .post(
+            "/api/v1/mpc/keygen",
+            &json!({ "threshold_n": 2, "threshold_t": 2, "participants": parties(&[1, 2]) }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 403);
+    assert_eq!(count(&sys, "sessions").await, 0);
+    sys.shutdown().await;
+
+    let mut o = fast(&dir, 2);
+    o.allowlist = vec!["127.0.0.0/8".parse().unwrap()];
+    let sys = DevSystem::start(o).await.unwrap();
+    assert_eq!(
+        client(&sys)
+            .get("/api/v1/mpc/accounts")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    sys.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_on_the_same_data_directory_keeps_the_account_and_signs() {
+    let dir = TempDir::new("restart");
+    let sys = DevSystem::start(fast(&dir, 3)).await.unwrap();
+    let account = keygen(&client(&sys), 2, &[1, 2, 3]).await;
+    let key = sys.api_key.clone();
+    sys.shutdown().await;
+
+    let sys = DevSystem::start(fast(&dir, 3)).await.unwrap();
+    assert_eq!(sys.api_key, key, "the API key survives");
+    assert!(!sys.api_key_is_new);
+    let c = client(&sys);
+    let again = c
+        .get(&format!(
+            "/api/v1/mpc/accounts/{}",
+            account["account_id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["public_key"], account["public_key"]);
+    sign_and_verify(&c, &account, &[2, 3]).await;
+    sys.shutdown().await;
+}
+
+async fn wait_for(c: &Client, id: &str, what: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = c
+            .get(&format!("/api/v1/mpc/sessions/{id}"))
+            .await
+            .unwrap()
+            .body;
+        if what(&s) {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition never met: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn terminal(s: &Value) -> bool {
+    matches!(
+        s["status"].as_str(),
+        Some("completed" | "failed" | "expired")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_killed_mid_sign_fails_the_session_and_the_rest_carry_on() {
+    let dir = TempDir::new("killsign");
+    let mut o = fast(&dir, 3);
+    o.sign_timeout = Duration::from_secs(6);
+    let mut sys = DevSystem::start(o).await.unwrap();
+    let c = client(&sys);
+    let account = keygen(&c, 2, &[1, 2, 3]).await;
+    let hash = format!("0x{}", hex::encode(random_hash()));
+    let created = c
+        .post("/api/v1/mpc/sign", &json!({ "account_id": account["account_id"], "message_hash": hash, "participants": parties(&[1, 2]) }))
+        .await
+        .unwrap();
+    let id = created.body["session_id"].as_str().unwrap().to_string();
+    let expires_at = created.body["expires_at"].as_u64().unwrap();
+    wait_for(&c, &id, |s| s["status"] == "in_progress").await;
+    sys.kill_party(2).await;
+    let s = wait_for(&c, &id, terminal).await;
+    assert!(
+        matches!(s["status"].as_str(), Some("failed" | "expired")),
+        "{s}"
+    );
+    assert!(
+        s["error"]["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{s}"
+    );
+    let ended = mpc_now();
+    assert!(ended <= expires_at + 2, "ended by its deadline");
+
+    // The others are healthy: parties 1 and 3 sign; party 2 comes back and signs.
+    sign_and_verify(&c, &account, &[1, 3]).await;
+    sys.start_party(2).await.unwrap();
+    sign_and_verify(&c, &account, &[1, 2]).await;
+    sys.shutdown().await;
+}
+
+fn mpc_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_killed_mid_keygen_fails_the_session_and_leaves_no_share() {
+    // Real aux info generation (from the public test primes), so the keygen
+    // runs long enough to be interrupted.
+    let dir = TempDir::new("killkeygen");
+    let mut o = fast(&dir, 3);
+    o.insecure_test_aux = None;
+    o.keygen_aux_timeout = Duration::from_secs(25);
+    let mut sys = DevSystem::start(o).await.unwrap();
+    let c = client(&sys);
+    let created = c
+        .post(
+            "/api/v1/mpc/keygen",
+            &json!({ "threshold_n": 3, "threshold_t": 2, "participants": parties(&[1, 2, 3]) }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["session_id"].as_str().unwrap().to_string();
+    wait_for(&c, &id, |s| {
+        s["parties"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["progress"]["stage"] == "aux_info"))
+    })
+    .await;
+    sys.kill_party(3).await;
+    let s = wait_for(&c, &id, terminal).await;
+    assert!(
+        matches!(s["status"].as_str(), Some("failed" | "expired")),
+        "{s}"
+    );
+    assert!(s["error"]["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_eq!(count(&sys, "accounts").await, 0);
+    for k in [1, 2] {
+        assert_eq!(
+            sys.party(k).unwrap().store().share_count().await.unwrap(),
+            0,
+            "no half-made share at party {k}"
+        );
+    }
+
+    // Party 3 comes back (the whole system restarts, with a deadline that
+    // fits a full aux info run); the same group completes a keygen and signs.
+    sys.start_party(3).await.unwrap();
+    sys.shutdown().await;
+    let mut o = fast(&dir, 3);
+    o.insecure_test_aux = None;
+    o.keygen_aux_timeout = Duration::from_secs(600);
+    let sys = DevSystem::start(o).await.unwrap();
+    let c = client(&sys);
+    let s = run(
+        &c,
+        "/api/v1/mpc/keygen",
+        json!({ "threshold_n": 3, "threshold_t": 2, "participants": parties(&[1, 2, 3]) }),
+        300,
+    )
+    .await;
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["generates_aux_info"], true);
+    let account = c
+        .get(&format!(
+            "/api/v1/mpc/accounts/{}",
+            s["result"]["account_id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap()
+        .body;
+    sign_and_verify(&c, &account, &[1, 3]).await;
+    sys.shutdown().await;
+}
