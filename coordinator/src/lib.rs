@@ -4,16 +4,16 @@
 //! ([`api`]); parties send signed reports to the internal API; the router
 //! relays protocol traffic and invitations ([`router_client`]).
 //!
-//! - [`config`]: configuration.
-//! - [`auth`]: API keys (stored hashed, compared in constant time) and the IP
+//! - [`config`] — configuration.
+//! - [`auth`] — API keys (stored hashed, compared in constant time) and the IP
 //!   allowlist.
-//! - [`store`]: the database (sqlx, migrations) and the session state machine
+//! - [`store`] — the database (sqlx, migrations) and the session state machine
 //!   `waiting → in_progress → completed | failed | expired`, with every
 //!   transition conditional on the current status so completion is recorded
 //!   once, and an append-only event log.
-//! - [`sessions`]: creating sessions (descriptors, join tokens, invitations)
+//! - [`sessions`] — creating sessions (descriptors, join tokens, invitations)
 //!   and applying party reports.
-//! - [`api`]: HTTP handlers.
+//! - [`api`] — HTTP handlers.
 #![forbid(unsafe_code)]
 
 pub mod api;

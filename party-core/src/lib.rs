@@ -5,18 +5,18 @@
 //! no socket and no file: hosts feed it bytes and send the bytes it produces.
 //!
 //! Layout, bottom up:
-//! - [`codec`]: the binary encoding (CBOR) of protocol messages and records.
-//! - [`identity`]: a party's long-term identity (Ed25519 + X25519).
-//! - [`descriptor`]: the session descriptor the coordinator signs, its canonical
+//! - [`codec`] — the binary encoding (CBOR) of protocol messages and records.
+//! - [`identity`] — a party's long-term identity (Ed25519 + X25519).
+//! - [`descriptor`] — the session descriptor the coordinator signs, its canonical
 //!   bytes and the execution ID derived from it.
-//! - [`envelope`]: the wire frame; broadcast payloads signed, p2p payloads
+//! - [`envelope`] — the wire frame; broadcast payloads signed, p2p payloads
 //!   encrypted end to end, replay and spoofing rejected with typed errors.
-//! - [`driver`]: a sans-I/O wrapper around one CGGMP24 protocol run.
-//! - [`session`]: a party's whole session (descriptor + envelopes + drivers).
-//! - [`seal`]: AES-256-GCM sealing of shares, aux info, primes, presignatures.
-//! - [`signature`]: low-s `r`, `s`, recovery id, DER, 65-byte form, addresses.
-//! - [`primes`]: safe-prime generation for aux info.
-//! - [`wire`]: JSON messages between parties, router and coordinator.
+//! - [`driver`] — a sans-I/O wrapper around one CGGMP24 protocol run.
+//! - [`session`] — a party's whole session (descriptor + envelopes + drivers).
+//! - [`seal`] — AES-256-GCM sealing of shares, aux info, primes, presignatures.
+//! - [`signature`] — low-s `r`, `s`, recovery id, DER, 65-byte form, addresses.
+//! - [`primes`] — safe-prime generation for aux info.
+//! - [`wire`] — JSON messages between parties, router and coordinator.
 //!
 //! Exactly one big-integer backend is compiled in: `backend-num-bigint`
 //! (default, pure Rust, builds for wasm32) or `backend-gmp` (GMP through `rug`).

@@ -98,21 +98,29 @@ impl PrimeSet {
         Self::from_vec(primes)
     }
 
-    /// Generates the four primes on up to `threads` OS threads (native hosts).
+    /// Generates the four primes on up to `threads` OS threads (native
+    /// hosts), calling `progress(done)` as each prime is found.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn generate_parallel(threads: usize) -> Result<Self, PrimeError> {
+    pub fn generate_parallel(threads: usize, progress: impl Fn(usize) + Sync) -> Result<Self, PrimeError> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
         let threads = threads.clamp(1, 4);
-        let mut primes: Vec<Integer> = Vec::with_capacity(4);
-        while primes.len() < 4 {
-            let batch = threads.min(4 - primes.len());
-            let found: Vec<Integer> = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..batch)
-                    .map(|_| s.spawn(|| generate_safe_prime(&mut OsRng)))
-                    .collect();
-                handles.into_iter().filter_map(|h| h.join().ok()).collect()
-            });
-            primes.extend(found);
-        }
+        let claimed = AtomicUsize::new(0);
+        let found = Mutex::new(Vec::with_capacity(4));
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    while claimed.fetch_add(1, Ordering::SeqCst) < 4 {
+                        let p = generate_safe_prime(&mut OsRng);
+                        if let Ok(mut f) = found.lock() {
+                            f.push(p);
+                            progress(f.len());
+                        }
+                    }
+                });
+            }
+        });
+        let primes = found.into_inner().map_err(|_| PrimeError::WrongSize { index: 0 })?;
         Self::from_vec(primes)
     }
 

@@ -7,7 +7,7 @@
 //! delivers session invitations to server parties over control connections.
 //!
 //! One instance, in-memory state. Layout:
-//! - [`config`]: [`RouterConfig`] (limits, internal token).
+//! - [`config`] — [`RouterConfig`] (limits, internal token).
 //! - `sessions`: the per-session store: slots (token hashes, bound
 //!   identities), frame buffers, live connections.
 //! - `control`: control connections of server parties and queued invitations.

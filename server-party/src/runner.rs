@@ -145,10 +145,21 @@ async fn obtain_primes(
                 .await;
             let threads = *threads;
             let started = std::time::Instant::now();
-            let primes = tokio::task::spawn_blocking(move || PrimeSet::generate_parallel(threads))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let party_id = state.config.party_id.clone();
+            let generation = tokio::task::spawn_blocking(move || {
+                PrimeSet::generate_parallel(threads, |done| {
+                    tracing::info!(%party_id, %session_id, "safe prime {done}/4 found");
+                    let _ = tx.send(done);
+                })
+            });
+            while let Some(done) = rx.recv().await {
+                let percent = u8::try_from(done * 25).unwrap_or(100);
+                state
+                    .report(session_id, position, ReportBody::Progress { stage: "primes".into(), round: 0, percent: Some(percent) })
+                    .await;
+            }
+            let primes = generation.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
             tracing::info!(party_id = %state.config.party_id, %session_id, elapsed = ?started.elapsed(), "primes ready");
             state
                 .report(
