@@ -475,18 +475,16 @@ impl Store {
             "public_key": account.public_key,
             "address": account.address,
         });
-        let changed = sqlx::query(&format!(
-            "UPDATE sessions SET status = 'completed', result = ?, account_id = ?, updated_at = ?
-             WHERE session_id = ? AND status IN {OPEN}"
-        ))
-        .bind(result.to_string())
-        .bind(&account.account_id)
-        .bind(i(now()))
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed != 1 {
+        let changed = close(
+            &mut tx,
+            id,
+            Close::Completed {
+                result: &result,
+                account_id: Some(&account.account_id),
+            },
+        )
+        .await?;
+        if !changed {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -512,7 +510,6 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        event(&mut tx, id, "completed", None, &result).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -524,20 +521,17 @@ impl Store {
         result: &serde_json::Value,
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(&format!(
-            "UPDATE sessions SET status = 'completed', result = ?, updated_at = ? WHERE session_id = ? AND status IN {OPEN}"
-        ))
-        .bind(result.to_string())
-        .bind(i(now()))
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 1 {
-            event(&mut tx, id, "completed", None, result).await?;
-        }
+        let changed = close(
+            &mut tx,
+            id,
+            Close::Completed {
+                result,
+                account_id: None,
+            },
+        )
+        .await?;
         tx.commit().await?;
-        Ok(changed == 1)
+        Ok(changed)
     }
 
     /// Fails a session, once. Returns whether this call did it.
@@ -548,29 +542,9 @@ impl Store {
         blamed: Option<&str>,
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(&format!(
-            "UPDATE sessions SET status = 'failed', error = ?, blamed_party = ?, updated_at = ?
-             WHERE session_id = ? AND status IN {OPEN}"
-        ))
-        .bind(reason)
-        .bind(blamed)
-        .bind(i(now()))
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 1 {
-            event(
-                &mut tx,
-                id,
-                "failed",
-                None,
-                &serde_json::json!({ "reason": reason, "blamed_party": blamed }),
-            )
-            .await?;
-        }
+        let changed = close(&mut tx, id, Close::Failed { reason, blamed }).await?;
         tx.commit().await?;
-        Ok(changed == 1)
+        Ok(changed)
     }
 
     /// Expires open sessions past their deadline; returns their ids.
@@ -597,24 +571,7 @@ impl Store {
                 missing.join(", ")
             );
             let mut tx = self.pool.begin().await?;
-            let changed = sqlx::query(&format!(
-                "UPDATE sessions SET status = 'expired', error = ?, updated_at = ? WHERE session_id = ? AND status IN {OPEN}"
-            ))
-            .bind(&reason)
-            .bind(i(now))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed == 1 {
-                event(
-                    &mut tx,
-                    id,
-                    "expired",
-                    None,
-                    &serde_json::json!({ "reason": reason }),
-                )
-                .await?;
+            if close(&mut tx, id, Close::Expired { reason: &reason }).await? {
                 expired.push(id);
             }
             tx.commit().await?;
@@ -690,6 +647,74 @@ fn account_from_row(r: &sqlx::sqlite::SqliteRow) -> Account {
         keygen_session_id: r.get(6),
         created_at: u(r.get(7)),
     }
+}
+
+/// How a session ends.
+enum Close<'a> {
+    Completed {
+        result: &'a serde_json::Value,
+        account_id: Option<&'a str>,
+    },
+    Failed {
+        reason: &'a str,
+        blamed: Option<&'a str>,
+    },
+    Expired {
+        reason: &'a str,
+    },
+}
+
+/// Moves an open session to its terminal state and logs the event; false if
+/// it was already terminal (so each ending is recorded once).
+async fn close(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: Uuid,
+    how: Close<'_>,
+) -> Result<bool, sqlx::Error> {
+    let (status, result, account_id, error, blamed, detail) = match how {
+        Close::Completed { result, account_id } => (
+            "completed",
+            Some(result.to_string()),
+            account_id,
+            None,
+            None,
+            result.clone(),
+        ),
+        Close::Failed { reason, blamed } => (
+            "failed",
+            None,
+            None,
+            Some(reason),
+            blamed,
+            serde_json::json!({ "reason": reason, "blamed_party": blamed }),
+        ),
+        Close::Expired { reason } => (
+            "expired",
+            None,
+            None,
+            Some(reason),
+            None,
+            serde_json::json!({ "reason": reason }),
+        ),
+    };
+    let changed = sqlx::query(&format!(
+        "UPDATE sessions SET status = ?, result = COALESCE(?, result), account_id = COALESCE(?, account_id),
+         error = ?, blamed_party = ?, updated_at = ? WHERE session_id = ? AND status IN {OPEN}"
+    ))
+    .bind(status)
+    .bind(result)
+    .bind(account_id)
+    .bind(error)
+    .bind(blamed)
+    .bind(i(now()))
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if changed == 1 {
+        event(tx, id, status, None, &detail).await?;
+    }
+    Ok(changed == 1)
 }
 
 async fn event(

@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use coordinator::{Coordinator, CoordinatorConfig};
 use mpc::client::{progress_line, Client};
 use mpc::dev::{DevOptions, DevSystem};
+use party_core::identity::CoordinatorKey;
+use party_core::seal::MasterKey;
+use server_party::{PartyConfig, PrimeSource, ServerParty};
 
 #[derive(Parser)]
 #[command(name = "mpc", about = "Threshold ECDSA custody service", version)]
@@ -47,6 +51,82 @@ enum Command {
         /// directory instead of generating primes (skips minutes of work).
         #[arg(long, value_name = "TEST_DATA_DIR")]
         insecure_test_primes: Option<PathBuf>,
+    },
+    /// Run the router alone.
+    Router {
+        /// Listen address.
+        #[arg(long, env = "MPC_LISTEN", default_value = "0.0.0.0:8081")]
+        listen: SocketAddr,
+        /// Shared secret of the internal APIs.
+        #[arg(long, env = "MPC_INTERNAL_TOKEN", hide_env_values = true)]
+        internal_token: String,
+    },
+    /// Run the coordinator alone.
+    Coordinator {
+        /// Listen address.
+        #[arg(long, env = "MPC_LISTEN", default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// sqlx database URL.
+        #[arg(
+            long,
+            env = "MPC_DATABASE_URL",
+            default_value = "sqlite://coordinator.db"
+        )]
+        database_url: String,
+        /// File holding the descriptor-signing key (64 hex digits, see `mpc gen-key`).
+        #[arg(long, env = "MPC_COORDINATOR_KEY_FILE")]
+        signing_key_file: PathBuf,
+        /// An API key to accept (stored hashed).
+        #[arg(long, env = "MPC_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// Comma-separated CIDRs allowed to call the REST API (empty: all).
+        #[arg(long, env = "MPC_ALLOWLIST", default_value = "")]
+        allowlist: String,
+        /// Router base URL.
+        #[arg(long, env = "MPC_ROUTER_URL", default_value = "http://127.0.0.1:8081")]
+        router_url: String,
+        /// Shared secret of the internal APIs.
+        #[arg(long, env = "MPC_INTERNAL_TOKEN", hide_env_values = true)]
+        internal_token: String,
+    },
+    /// Run one server party alone.
+    Party {
+        /// Party id.
+        #[arg(long, env = "MPC_PARTY_ID")]
+        party_id: String,
+        /// sqlx URL of the party's own database.
+        #[arg(long, env = "MPC_DATABASE_URL", default_value = "sqlite://party.db")]
+        database_url: String,
+        /// File holding the party's master key (64 hex digits, see `mpc gen-key`).
+        #[arg(long, env = "MPC_MASTER_KEY_FILE")]
+        master_key_file: PathBuf,
+        /// Coordinator base URL.
+        #[arg(
+            long,
+            env = "MPC_COORDINATOR_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        coordinator_url: String,
+        /// The coordinator's descriptor-signing public key (hex).
+        #[arg(long, env = "MPC_COORDINATOR_PUBLIC_KEY")]
+        coordinator_public_key: String,
+        /// Router WebSocket URL.
+        #[arg(
+            long,
+            env = "MPC_ROUTER_WS_URL",
+            default_value = "ws://127.0.0.1:8081/ws"
+        )]
+        router_ws_url: String,
+        /// Shared secret of the internal APIs.
+        #[arg(long, env = "MPC_INTERNAL_TOKEN", hide_env_values = true)]
+        internal_token: String,
+    },
+    /// Print a new random 256-bit key as hex (master keys, coordinator key).
+    GenKey,
+    /// Print the public key of a coordinator key file.
+    CoordinatorPublicKey {
+        /// Key file.
+        file: PathBuf,
     },
     /// Create a wallet (distributed keygen) and wait for it.
     Keygen {
@@ -138,6 +218,19 @@ async fn create_and_wait(
     Ok(())
 }
 
+fn read_hex_file(path: &std::path::Path) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?,
+    );
+    Ok(zeroize::Zeroizing::new(
+        hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?,
+    ))
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -182,6 +275,78 @@ async fn main() -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await?;
             eprintln!("shutting down");
             sys.shutdown().await;
+        }
+        Command::Router {
+            listen,
+            internal_token,
+        } => {
+            let router = router::Router::new(router::RouterConfig::new(internal_token));
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            tracing::info!(addr = %listener.local_addr()?, "router listening");
+            router.serve(listener, shutdown_signal()).await?;
+        }
+        Command::Coordinator {
+            listen,
+            database_url,
+            signing_key_file,
+            api_key,
+            allowlist,
+            router_url,
+            internal_token,
+        } => {
+            let key = CoordinatorKey::from_secret_bytes(&read_hex_file(&signing_key_file)?)
+                .map_err(|e| anyhow::anyhow!("signing key: {e}"))?;
+            tracing::info!(public_key = %hex::encode(key.public()), "coordinator descriptor-signing key");
+            let mut config = CoordinatorConfig::new(database_url, key, &router_url, internal_token);
+            config.bootstrap_api_keys = api_key.into_iter().collect();
+            config.allowlist = allowlist
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().with_context(|| format!("allowlist entry {s}")))
+                .collect::<anyhow::Result<_>>()?;
+            let c = Coordinator::new(config).await?;
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            tracing::info!(addr = %listener.local_addr()?, "coordinator listening");
+            c.serve(listener, shutdown_signal()).await?;
+        }
+        Command::Party {
+            party_id,
+            database_url,
+            master_key_file,
+            coordinator_url,
+            coordinator_public_key,
+            router_ws_url,
+            internal_token,
+        } => {
+            let master_key = MasterKey::from_bytes(&read_hex_file(&master_key_file)?)
+                .map_err(|e| anyhow::anyhow!("master key: {e}"))?;
+            let coordinator_public_key: [u8; 32] = hex::decode(coordinator_public_key.trim())?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("coordinator public key must be 32 bytes"))?;
+            let party = ServerParty::open(PartyConfig {
+                party_id,
+                database_url,
+                master_key,
+                coordinator_url,
+                coordinator_public_key,
+                router_ws_url,
+                internal_token,
+                primes: PrimeSource::Generate {
+                    threads: std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1),
+                },
+                insecure_test_aux: None,
+            })
+            .await?;
+            party.run(shutdown_signal()).await;
+        }
+        Command::GenKey => println!("{}", MasterKey::generate().to_hex().as_str()),
+        Command::CoordinatorPublicKey { file } => {
+            let key = CoordinatorKey::from_secret_bytes(&read_hex_file(&file)?)
+                .map_err(|e| anyhow::anyhow!("signing key: {e}"))?;
+            println!("{}", hex::encode(key.public()));
         }
         Command::Keygen {
             api,

@@ -101,7 +101,10 @@ impl PrimeSet {
     /// Generates the four primes on up to `threads` OS threads (native
     /// hosts), calling `progress(done)` as each prime is found.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn generate_parallel(threads: usize, progress: impl Fn(usize) + Sync) -> Result<Self, PrimeError> {
+    pub fn generate_parallel(
+        threads: usize,
+        progress: impl Fn(usize) + Sync,
+    ) -> Result<Self, PrimeError> {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Mutex;
         let threads = threads.clamp(1, 4);
@@ -120,7 +123,9 @@ impl PrimeSet {
                 });
             }
         });
-        let primes = found.into_inner().map_err(|_| PrimeError::WrongSize { index: 0 })?;
+        let primes = found
+            .into_inner()
+            .map_err(|_| PrimeError::WrongSize { index: 0 })?;
         Self::from_vec(primes)
     }
 

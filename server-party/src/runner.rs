@@ -132,17 +132,12 @@ async fn obtain_primes(
                 return Ok(p);
             }
             tracing::info!(party_id = %state.config.party_id, %session_id, "generating 4 safe primes (minutes with pure-Rust integers)");
-            state
-                .report(
-                    session_id,
-                    position,
-                    ReportBody::Progress {
-                        stage: "primes".into(),
-                        round: 0,
-                        percent: Some(0),
-                    },
-                )
-                .await;
+            let progress = |percent: u8| ReportBody::Progress {
+                stage: "primes".into(),
+                round: 0,
+                percent: Some(percent),
+            };
+            state.report(session_id, position, progress(0)).await;
             let threads = *threads;
             let started = std::time::Instant::now();
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -155,23 +150,13 @@ async fn obtain_primes(
             });
             while let Some(done) = rx.recv().await {
                 let percent = u8::try_from(done * 25).unwrap_or(100);
-                state
-                    .report(session_id, position, ReportBody::Progress { stage: "primes".into(), round: 0, percent: Some(percent) })
-                    .await;
+                state.report(session_id, position, progress(percent)).await;
             }
-            let primes = generation.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            let primes = generation
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
             tracing::info!(party_id = %state.config.party_id, %session_id, elapsed = ?started.elapsed(), "primes ready");
-            state
-                .report(
-                    session_id,
-                    position,
-                    ReportBody::Progress {
-                        stage: "primes".into(),
-                        round: 0,
-                        percent: Some(100),
-                    },
-                )
-                .await;
             Ok(primes)
         }
     }
