@@ -259,6 +259,7 @@ impl DevSystem {
                     threads: std::thread::available_parallelism()
                         .map(|n| n.get())
                         .unwrap_or(1),
+                    pool_target: 1,
                 },
             },
             insecure_test_aux: self.options.insecure_test_aux.clone(),

@@ -120,6 +120,9 @@ enum Command {
         /// Shared secret of the internal APIs.
         #[arg(long, env = "MPC_INTERNAL_TOKEN", hide_env_values = true)]
         internal_token: String,
+        /// Prime sets to keep ready in the sealed pool.
+        #[arg(long, env = "MPC_PRIME_POOL", default_value_t = 2)]
+        prime_pool: usize,
     },
     /// Print a new random 256-bit key as hex (master keys, coordinator key).
     GenKey,
@@ -318,6 +321,7 @@ async fn main() -> anyhow::Result<()> {
             coordinator_public_key,
             router_ws_url,
             internal_token,
+            prime_pool,
         } => {
             let master_key = MasterKey::from_bytes(&read_hex_file(&master_key_file)?)
                 .map_err(|e| anyhow::anyhow!("master key: {e}"))?;
@@ -336,6 +340,7 @@ async fn main() -> anyhow::Result<()> {
                     threads: std::thread::available_parallelism()
                         .map(|n| n.get())
                         .unwrap_or(1),
+                    pool_target: prime_pool,
                 },
                 insecure_test_aux: None,
             })

@@ -7,12 +7,10 @@
 //! info protocol for the groups of 2, 3 and 5 parties. Tests load these files
 //! so they do not spend minutes on primes; production code never reads them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use party_core::driver::{self, StageDriver, StageOutput};
-use party_core::primes::{generate_safe_prime, PrimeSet};
+use party_core::primes::PrimeSet;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -37,31 +35,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         parties * 4
     );
     let started = Instant::now();
-    let needed = parties * 4;
-    let next = AtomicUsize::new(0);
-    let found = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                while next.fetch_add(1, Ordering::SeqCst) < needed {
-                    let p = generate_safe_prime(&mut rand_core::OsRng);
-                    if let Ok(mut f) = found.lock() {
-                        f.push(p);
-                        eprintln!(
-                            "  prime {}/{needed} after {:.0?}",
-                            f.len(),
-                            started.elapsed()
-                        );
-                    }
-                }
-            });
-        }
-    });
-    let primes = found.into_inner().map_err(|_| "poisoned")?;
     let mut sets = Vec::new();
     let mut encoded = Vec::new();
-    for chunk in primes.chunks(4) {
-        let set = PrimeSet::from_parts(chunk.to_vec())?;
+    for party in 0..parties {
+        let set = PrimeSet::generate_parallel(threads, |done| {
+            eprintln!(
+                "  party {party}: prime {done}/4 after {:.0?}",
+                started.elapsed()
+            );
+        })?;
         encoded.push(hex::encode(set.to_bytes()?.as_slice()));
         sets.push(set);
     }

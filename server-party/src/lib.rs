@@ -31,10 +31,13 @@ pub use store::PartyStore;
 #[derive(Debug, Clone)]
 pub enum PrimeSource {
     /// Real generation (minutes with num-bigint) on up to this many threads,
-    /// after taking from the sealed pool when it has stock.
+    /// after taking from the sealed pool when it has stock. A background task
+    /// keeps `pool_target` sealed prime sets ready, generating on one thread.
     Generate {
-        /// Threads for prime generation.
+        /// Threads for prime generation when the pool is empty.
         threads: usize,
+        /// Prime sets to keep in the pool (0 disables the refill task).
+        pool_target: usize,
     },
     /// TEST/DEV ONLY: public primes from the test-data directory, entry `index`.
     InsecureTestData {
@@ -145,6 +148,12 @@ impl ServerParty {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let state = self.state.clone();
         let mut sessions = tokio::task::JoinSet::new();
+        if let PrimeSource::Generate { pool_target, .. } = state.config.primes {
+            if pool_target > 0 {
+                let st = state.clone();
+                sessions.spawn(async move { refill_prime_pool(st, pool_target).await });
+            }
+        }
         let work = async {
             register(&state).await;
             let mut backoff = Duration::from_millis(100);
@@ -166,6 +175,45 @@ impl ServerParty {
         // Dropping the set aborts sessions in flight, as a crash would.
         sessions.abort_all();
         state.store.pool().close().await;
+    }
+}
+
+/// Keeps `target` sealed prime sets in the pool, one generation at a time on
+/// one thread, so a new party group's aux info does not wait for primes.
+async fn refill_prime_pool(state: Arc<PartyState>, target: usize) {
+    let party_id = state.config.party_id.clone();
+    loop {
+        match state.store.prime_count().await {
+            Ok(n) if usize::try_from(n).unwrap_or(0) >= target => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(%party_id, error = %e, "prime pool unavailable");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        }
+        tracing::info!(%party_id, "prime pool: generating a set of 4 safe primes in the background");
+        let started = std::time::Instant::now();
+        let pid = party_id.clone();
+        let generated = tokio::task::spawn_blocking(move || {
+            party_core::primes::PrimeSet::generate_parallel(1, |done| {
+                tracing::debug!(party_id = %pid, "prime pool: prime {done}/4");
+            })
+        })
+        .await;
+        match generated {
+            Ok(Ok(primes)) => match state.store.put_primes(&primes).await {
+                Ok(()) => {
+                    tracing::info!(%party_id, elapsed = ?started.elapsed(), "prime pool: set stored")
+                }
+                Err(e) => tracing::error!(%party_id, error = %e, "prime pool: store failed"),
+            },
+            Ok(Err(e)) => tracing::error!(%party_id, error = %e, "prime pool: generation failed"),
+            Err(e) => tracing::error!(%party_id, error = %e, "prime pool: task failed"),
+        }
     }
 }
 

@@ -127,7 +127,7 @@ async fn obtain_primes(
             tracing::warn!(party_id = %state.config.party_id, "INSECURE: using PUBLIC test primes");
             load_test_primes(dir, *index)
         }
-        PrimeSource::Generate { threads } => {
+        PrimeSource::Generate { threads, .. } => {
             if let Some(p) = state.store.take_primes().await.map_err(|e| e.to_string())? {
                 return Ok(p);
             }

@@ -232,6 +232,14 @@ impl PartyStore {
         Ok(())
     }
 
+    /// Number of prime sets in the pool.
+    pub async fn prime_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM primes")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0))
+    }
+
     /// Number of accounts this party holds a share of.
     pub async fn share_count(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query("SELECT COUNT(*) FROM key_shares")
