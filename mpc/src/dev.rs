@@ -43,6 +43,8 @@ pub struct DevOptions {
     pub sign_timeout: Duration,
     /// Caller allowlist (CIDRs); empty allows all.
     pub allowlist: Vec<ipnet::IpNet>,
+    /// Prime sets each party keeps ready in its sealed pool.
+    pub prime_pool: usize,
 }
 
 impl DevOptions {
@@ -59,6 +61,7 @@ impl DevOptions {
             keygen_timeout: Duration::from_secs(120),
             sign_timeout: Duration::from_secs(120),
             allowlist: Vec::new(),
+            prime_pool: 1,
         }
     }
 }
@@ -259,7 +262,7 @@ impl DevSystem {
                     threads: std::thread::available_parallelism()
                         .map(|n| n.get())
                         .unwrap_or(1),
-                    pool_target: 1,
+                    pool_target: self.options.prime_pool,
                 },
             },
             insecure_test_aux: self.options.insecure_test_aux.clone(),

@@ -3,5 +3,6 @@
 //! API.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod client;
 pub mod dev;

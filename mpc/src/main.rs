@@ -124,6 +124,27 @@ enum Command {
         #[arg(long, env = "MPC_PRIME_POOL", default_value_t = 2)]
         prime_pool: usize,
     },
+    /// Benchmark the real system in-process through REST and the router.
+    Bench {
+        /// Write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Sequential signatures to time.
+        #[arg(long, default_value_t = 20)]
+        signs: usize,
+        /// Signatures in the throughput run.
+        #[arg(long, default_value_t = 20)]
+        throughput_signs: usize,
+        /// Concurrent requests in the throughput run.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Wallets of an existing group to time.
+        #[arg(long, default_value_t = 10)]
+        keygens: usize,
+        /// Skip the cold first keygen (primes generated on demand).
+        #[arg(long)]
+        skip_cold: bool,
+    },
     /// Print a new random 256-bit key as hex (master keys, coordinator key).
     GenKey,
     /// Print the public key of a coordinator key file.
@@ -346,6 +367,28 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             party.run(shutdown_signal()).await;
+        }
+        Command::Bench {
+            json,
+            signs,
+            throughput_signs,
+            concurrency,
+            keygens,
+            skip_cold,
+        } => {
+            let report = mpc::bench::run(mpc::bench::BenchOptions {
+                signs,
+                throughput_signs,
+                concurrency,
+                keygens,
+                skip_cold,
+            })
+            .await?;
+            print!("{}", mpc::bench::table(&report));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+                eprintln!("report written to {}", path.display());
+            }
         }
         Command::GenKey => println!("{}", MasterKey::generate().to_hex().as_str()),
         Command::CoordinatorPublicKey { file } => {
