@@ -43,23 +43,13 @@ fn participants(ids: &[usize]) -> Value {
 }
 
 async fn run_session(c: &Client, path: &str, body: Value) -> anyhow::Result<Value> {
-    let created = c.post(path, &body).await?;
-    anyhow::ensure!(
-        created.status == 201,
-        "HTTP {}: {}",
-        created.status,
-        created.body
-    );
-    let id = created.body["session_id"]
-        .as_str()
-        .context("session id")?
-        .to_string();
     let done = c
-        .wait_session(&id, Duration::from_secs(3600), |_| {})
+        .run_session(path, &body, Duration::from_secs(3600), |_| {})
         .await?;
     anyhow::ensure!(
         done["status"] == "completed",
-        "session {id} ended {}: {}",
+        "session {} ended {}: {}",
+        done["session_id"],
         done["status"],
         done["error"]
     );

@@ -82,6 +82,29 @@ impl Client {
         self.post_raw(path, body.to_string()).await
     }
 
+    /// Creates a session (`POST path`) and waits until it is terminal; returns
+    /// the final session view.
+    pub async fn run_session(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+        on_change: impl FnMut(&Value),
+    ) -> anyhow::Result<Value> {
+        let created = self.post(path, body).await?;
+        anyhow::ensure!(
+            created.status == 201,
+            "HTTP {}: {}",
+            created.status,
+            created.body
+        );
+        let id = created.body["session_id"]
+            .as_str()
+            .context("no session_id in the answer")?
+            .to_string();
+        self.wait_session(&id, timeout, on_change).await
+    }
+
     /// Polls a session until it is terminal (or `timeout`), calling
     /// `on_change` whenever its status or progress changes.
     pub async fn wait_session(

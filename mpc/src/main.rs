@@ -216,20 +216,8 @@ async fn create_and_wait(
     timeout: u64,
 ) -> anyhow::Result<()> {
     let client = Client::new(&api.url, &api.api_key);
-    let created = client.post(path, &body).await?;
-    anyhow::ensure!(
-        created.status == 201,
-        "HTTP {}: {}",
-        created.status,
-        created.body
-    );
-    let id = created.body["session_id"]
-        .as_str()
-        .context("no session_id")?
-        .to_string();
-    eprintln!("session {id} created");
     let done = client
-        .wait_session(&id, Duration::from_secs(timeout), |s| {
+        .run_session(path, &body, Duration::from_secs(timeout), |s| {
             eprintln!("{}", progress_line(s))
         })
         .await?;
