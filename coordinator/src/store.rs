@@ -520,18 +520,14 @@ impl Store {
         id: Uuid,
         result: &serde_json::Value,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let changed = close(
-            &mut tx,
+        self.close_one(
             id,
             Close::Completed {
                 result,
                 account_id: None,
             },
         )
-        .await?;
-        tx.commit().await?;
-        Ok(changed)
+        .await
     }
 
     /// Fails a session, once. Returns whether this call did it.
@@ -541,8 +537,12 @@ impl Store {
         reason: &str,
         blamed: Option<&str>,
     ) -> Result<bool, sqlx::Error> {
+        self.close_one(id, Close::Failed { reason, blamed }).await
+    }
+
+    async fn close_one(&self, id: Uuid, how: Close<'_>) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let changed = close(&mut tx, id, Close::Failed { reason, blamed }).await?;
+        let changed = close(&mut tx, id, how).await?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -570,11 +570,12 @@ impl Store {
                 "deadline passed without a result from: {}",
                 missing.join(", ")
             );
-            let mut tx = self.pool.begin().await?;
-            if close(&mut tx, id, Close::Expired { reason: &reason }).await? {
+            if self
+                .close_one(id, Close::Expired { reason: &reason })
+                .await?
+            {
                 expired.push(id);
             }
-            tx.commit().await?;
         }
         Ok(expired)
     }

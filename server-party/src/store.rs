@@ -109,31 +109,39 @@ impl PartyStore {
 
     /// The key share of an account, opened and validated.
     pub async fn key_share(&self, account_id: &str) -> Result<Option<KeyShare>, StoreError> {
-        let row = sqlx::query("SELECT sealed FROM key_shares WHERE account_id = ?")
-            .bind(account_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some(self.key.open_value(
-                self.ctx(account_id, RecordKind::KeyShare),
-                &r.get::<Vec<u8>, _>(0),
-            )?)),
-        }
+        self.open_row(
+            "SELECT sealed FROM key_shares WHERE account_id = ?",
+            account_id,
+            RecordKind::KeyShare,
+        )
+        .await
     }
 
-    /// Aux info of a party group.
+    /// Aux info of a party group, opened and validated.
     pub async fn aux_info(&self, group_id: &str) -> Result<Option<AuxInfo>, StoreError> {
-        let row = sqlx::query("SELECT sealed FROM aux_infos WHERE group_id = ?")
-            .bind(group_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        self.open_row(
+            "SELECT sealed FROM aux_infos WHERE group_id = ?",
+            group_id,
+            RecordKind::AuxInfo,
+        )
+        .await
+    }
+
+    /// Fetches the sealed column selected by `sql` for `id` and opens it as
+    /// a `kind` record of that id.
+    async fn open_row<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        id: &str,
+        kind: RecordKind,
+    ) -> Result<Option<T>, StoreError> {
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
         match row {
             None => Ok(None),
-            Some(r) => Ok(Some(self.key.open_value(
-                self.ctx(group_id, RecordKind::AuxInfo),
-                &r.get::<Vec<u8>, _>(0),
-            )?)),
+            Some(r) => Ok(Some(
+                self.key
+                    .open_value(self.ctx(id, kind), &r.get::<Vec<u8>, _>(0))?,
+            )),
         }
     }
 
