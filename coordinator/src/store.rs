@@ -325,9 +325,7 @@ impl Store {
             descriptor: r.get(7),
             group_id: r.get(8),
             generate_aux: r.get(9),
-            result: r
-                .get::<Option<String>, _>(10)
-                .and_then(|s| serde_json::from_str(&s).ok()),
+            result: json_column(&r, 10),
             error: r.get(11),
             blamed_party: r.get(12),
             created_at: u(r.get(13)),
@@ -351,12 +349,8 @@ impl Store {
                 party_id: r.get(1),
                 device_type: r.get(2),
                 joined: r.get(3),
-                progress: r
-                    .get::<Option<String>, _>(4)
-                    .and_then(|s| serde_json::from_str(&s).ok()),
-                result: r
-                    .get::<Option<String>, _>(5)
-                    .and_then(|s| serde_json::from_str(&s).ok()),
+                progress: json_column(r, 4),
+                result: json_column(r, 5),
             })
             .collect())
     }
@@ -452,13 +446,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                r.get::<Option<String>, _>(0)
-                    .and_then(|s| serde_json::from_str(&s).ok())
-            })
-            .collect())
+        Ok(rows.iter().map(|r| json_column(r, 0)).collect())
     }
 
     /// Completes a keygen: inserts the account and marks the session completed,
@@ -635,6 +623,12 @@ impl Store {
         event(&mut tx, id, kind, position, detail).await?;
         tx.commit().await
     }
+}
+
+/// A nullable JSON text column, parsed (`None` when NULL or not JSON).
+fn json_column(r: &sqlx::sqlite::SqliteRow, idx: usize) -> Option<serde_json::Value> {
+    r.get::<Option<String>, _>(idx)
+        .and_then(|s| serde_json::from_str(&s).ok())
 }
 
 fn account_from_row(r: &sqlx::sqlite::SqliteRow) -> Account {
