@@ -31,16 +31,55 @@ pub fn app(c: Coordinator) -> Router {
     let internal = Router::new()
         .route("/internal/v1/reports", post(report))
         .route("/internal/v1/parties", post(register_party));
+    let gated = public
+        .merge(internal)
+        .route_layer(middleware::from_fn_with_state(c.clone(), require_ready));
     Router::new()
         .route("/health", get(health))
-        .merge(public)
-        .merge(internal)
+        .route("/ready", get(ready))
+        .merge(gated)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(c)
 }
 
+/// Liveness: the process serves HTTP.
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "service": "coordinator", "status": "healthy" }))
+}
+
+/// Readiness: started up and the database answers now.
+async fn ready(State(c): State<Coordinator>) -> (StatusCode, Json<serde_json::Value>) {
+    let database = c.is_ready() && c.store().db().ping().await;
+    let status = if database {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({
+            "service": "coordinator",
+            "ready": database,
+            "database": if database { "up" } else { "down" },
+        })),
+    )
+}
+
+/// 503 `not_ready` until start-up has finished.
+async fn require_ready(
+    State(c): State<Coordinator>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Result<axum::response::Response, AppError> {
+    if c.is_ready() {
+        Ok(next.run(req).await)
+    } else {
+        Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the coordinator is starting: its database is not ready yet",
+        ))
+    }
 }
 
 #[derive(Debug, Deserialize)]

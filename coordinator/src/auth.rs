@@ -76,6 +76,12 @@ pub async fn require_api_key(
     let key = req.headers().get("x-api-key").and_then(|v| v.to_str().ok());
     match key {
         Some(k) if c.api_keys().check(k) => Ok(next.run(req).await),
+        // A key created through another coordinator instance: look it up
+        // (by hash) and remember it.
+        Some(k) if c.store().api_key_exists(&hash_api_key(k)).await? => {
+            c.api_keys().add(hash_api_key(k));
+            Ok(next.run(req).await)
+        }
         Some(_) => Err(AppError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -18,8 +18,9 @@ pub struct CoordinatorConfig {
     pub allowlist: Vec<IpNet>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
-    /// Router internal API base URL, e.g. `http://127.0.0.1:8081`.
-    pub router_internal_url: String,
+    /// Router internal API base URLs, e.g. `http://127.0.0.1:8081`; tried in
+    /// turn, the next one when a router is unreachable.
+    pub router_internal_urls: Vec<String>,
     /// Router WebSocket URL given to device parties, e.g. `ws://127.0.0.1:8081/ws`.
     pub router_public_ws_url: String,
     /// Shared secret of internal APIs (router, party registration).
@@ -38,14 +39,14 @@ pub struct CoordinatorConfig {
 impl std::fmt::Debug for CoordinatorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CoordinatorConfig")
-            .field("database_url", &self.database_url)
+            .field("database_url", &mpc_db::redact_url(&self.database_url))
             .field(
                 "coordinator_public_key",
                 &hex::encode(self.signing_key.public()),
             )
             .field("bootstrap_api_keys", &self.bootstrap_api_keys.len())
             .field("allowlist", &self.allowlist)
-            .field("router_internal_url", &self.router_internal_url)
+            .field("router_internal_urls", &self.router_internal_urls)
             .field("insecure_test_aux", &self.insecure_test_aux)
             .finish_non_exhaustive()
     }
@@ -66,7 +67,7 @@ impl CoordinatorConfig {
             bootstrap_api_keys: Vec::new(),
             allowlist: Vec::new(),
             max_body_bytes: 64 * 1024,
-            router_internal_url: router_url.to_string(),
+            router_internal_urls: vec![router_url.to_string()],
             router_public_ws_url: format!("{}/ws", router_url.replacen("http", "ws", 1)),
             internal_token: internal_token.into(),
             keygen_aux_timeout: Duration::from_secs(30 * 60),

@@ -58,8 +58,8 @@ impl IntoResponse for AppError {
     }
 }
 
-impl From<sqlx::Error> for AppError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<mpc_db::sqlx::Error> for AppError {
+    fn from(e: mpc_db::sqlx::Error) -> Self {
         Self::internal(e)
     }
 }

@@ -26,6 +26,7 @@ pub mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ struct Inner {
     store: store::Store,
     router: router_client::RouterClient,
     api_keys: auth::ApiKeys,
+    /// Set once the database is migrated and the bootstrap keys are stored.
+    ready: AtomicBool,
 }
 
 /// Start-up failures.
@@ -50,35 +53,94 @@ struct Inner {
 pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    /// Migrations failed.
-    #[error("migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Database(#[from] mpc_db::DbError),
+    /// A database query failed.
+    #[error("database: {0}")]
+    Query(#[from] mpc_db::sqlx::Error),
+    /// Configuration.
+    #[error("configuration: {0}")]
+    Config(&'static str),
+    /// The coordinator did not become ready in time.
+    #[error("not ready after {0:?}")]
+    NotReady(Duration),
 }
 
 impl Coordinator {
-    /// Opens the database, runs migrations and loads API keys.
-    pub async fn new(config: CoordinatorConfig) -> Result<Self, StartError> {
+    /// A coordinator that serves at once: the database is connected and
+    /// migrated in the background, with backoff, and the bootstrap API keys
+    /// stored after that. Until then `/ready` answers 503 and so do the APIs
+    /// (`/health` answers from the start). See [`Coordinator::wait_ready`].
+    pub fn new(config: CoordinatorConfig) -> Result<Self, StartError> {
         if config.insecure_test_aux {
             tracing::warn!(
                 "INSECURE TEST MODE: keygens reuse pregenerated public aux info; never use this for real keys"
             );
         }
-        let store = store::Store::open(&config.database_url).await?;
-        for key in &config.bootstrap_api_keys {
-            store.ensure_api_key(key, "bootstrap").await?;
+        if config.router_internal_urls.is_empty() {
+            return Err(StartError::Config("at least one router URL is needed"));
         }
-        let api_keys = auth::ApiKeys::new(store.api_key_hashes().await?);
+        let store = store::Store::open_lazy(&config.database_url)?;
         let router =
-            router_client::RouterClient::new(&config.router_internal_url, &config.internal_token);
-        Ok(Self {
+            router_client::RouterClient::new(&config.router_internal_urls, &config.internal_token);
+        let c = Self {
             inner: Arc::new(Inner {
                 config,
                 store,
                 router,
-                api_keys,
+                api_keys: auth::ApiKeys::default(),
+                ready: AtomicBool::new(false),
             }),
-        })
+        };
+        let me = c.clone();
+        tokio::spawn(async move { me.start_up().await });
+        Ok(c)
+    }
+
+    /// Waits for the database, then stores the bootstrap API keys and loads
+    /// every key hash; retries with backoff.
+    async fn start_up(self) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            if self.store().db().is_ready() {
+                match self.load_keys().await {
+                    Ok(()) => {
+                        self.inner.ready.store(true, Ordering::Release);
+                        tracing::info!("coordinator ready");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "loading API keys failed"),
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn load_keys(&self) -> Result<(), mpc_db::sqlx::Error> {
+        for key in &self.config().bootstrap_api_keys {
+            self.store().ensure_api_key(key, "bootstrap").await?;
+        }
+        for hash in self.store().api_key_hashes().await? {
+            self.api_keys().add(hash);
+        }
+        Ok(())
+    }
+
+    /// Whether start-up has finished (database migrated, keys loaded).
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Waits up to `wait` for [`Coordinator::is_ready`].
+    pub async fn wait_ready(&self, wait: Duration) -> Result<(), StartError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StartError::NotReady(wait));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// Configuration.
@@ -97,7 +159,7 @@ impl Coordinator {
     }
 
     /// Creates a new API key, returning its plaintext once.
-    pub async fn create_api_key(&self, label: &str) -> Result<String, sqlx::Error> {
+    pub async fn create_api_key(&self, label: &str) -> Result<String, mpc_db::sqlx::Error> {
         let key = auth::new_api_key();
         self.inner.store.ensure_api_key(&key, label).await?;
         self.inner.api_keys.add(auth::hash_api_key(&key));
@@ -155,8 +217,12 @@ impl Coordinator {
         result
     }
 
-    /// Marks every open session past its deadline `expired`.
+    /// Marks every open session past its deadline `expired`. Every instance
+    /// runs this; the conditional update records each expiry once.
     pub async fn expire_overdue(&self) {
+        if !self.is_ready() {
+            return;
+        }
         match self.inner.store.expire_overdue(store::now()).await {
             Ok(expired) => {
                 for id in expired {

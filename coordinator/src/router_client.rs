@@ -1,14 +1,22 @@
 //! Calls to the router's internal API.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use party_core::identity::PartyPublicKey;
 use party_core::wire::Invitation;
 use serde::Serialize;
 use uuid::Uuid;
 
-/// A client of the router's internal API.
+/// A client of the router's internal API. With several router instances
+/// (sharing state through Redis) any of them serves a call: a call goes to the
+/// instance that last answered and moves on to the next when it is
+/// unreachable or answers 5xx.
 #[derive(Clone)]
 pub struct RouterClient {
-    base: String,
+    bases: Arc<Vec<String>>,
+    current: Arc<AtomicUsize>,
     token: String,
     http: reqwest::Client,
 }
@@ -16,7 +24,7 @@ pub struct RouterClient {
 impl std::fmt::Debug for RouterClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RouterClient")
-            .field("base", &self.base)
+            .field("bases", &self.bases)
             .finish_non_exhaustive()
     }
 }
@@ -44,29 +52,63 @@ pub enum RouterError {
 }
 
 impl RouterClient {
-    /// A client for `base` (e.g. `http://127.0.0.1:8081`).
-    pub fn new(base: &str, token: &str) -> Self {
+    /// A client for the router instances at `bases` (e.g.
+    /// `http://127.0.0.1:8081`).
+    pub fn new(bases: &[String], token: &str) -> Self {
         Self {
-            base: base.trim_end_matches('/').to_string(),
+            bases: Arc::new(
+                bases
+                    .iter()
+                    .map(|b| b.trim_end_matches('/').to_string())
+                    .collect(),
+            ),
+            current: Arc::new(AtomicUsize::new(0)),
             token: token.to_string(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
         }
     }
 
-    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<(), RouterError> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("X-Internal-Token", &self.token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| RouterError::Unreachable(e.without_url().to_string()))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(RouterError::Refused(resp.status().as_u16()))
+    /// Sends `make(base)` to the instances in turn until one answers below
+    /// 500. A 4xx is the router's answer and is not retried elsewhere.
+    async fn call(
+        &self,
+        make: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<(), RouterError> {
+        let n = self.bases.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = RouterError::Unreachable("no router configured".into());
+        for k in 0..n {
+            let i = (start + k) % n;
+            let Some(base) = self.bases.get(i) else {
+                continue;
+            };
+            match make(base)
+                .header("X-Internal-Token", &self.token)
+                .send()
+                .await
+            {
+                Ok(resp) if resp.status().is_success() => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Ok(resp) if resp.status().is_client_error() => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Err(RouterError::Refused(resp.status().as_u16()));
+                }
+                Ok(resp) => last = RouterError::Refused(resp.status().as_u16()),
+                Err(e) => last = RouterError::Unreachable(e.without_url().to_string()),
+            }
+            tracing::warn!(router = %base, error = %last, "router instance unavailable, trying the next");
         }
+        Err(last)
+    }
+
+    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<(), RouterError> {
+        self.call(|base| self.http.post(format!("{base}{path}")).json(body))
+            .await
     }
 
     /// Registers a session's slots.
@@ -101,13 +143,13 @@ impl RouterClient {
         let me = self.clone();
         tokio::spawn(async move {
             let r = me
-                .http
-                .delete(format!("{}/internal/v1/sessions/{session_id}", me.base))
-                .header("X-Internal-Token", &me.token)
-                .send()
+                .call(|base| {
+                    me.http
+                        .delete(format!("{base}/internal/v1/sessions/{session_id}"))
+                })
                 .await;
             if let Err(e) = r {
-                tracing::debug!(session_id = %session_id, error = %e.without_url(), "router close failed");
+                tracing::debug!(session_id = %session_id, error = %e, "router close failed");
             }
         });
     }

@@ -6,13 +6,13 @@
 //! session's completion. `session_events` is append-only (triggers refuse
 //! updates and deletes).
 
-use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mpc_db::sqlx::any::AnyRow;
+use mpc_db::sqlx::{self, AnyPool, Row};
+use mpc_db::{json_column, Db, Migrations};
 use party_core::identity::PartyPublicKey;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -133,11 +133,20 @@ pub struct NewSession<'a> {
     pub participants: Vec<(u16, String, String, [u8; 32])>,
 }
 
-/// The database.
+/// The coordinator's schema, per backend.
+pub static MIGRATIONS: Migrations = Migrations {
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+    postgres: &sqlx::migrate!("./migrations/postgres"),
+};
+
+/// The database (SQLite or PostgreSQL, by URL).
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    db: Db,
+    pool: AnyPool,
 }
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 const OPEN: &str = "('waiting','in_progress')";
 
@@ -149,29 +158,38 @@ fn u16_(v: i64) -> u16 {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database.
-    pub async fn open(url: &str) -> Result<Self, crate::StartError> {
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(opts)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+    /// A store whose pool connects on first use; migrations run in the
+    /// background with backoff ([`Store::db`] says when they are done).
+    pub fn open_lazy(url: &str) -> Result<Self, crate::StartError> {
+        let db = Db::open_lazy(url, MIGRATIONS)?;
+        Ok(Self {
+            pool: db.pool().clone(),
+            db,
+        })
     }
 
     /// The pool (tests inspect the database through it).
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The database handle (backend, readiness).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Whether an API key hash is stored.
+    pub async fn api_key_exists(&self, hash: &[u8; 32]) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query("SELECT 1 FROM api_keys WHERE key_sha256 = $1")
+            .bind(hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
     /// Stores the hash of an API key if it is not there yet.
     pub async fn ensure_api_key(&self, key: &str, label: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT OR IGNORE INTO api_keys (id, key_sha256, label, created_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_keys (id, key_sha256, label, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (key_sha256) DO NOTHING")
             .bind(Uuid::new_v4().to_string())
             .bind(crate::auth::hash_api_key(key).to_vec())
             .bind(label)
@@ -209,7 +227,7 @@ impl Store {
                 "party id already registered with another key",
             ));
         }
-        sqlx::query("INSERT INTO parties (party_id, device_type, ed25519, x25519, registered_at) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO parties (party_id, device_type, ed25519, x25519, registered_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(party_id)
             .bind(device_type)
             .bind(identity.ed25519.to_vec())
@@ -231,7 +249,7 @@ impl Store {
     /// A registered party.
     pub async fn party(&self, party_id: &str) -> Result<Option<PartyRecord>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT party_id, device_type, ed25519, x25519 FROM parties WHERE party_id = ?",
+            "SELECT party_id, device_type, ed25519, x25519 FROM parties WHERE party_id = $1",
         )
         .bind(party_id)
         .fetch_optional(&self.pool)
@@ -250,7 +268,7 @@ impl Store {
 
     /// Whether aux info exists for a party group.
     pub async fn aux_group_exists(&self, group_id: &str) -> Result<bool, sqlx::Error> {
-        Ok(sqlx::query("SELECT 1 FROM aux_groups WHERE group_id = ?")
+        Ok(sqlx::query("SELECT 1 FROM aux_groups WHERE group_id = $1")
             .bind(group_id)
             .fetch_optional(&self.pool)
             .await?
@@ -264,7 +282,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO sessions (session_id, kind, status, threshold_t, threshold_n, account_id, message_hash,
              descriptor, group_id, generate_aux, created_at, updated_at, expires_at)
-             VALUES (?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, 'waiting', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(r.session_id.to_string())
         .bind(&r.kind)
@@ -274,7 +292,7 @@ impl Store {
         .bind(&r.message_hash)
         .bind(&r.descriptor)
         .bind(&r.group_id)
-        .bind(r.generate_aux)
+        .bind(i64::from(r.generate_aux))
         .bind(i(r.created_at))
         .bind(i(r.created_at))
         .bind(i(r.expires_at))
@@ -283,7 +301,7 @@ impl Store {
         for (pos, party_id, device_type, token_hash) in &s.participants {
             sqlx::query(
                 "INSERT INTO session_participants (session_id, position, party_id, device_type, token_sha256)
-                 VALUES (?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(r.session_id.to_string())
             .bind(i64::from(*pos))
@@ -309,7 +327,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT session_id, kind, status, threshold_t, threshold_n, account_id, message_hash, descriptor,
              group_id, generate_aux, result, error, blamed_party, created_at, expires_at
-             FROM sessions WHERE session_id = ?",
+             FROM sessions WHERE session_id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -324,7 +342,7 @@ impl Store {
             message_hash: r.get(6),
             descriptor: r.get(7),
             group_id: r.get(8),
-            generate_aux: r.get(9),
+            generate_aux: r.get::<i64, _>(9) != 0,
             result: json_column(&r, 10),
             error: r.get(11),
             blamed_party: r.get(12),
@@ -337,7 +355,7 @@ impl Store {
     pub async fn participants(&self, id: Uuid) -> Result<Vec<ParticipantRow>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT position, party_id, device_type, joined, progress, result FROM session_participants
-             WHERE session_id = ? ORDER BY position",
+             WHERE session_id = $1 ORDER BY position",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -348,7 +366,7 @@ impl Store {
                 position: u16_(r.get(0)),
                 party_id: r.get(1),
                 device_type: r.get(2),
-                joined: r.get(3),
+                joined: r.get::<i64, _>(3) != 0,
                 progress: json_column(r, 4),
                 result: json_column(r, 5),
             })
@@ -359,8 +377,9 @@ impl Store {
     /// everyone has.
     pub async fn mark_joined(&self, id: Uuid, position: u16) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        lock_session(&mut tx, id).await?;
         let changed = sqlx::query(
-            "UPDATE session_participants SET joined = 1 WHERE session_id = ? AND position = ? AND joined = 0",
+            "UPDATE session_participants SET joined = 1 WHERE session_id = $1 AND position = $2 AND joined = 0",
         )
         .bind(id.to_string())
         .bind(i64::from(position))
@@ -377,7 +396,7 @@ impl Store {
             )
             .await?;
             let waiting: i64 = sqlx::query(
-                "SELECT COUNT(*) FROM session_participants WHERE session_id = ? AND joined = 0",
+                "SELECT COUNT(*) FROM session_participants WHERE session_id = $1 AND joined = 0",
             )
             .bind(id.to_string())
             .fetch_one(&mut *tx)
@@ -385,7 +404,7 @@ impl Store {
             .get(0);
             if waiting == 0 {
                 let moved = sqlx::query(
-                    "UPDATE sessions SET status = 'in_progress', updated_at = ? WHERE session_id = ? AND status = 'waiting'",
+                    "UPDATE sessions SET status = 'in_progress', updated_at = $1 WHERE session_id = $2 AND status = 'waiting'",
                 )
                 .bind(i(now()))
                 .bind(id.to_string())
@@ -408,7 +427,7 @@ impl Store {
         progress: &serde_json::Value,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "UPDATE session_participants SET progress = ? WHERE session_id = ? AND position = ?",
+            "UPDATE session_participants SET progress = $1 WHERE session_id = $2 AND position = $3",
         )
         .bind(progress.to_string())
         .bind(id.to_string())
@@ -427,8 +446,9 @@ impl Store {
         result: &serde_json::Value,
     ) -> Result<Vec<Option<serde_json::Value>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        lock_session(&mut tx, id).await?;
         let changed = sqlx::query(
-            "UPDATE session_participants SET result = ? WHERE session_id = ? AND position = ? AND result IS NULL",
+            "UPDATE session_participants SET result = $1 WHERE session_id = $2 AND position = $3 AND result IS NULL",
         )
         .bind(result.to_string())
         .bind(id.to_string())
@@ -440,7 +460,7 @@ impl Store {
             event(&mut tx, id, "party_result", Some(position), result).await?;
         }
         let rows = sqlx::query(
-            "SELECT result FROM session_participants WHERE session_id = ? ORDER BY position",
+            "SELECT result FROM session_participants WHERE session_id = $1 ORDER BY position",
         )
         .bind(id.to_string())
         .fetch_all(&mut *tx)
@@ -478,7 +498,7 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO accounts (account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&account.account_id)
         .bind(hex::decode(&account.public_key).unwrap_or_default())
@@ -491,7 +511,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(group) = generate_aux_group {
-            sqlx::query("INSERT OR IGNORE INTO aux_groups (group_id, session_id, created_at) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO aux_groups (group_id, session_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (group_id) DO NOTHING")
                 .bind(group)
                 .bind(id.to_string())
                 .bind(i(now()))
@@ -538,7 +558,7 @@ impl Store {
     /// Expires open sessions past their deadline; returns their ids.
     pub async fn expire_overdue(&self, now: u64) -> Result<Vec<Uuid>, sqlx::Error> {
         let rows = sqlx::query(&format!(
-            "SELECT session_id FROM sessions WHERE status IN {OPEN} AND expires_at <= ?"
+            "SELECT session_id FROM sessions WHERE status IN {OPEN} AND expires_at <= $1"
         ))
         .bind(i(now))
         .fetch_all(&self.pool)
@@ -554,10 +574,14 @@ impl Store {
                 .filter(|p| p.result.is_none())
                 .map(|p| p.party_id.as_str())
                 .collect();
-            let reason = format!(
-                "deadline passed without a result from: {}",
-                missing.join(", ")
-            );
+            let reason = if missing.is_empty() {
+                "deadline passed before the party results were combined".to_string()
+            } else {
+                format!(
+                    "deadline passed without a result from: {}",
+                    missing.join(", ")
+                )
+            };
             if self
                 .close_one(id, Close::Expired { reason: &reason })
                 .await?
@@ -572,7 +596,7 @@ impl Store {
     pub async fn account(&self, account_id: &str) -> Result<Option<Account>, sqlx::Error> {
         let row = sqlx::query(
             "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
-             FROM accounts WHERE account_id = ?",
+             FROM accounts WHERE account_id = $1",
         )
         .bind(account_id)
         .fetch_optional(&self.pool)
@@ -584,7 +608,7 @@ impl Store {
     pub async fn accounts(&self, limit: i64) -> Result<Vec<Account>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
-             FROM accounts ORDER BY created_at DESC, account_id LIMIT ?",
+             FROM accounts ORDER BY created_at DESC, account_id LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -594,7 +618,7 @@ impl Store {
 
     /// A session's event log.
     pub async fn events(&self, id: Uuid) -> Result<Vec<serde_json::Value>, sqlx::Error> {
-        let rows = sqlx::query("SELECT at, kind, position, detail FROM session_events WHERE session_id = ? ORDER BY id")
+        let rows = sqlx::query("SELECT at, kind, position, detail FROM session_events WHERE session_id = $1 ORDER BY id")
             .bind(id.to_string())
             .fetch_all(&self.pool)
             .await?;
@@ -625,13 +649,7 @@ impl Store {
     }
 }
 
-/// A nullable JSON text column, parsed (`None` when NULL or not JSON).
-fn json_column(r: &sqlx::sqlite::SqliteRow, idx: usize) -> Option<serde_json::Value> {
-    r.get::<Option<String>, _>(idx)
-        .and_then(|s| serde_json::from_str(&s).ok())
-}
-
-fn account_from_row(r: &sqlx::sqlite::SqliteRow) -> Account {
+fn account_from_row(r: &AnyRow) -> Account {
     Account {
         account_id: r.get(0),
         public_key: hex::encode(r.get::<Vec<u8>, _>(1)),
@@ -661,11 +679,7 @@ enum Close<'a> {
 
 /// Moves an open session to its terminal state and logs the event; false if
 /// it was already terminal (so each ending is recorded once).
-async fn close(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    id: Uuid,
-    how: Close<'_>,
-) -> Result<bool, sqlx::Error> {
+async fn close(tx: &mut Tx<'_>, id: Uuid, how: Close<'_>) -> Result<bool, sqlx::Error> {
     let (status, result, account_id, error, blamed, detail) = match how {
         Close::Completed { result, account_id } => (
             "completed",
@@ -693,8 +707,8 @@ async fn close(
         ),
     };
     let changed = sqlx::query(&format!(
-        "UPDATE sessions SET status = ?, result = COALESCE(?, result), account_id = COALESCE(?, account_id),
-         error = ?, blamed_party = ?, updated_at = ? WHERE session_id = ? AND status IN {OPEN}"
+        "UPDATE sessions SET status = $1, result = COALESCE($2, result), account_id = COALESCE($3, account_id),
+         error = $4, blamed_party = $5, updated_at = $6 WHERE session_id = $7 AND status IN {OPEN}"
     ))
     .bind(status)
     .bind(result)
@@ -712,14 +726,28 @@ async fn close(
     Ok(changed == 1)
 }
 
+/// Serialises transactions on one session: the first statement writes the
+/// session's row, which PostgreSQL locks until commit (SQLite takes its
+/// database write lock). Without it, two coordinator instances recording the
+/// last two party reports at once would each read the other's report as
+/// missing (read committed), and neither would complete the session.
+async fn lock_session(tx: &mut Tx<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET updated_at = $1 WHERE session_id = $2")
+        .bind(i(now()))
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     id: Uuid,
     kind: &str,
     position: Option<u16>,
     detail: &serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO session_events (session_id, at, kind, position, detail) VALUES (?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO session_events (session_id, at, kind, position, detail) VALUES ($1, $2, $3, $4, $5)")
         .bind(id.to_string())
         .bind(i(now()))
         .bind(kind)

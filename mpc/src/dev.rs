@@ -45,6 +45,13 @@ pub struct DevOptions {
     pub allowlist: Vec<ipnet::IpNet>,
     /// Prime sets each party keeps ready in its sealed pool.
     pub prime_pool: usize,
+    /// The coordinator's database; `None`: SQLite in the data directory.
+    pub coordinator_database_url: Option<String>,
+    /// Party `k`'s database at index `k - 1`; missing: SQLite in the data
+    /// directory.
+    pub party_database_urls: Vec<String>,
+    /// Redis for the router's state; `None`: in memory.
+    pub redis_url: Option<String>,
 }
 
 impl DevOptions {
@@ -62,9 +69,15 @@ impl DevOptions {
             sign_timeout: Duration::from_secs(120),
             allowlist: Vec::new(),
             prime_pool: 1,
+            coordinator_database_url: None,
+            party_database_urls: Vec::new(),
+            redis_url: None,
         }
     }
 }
+
+/// How long start-up waits for a database.
+const DB_WAIT: Duration = Duration::from_secs(60);
 
 struct Service {
     stop: Option<oneshot::Sender<()>>,
@@ -170,7 +183,9 @@ impl DevSystem {
         let router_listener = tokio::net::TcpListener::bind(options.router_addr).await?;
         let router_addr = router_listener.local_addr()?;
         let router_url = format!("http://{router_addr}");
-        let router = router::Router::new(router::RouterConfig::new(internal_token.clone()));
+        let mut router_config = router::RouterConfig::new(internal_token.clone());
+        router_config.redis_url = options.redis_url.clone();
+        let router = router::Router::new(router_config)?;
         let r = router.clone();
         let router_service = Service::spawn(move |rx| async move {
             if let Err(e) = r
@@ -184,7 +199,10 @@ impl DevSystem {
         });
 
         let mut config = CoordinatorConfig::new(
-            format!("sqlite://{}", dir.join("coordinator.db").display()),
+            options
+                .coordinator_database_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", dir.join("coordinator.db").display())),
             coordinator_key.clone(),
             &router_url,
             internal_token.clone(),
@@ -195,7 +213,8 @@ impl DevSystem {
         config.keygen_timeout = options.keygen_timeout;
         config.sign_timeout = options.sign_timeout;
         config.allowlist = options.allowlist.clone();
-        let coordinator = Coordinator::new(config).await?;
+        let coordinator = Coordinator::new(config)?;
+        coordinator.wait_ready(DB_WAIT).await?;
         let api_listener = tokio::net::TcpListener::bind(options.api_addr).await?;
         let api_addr = api_listener.local_addr()?;
         let c = coordinator.clone();
@@ -247,11 +266,16 @@ impl DevSystem {
             MasterKey::from_hex(&mk).map_err(|e| anyhow::anyhow!("master.key: {e}"))?;
         Ok(PartyConfig {
             party_id: Self::party_id(k),
-            database_url: format!("sqlite://{}", dir.join("party.db").display()),
+            database_url: self
+                .options
+                .party_database_urls
+                .get(k - 1)
+                .cloned()
+                .unwrap_or_else(|| format!("sqlite://{}", dir.join("party.db").display())),
             master_key,
-            coordinator_url: self.api_url.clone(),
+            coordinator_urls: vec![self.api_url.clone()],
             coordinator_public_key: self.coordinator_key.public(),
-            router_ws_url: format!("{}/ws", self.router_url.replacen("http", "ws", 1)),
+            router_ws_urls: vec![format!("{}/ws", self.router_url.replacen("http", "ws", 1))],
             internal_token: self.internal_token.clone(),
             primes: match &self.options.insecure_test_primes {
                 Some(dir) => PrimeSource::InsecureTestData {

@@ -60,6 +60,10 @@ enum Command {
         /// Shared secret of the internal APIs.
         #[arg(long, env = "MPC_INTERNAL_TOKEN", hide_env_values = true)]
         internal_token: String,
+        /// Redis URL: share session state with every router instance using
+        /// the same Redis. Without it, state stays in this process.
+        #[arg(long, env = "MPC_REDIS_URL")]
+        redis_url: Option<String>,
     },
     /// Run the coordinator alone.
     Coordinator {
@@ -74,20 +78,46 @@ enum Command {
         )]
         database_url: String,
         /// File holding the descriptor-signing key (64 hex digits, see `mpc gen-key`).
-        #[arg(long, env = "MPC_COORDINATOR_KEY_FILE")]
-        signing_key_file: PathBuf,
+        #[arg(
+            long,
+            env = "MPC_COORDINATOR_KEY_FILE",
+            required_unless_present = "signing_key"
+        )]
+        signing_key_file: Option<PathBuf>,
+        /// The descriptor-signing key itself (64 hex digits), e.g. from a
+        /// secret store through the environment.
+        #[arg(
+            long,
+            env = "MPC_COORDINATOR_KEY",
+            hide_env_values = true,
+            conflicts_with = "signing_key_file"
+        )]
+        signing_key: Option<String>,
         /// An API key to accept (stored hashed).
         #[arg(long, env = "MPC_API_KEY", hide_env_values = true)]
         api_key: Option<String>,
         /// Comma-separated CIDRs allowed to call the REST API (empty: all).
         #[arg(long, env = "MPC_ALLOWLIST", default_value = "")]
         allowlist: String,
-        /// Router base URL.
+        /// Router base URLs, comma-separated (any instance serves any call).
         #[arg(long, env = "MPC_ROUTER_URL", default_value = "http://127.0.0.1:8081")]
         router_url: String,
         /// Shared secret of the internal APIs.
         #[arg(long, env = "MPC_INTERNAL_TOKEN", hide_env_values = true)]
         internal_token: String,
+        /// Deadline of a keygen that generates aux info, seconds.
+        #[arg(long, env = "MPC_KEYGEN_AUX_TIMEOUT_SECS", default_value_t = 1800)]
+        keygen_aux_timeout_secs: u64,
+        /// Deadline of a keygen that reuses aux info, seconds.
+        #[arg(long, env = "MPC_KEYGEN_TIMEOUT_SECS", default_value_t = 120)]
+        keygen_timeout_secs: u64,
+        /// Deadline of a signing session, seconds.
+        #[arg(long, env = "MPC_SIGN_TIMEOUT_SECS", default_value_t = 120)]
+        sign_timeout_secs: u64,
+        /// INSECURE, test only: parties use PUBLIC pregenerated aux info, so
+        /// keygens skip aux-info generation.
+        #[arg(long)]
+        insecure_test_aux: bool,
     },
     /// Run one server party alone.
     Party {
@@ -98,9 +128,22 @@ enum Command {
         #[arg(long, env = "MPC_DATABASE_URL", default_value = "sqlite://party.db")]
         database_url: String,
         /// File holding the party's master key (64 hex digits, see `mpc gen-key`).
-        #[arg(long, env = "MPC_MASTER_KEY_FILE")]
-        master_key_file: PathBuf,
-        /// Coordinator base URL.
+        #[arg(
+            long,
+            env = "MPC_MASTER_KEY_FILE",
+            required_unless_present = "master_key"
+        )]
+        master_key_file: Option<PathBuf>,
+        /// The master key itself (64 hex digits), e.g. from a secret store
+        /// through the environment.
+        #[arg(
+            long,
+            env = "MPC_MASTER_KEY",
+            hide_env_values = true,
+            conflicts_with = "master_key_file"
+        )]
+        master_key: Option<String>,
+        /// Coordinator base URLs, comma-separated (tried in turn).
         #[arg(
             long,
             env = "MPC_COORDINATOR_URL",
@@ -110,7 +153,8 @@ enum Command {
         /// The coordinator's descriptor-signing public key (hex).
         #[arg(long, env = "MPC_COORDINATOR_PUBLIC_KEY")]
         coordinator_public_key: String,
-        /// Router WebSocket URL.
+        /// Router WebSocket URLs, comma-separated (the next one is used when a
+        /// router goes away).
         #[arg(
             long,
             env = "MPC_ROUTER_WS_URL",
@@ -123,6 +167,13 @@ enum Command {
         /// Prime sets to keep ready in the sealed pool.
         #[arg(long, env = "MPC_PRIME_POOL", default_value_t = 2)]
         prime_pool: usize,
+        /// INSECURE, test only: PUBLIC test primes and aux info from this
+        /// directory (party-core/test-data) instead of generated ones.
+        #[arg(long, value_name = "TEST_DATA_DIR")]
+        insecure_test_data: Option<PathBuf>,
+        /// Which party's test primes to use (0-based), with --insecure-test-data.
+        #[arg(long, default_value_t = 0)]
+        insecure_test_index: usize,
     },
     /// Benchmark the real system in-process through REST and the router.
     Bench {
@@ -230,6 +281,32 @@ async fn create_and_wait(
     Ok(())
 }
 
+/// The non-empty, trimmed items of a comma-separated list.
+fn comma_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A secret given as hex, either inline (environment) or in a file.
+fn secret_hex(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    match (inline, file) {
+        (Some(hex_str), _) => {
+            let hex_str = zeroize::Zeroizing::new(hex_str);
+            Ok(zeroize::Zeroizing::new(
+                hex::decode(hex_str.trim()).map_err(|_| anyhow::anyhow!("key must be hex"))?,
+            ))
+        }
+        (None, Some(path)) => read_hex_file(&path),
+        (None, None) => anyhow::bail!("a key or a key file is required"),
+    }
+}
+
 fn read_hex_file(path: &std::path::Path) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?,
@@ -291,8 +368,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Router {
             listen,
             internal_token,
+            redis_url,
         } => {
-            let router = router::Router::new(router::RouterConfig::new(internal_token));
+            let mut config = router::RouterConfig::new(internal_token);
+            config.redis_url = redis_url;
+            let router = router::Router::new(config)?;
             let listener = tokio::net::TcpListener::bind(listen).await?;
             tracing::info!(addr = %listener.local_addr()?, "router listening");
             router.serve(listener, shutdown_signal()).await?;
@@ -301,23 +381,36 @@ async fn main() -> anyhow::Result<()> {
             listen,
             database_url,
             signing_key_file,
+            signing_key,
             api_key,
             allowlist,
             router_url,
             internal_token,
+            keygen_aux_timeout_secs,
+            keygen_timeout_secs,
+            sign_timeout_secs,
+            insecure_test_aux,
         } => {
-            let key = CoordinatorKey::from_secret_bytes(&read_hex_file(&signing_key_file)?)
-                .map_err(|e| anyhow::anyhow!("signing key: {e}"))?;
+            let key =
+                CoordinatorKey::from_secret_bytes(&secret_hex(signing_key, signing_key_file)?)
+                    .map_err(|e| anyhow::anyhow!("signing key: {e}"))?;
             tracing::info!(public_key = %hex::encode(key.public()), "coordinator descriptor-signing key");
-            let mut config = CoordinatorConfig::new(database_url, key, &router_url, internal_token);
+            let routers = comma_list(&router_url);
+            let first = routers.first().cloned().unwrap_or_default();
+            let mut config = CoordinatorConfig::new(database_url, key, &first, internal_token);
+            config.router_internal_urls = routers;
             config.bootstrap_api_keys = api_key.into_iter().collect();
+            config.keygen_aux_timeout = Duration::from_secs(keygen_aux_timeout_secs);
+            config.keygen_timeout = Duration::from_secs(keygen_timeout_secs);
+            config.sign_timeout = Duration::from_secs(sign_timeout_secs);
+            config.insecure_test_aux = insecure_test_aux;
             config.allowlist = allowlist
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(|s| s.parse().with_context(|| format!("allowlist entry {s}")))
                 .collect::<anyhow::Result<_>>()?;
-            let c = Coordinator::new(config).await?;
+            let c = Coordinator::new(config)?;
             let listener = tokio::net::TcpListener::bind(listen).await?;
             tracing::info!(addr = %listener.local_addr()?, "coordinator listening");
             c.serve(listener, shutdown_signal()).await?;
@@ -326,13 +419,16 @@ async fn main() -> anyhow::Result<()> {
             party_id,
             database_url,
             master_key_file,
+            master_key,
             coordinator_url,
             coordinator_public_key,
             router_ws_url,
             internal_token,
             prime_pool,
+            insecure_test_data,
+            insecure_test_index,
         } => {
-            let master_key = MasterKey::from_bytes(&read_hex_file(&master_key_file)?)
+            let master_key = MasterKey::from_bytes(&secret_hex(master_key, master_key_file)?)
                 .map_err(|e| anyhow::anyhow!("master key: {e}"))?;
             let coordinator_public_key: [u8; 32] = hex::decode(coordinator_public_key.trim())?
                 .try_into()
@@ -341,17 +437,23 @@ async fn main() -> anyhow::Result<()> {
                 party_id,
                 database_url,
                 master_key,
-                coordinator_url,
+                coordinator_urls: comma_list(&coordinator_url),
                 coordinator_public_key,
-                router_ws_url,
+                router_ws_urls: comma_list(&router_ws_url),
                 internal_token,
-                primes: PrimeSource::Generate {
-                    threads: std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(1),
-                    pool_target: prime_pool,
+                primes: match &insecure_test_data {
+                    Some(dir) => PrimeSource::InsecureTestData {
+                        dir: dir.clone(),
+                        index: insecure_test_index,
+                    },
+                    None => PrimeSource::Generate {
+                        threads: std::thread::available_parallelism()
+                            .map(|n| n.get())
+                            .unwrap_or(1),
+                        pool_target: prime_pool,
+                    },
                 },
-                insecure_test_aux: None,
+                insecure_test_aux: insecure_test_data,
             })
             .await?;
             party.run(shutdown_signal()).await;

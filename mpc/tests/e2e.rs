@@ -1,6 +1,8 @@
 //! End to end through the REST API: coordinator, router and server parties
-//! in-process on port 0 with SQLite. Every signature is checked with `k256`
-//! (verify, and recovery of the account key from `v`).
+//! in-process on port 0. The databases are SQLite, or PostgreSQL when
+//! `MPC_TEST_DB=postgres` (scripts/test runs the suite both ways). Every
+//! signature is checked with `k256` (verify, and recovery of the account key
+//! from `v`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -21,12 +23,37 @@ fn test_data() -> PathBuf {
     ))
 }
 
-struct TempDir(PathBuf);
+/// A test's data directory and, on PostgreSQL, its database (one schema for
+/// the coordinator and one per party), kept across restarts of the system.
+struct TempDir(PathBuf, tokio::sync::OnceCell<Vec<String>>);
 impl TempDir {
     fn new(name: &str) -> Self {
         let p = std::env::temp_dir().join(format!("mpc-e2e-{name}-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&p).unwrap();
-        Self(p)
+        Self(p, tokio::sync::OnceCell::new())
+    }
+
+    /// Database URLs on PostgreSQL: `[coordinator, party-1, ..., party-5]`.
+    async fn postgres_urls(&self) -> Option<&Vec<String>> {
+        if mpc_db::testing::test_backend() != mpc_db::Backend::Postgres {
+            return None;
+        }
+        let urls = self
+            .1
+            .get_or_init(|| async {
+                mpc_db::testing::postgres_schema_urls(&[
+                    "coordinator",
+                    "party1",
+                    "party2",
+                    "party3",
+                    "party4",
+                    "party5",
+                ])
+                .await
+                .expect("MPC_TEST_DB=postgres needs PostgreSQL")
+            })
+            .await;
+        Some(urls)
     }
 }
 impl Drop for TempDir {
@@ -36,8 +63,12 @@ impl Drop for TempDir {
 }
 
 /// Options for a fast system: public test aux info (keygen is a DKG only).
-fn fast(dir: &TempDir, parties: usize) -> DevOptions {
+async fn fast(dir: &TempDir, parties: usize) -> DevOptions {
     let mut o = DevOptions::new(&dir.0);
+    if let Some(urls) = dir.postgres_urls().await {
+        o.coordinator_database_url = Some(urls[0].clone());
+        o.party_database_urls = urls[1..].to_vec();
+    }
     o.api_addr = "127.0.0.1:0".parse().unwrap();
     o.router_addr = "127.0.0.1:0".parse().unwrap();
     o.parties = parties;
@@ -140,7 +171,7 @@ async fn count(sys: &DevSystem, table: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keygen_2_of_3_and_every_pair_signs_through_rest() {
     let dir = TempDir::new("k23");
-    let sys = DevSystem::start(fast(&dir, 3)).await.unwrap();
+    let sys = DevSystem::start(fast(&dir, 3).await).await.unwrap();
     let mut frames = sys.router.subscribe_frames();
     let c = client(&sys);
     let account = keygen(&c, 2, &[1, 2, 3]).await;
@@ -184,13 +215,30 @@ async fn keygen_2_of_3_and_every_pair_signs_through_rest() {
             .unwrap()
             .expect("share stored");
         let plain = party_core::codec::encode(&share).unwrap();
-        sqlx::query("PRAGMA wal_checkpoint(FULL)")
-            .execute(party.store().pool())
-            .await
-            .unwrap();
-        let db = dir.0.join(format!("party-{k}/party.db"));
-        let mut bytes = std::fs::read(&db).unwrap();
-        bytes.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+        let bytes = if dir.postgres_urls().await.is_some() {
+            // On PostgreSQL: every byte the party stored, column by column.
+            let mut all = Vec::new();
+            for table in ["key_shares", "aux_infos", "identity"] {
+                for r in sqlx::query(&format!("SELECT sealed FROM {table}"))
+                    .fetch_all(party.store().pool())
+                    .await
+                    .unwrap()
+                {
+                    all.extend(r.get::<Vec<u8>, _>(0));
+                }
+            }
+            all
+        } else {
+            sqlx::query("PRAGMA wal_checkpoint(FULL)")
+                .execute(party.store().pool())
+                .await
+                .unwrap();
+            let db = dir.0.join(format!("party-{k}/party.db"));
+            let mut bytes = std::fs::read(&db).unwrap();
+            bytes.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+            bytes
+        };
+        assert!(!bytes.is_empty());
         let leaked = plain
             .chunks(32)
             .filter(|c| c.len() == 32)
@@ -213,7 +261,7 @@ async fn keygen_2_of_3_and_every_pair_signs_through_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_of_five_wallet_signs() {
     let dir = TempDir::new("k35");
-    let sys = DevSystem::start(fast(&dir, 5)).await.unwrap();
+    let sys = DevSystem::start(fast(&dir, 5).await).await.unwrap();
     let c = client(&sys);
     let account = keygen(&c, 3, &[1, 2, 3, 4, 5]).await;
     assert_eq!(account["threshold_n"], 5);
@@ -225,7 +273,7 @@ async fn three_of_five_wallet_signs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_create_nothing() {
     let dir = TempDir::new("err");
-    let sys = DevSystem::start(fast(&dir, 3)).await.unwrap();
+    let sys = DevSystem::start(fast(&dir, 3).await).await.unwrap();
     let c = client(&sys);
     let account = keygen(&c, 2, &[1, 2, 3]).await;
     let acc = account["account_id"].as_str().unwrap();
@@ -343,7 +391,7 @@ async fn bad_requests_get_clear_errors_and_create_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_outside_the_allowlist_get_403() {
     let dir = TempDir::new("allow");
-    let mut o = fast(&dir, 2);
+    let mut o = fast(&dir, 2).await;
     o.allowlist = vec!["10.0.0.0/8".parse().unwrap()];
     let sys = DevSystem::start(o).await.unwrap();
     let a = client(&sys).get("/api/v1/mpc/accounts").await.unwrap();
@@ -362,7 +410,7 @@ async fn callers_outside_the_allowlist_get_403() {
     assert_eq!(count(&sys, "sessions").await, 0);
     sys.shutdown().await;
 
-    let mut o = fast(&dir, 2);
+    let mut o = fast(&dir, 2).await;
     o.allowlist = vec!["127.0.0.0/8".parse().unwrap()];
     let sys = DevSystem::start(o).await.unwrap();
     assert_eq!(
@@ -379,12 +427,12 @@ async fn callers_outside_the_allowlist_get_403() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_on_the_same_data_directory_keeps_the_account_and_signs() {
     let dir = TempDir::new("restart");
-    let sys = DevSystem::start(fast(&dir, 3)).await.unwrap();
+    let sys = DevSystem::start(fast(&dir, 3).await).await.unwrap();
     let account = keygen(&client(&sys), 2, &[1, 2, 3]).await;
     let key = sys.api_key.clone();
     sys.shutdown().await;
 
-    let sys = DevSystem::start(fast(&dir, 3)).await.unwrap();
+    let sys = DevSystem::start(fast(&dir, 3).await).await.unwrap();
     assert_eq!(sys.api_key, key, "the API key survives");
     assert!(!sys.api_key_is_new);
     let c = client(&sys);
@@ -430,7 +478,7 @@ fn terminal(s: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_party_killed_mid_sign_fails_the_session_and_the_rest_carry_on() {
     let dir = TempDir::new("killsign");
-    let mut o = fast(&dir, 3);
+    let mut o = fast(&dir, 3).await;
     o.sign_timeout = Duration::from_secs(6);
     let mut sys = DevSystem::start(o).await.unwrap();
     let c = client(&sys);
@@ -475,7 +523,7 @@ async fn a_party_killed_mid_keygen_fails_the_session_and_leaves_no_share() {
     // Real aux info generation (from the public test primes), so the keygen
     // runs long enough to be interrupted.
     let dir = TempDir::new("killkeygen");
-    let mut o = fast(&dir, 3);
+    let mut o = fast(&dir, 3).await;
     o.insecure_test_aux = None;
     o.keygen_aux_timeout = Duration::from_secs(25);
     let mut sys = DevSystem::start(o).await.unwrap();
@@ -515,7 +563,7 @@ async fn a_party_killed_mid_keygen_fails_the_session_and_leaves_no_share() {
     // fits a full aux info run); the same group completes a keygen and signs.
     sys.start_party(3).await.unwrap();
     sys.shutdown().await;
-    let mut o = fast(&dir, 3);
+    let mut o = fast(&dir, 3).await;
     o.insecure_test_aux = None;
     o.keygen_aux_timeout = Duration::from_secs(600);
     let sys = DevSystem::start(o).await.unwrap();

@@ -23,6 +23,9 @@ pub struct RouterConfig {
     pub max_session_bytes: usize,
     /// Time a client has to answer the challenge.
     pub handshake_timeout: Duration,
+    /// Redis URL: session state shared by every router instance using it.
+    /// `None` keeps state in this process (one instance, `mpc dev`).
+    pub redis_url: Option<String>,
 }
 
 impl RouterConfig {
@@ -33,6 +36,7 @@ impl RouterConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            redis_url: None,
         }
     }
 }
@@ -44,6 +48,7 @@ impl fmt::Debug for RouterConfig {
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("max_session_bytes", &self.max_session_bytes)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("redis", &self.redis_url.is_some())
             .finish()
     }
 }

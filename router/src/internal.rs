@@ -86,6 +86,15 @@ async fn require_token(State(router): State<Router>, req: Request, next: Next) -
     next.run(req).await
 }
 
+fn unavailable(e: crate::shared::SharedError) -> ApiError {
+    tracing::error!(error = %e, "shared state unavailable");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the router cannot reach its state store",
+    )
+}
+
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     // serde's message may quote a value of the body; it goes back only to the
     // authenticated caller that sent it, and is never logged.
@@ -165,10 +174,16 @@ async fn register_session(
     let session_id = req.session_id;
     let slots = slots(req.participants)?;
     let n = slots.len();
-    router
-        .sessions()
-        .register(session_id, req.expires_at, slots)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()))?;
+    let registered = match router.shared() {
+        Some(shared) => shared
+            .register(session_id, req.expires_at, slots)
+            .await
+            .map_err(unavailable)?,
+        None => router
+            .sessions()
+            .register(session_id, req.expires_at, slots),
+    };
+    registered.map_err(|e| ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()))?;
     tracing::info!(%session_id, parties = n, expires_at = req.expires_at, "session registered");
     Ok((
         StatusCode::CREATED,
@@ -182,7 +197,11 @@ async fn close_session(
 ) -> Result<StatusCode, ApiError> {
     let session_id =
         Uuid::parse_str(&id).map_err(|_| ApiError::bad_request("session id must be a UUID"))?;
-    if !router.sessions().close(session_id) {
+    let closed = match router.shared() {
+        Some(shared) => shared.close(session_id).await.map_err(unavailable)?,
+        None => router.sessions().close(session_id),
+    };
+    if !closed {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_session",
@@ -207,7 +226,15 @@ async fn invite(
     let req: InviteRequest = parse_json(&body)?;
     let key = decode_32(&req.identity_ed25519, "identity_ed25519")?;
     let session_id = req.invitation.descriptor.descriptor.session_id;
-    let delivered = router.control().deliver(key, req.invitation, now_unix());
+    let delivered = match router.shared() {
+        // Queued in Redis; the instance holding the party's control
+        // connection hands it over.
+        Some(shared) => shared
+            .deliver(key, &req.invitation)
+            .await
+            .map_err(unavailable)?,
+        None => router.control().deliver(key, req.invitation, now_unix()),
+    };
     tracing::info!(%session_id, delivered, "invitation received");
     Ok((
         StatusCode::ACCEPTED,

@@ -25,6 +25,7 @@ mod conn;
 mod control;
 mod internal;
 mod sessions;
+mod shared;
 mod ws;
 
 use std::future::Future;
@@ -42,6 +43,7 @@ pub use internal::INTERNAL_TOKEN_HEADER;
 
 use control::ControlRegistry;
 use sessions::SessionStore;
+use shared::Shared;
 
 /// Frames kept for slow `subscribe_frames` receivers before they lag.
 const FRAME_TAP_CAPACITY: usize = 4096;
@@ -58,6 +60,9 @@ struct Inner {
     config: RouterConfig,
     sessions: Mutex<SessionStore>,
     control: Mutex<ControlRegistry>,
+    /// Redis-backed state when several instances share sessions; `None`
+    /// keeps everything in this process (`sessions`, `control`).
+    shared: Option<Arc<Shared>>,
     frames: broadcast::Sender<(Uuid, Vec<u8>)>,
     next_conn_id: AtomicU64,
     /// Becomes true on shutdown; connection tasks and the sweeper watch it.
@@ -87,11 +92,22 @@ pub(crate) fn now_unix() -> u64 {
 }
 
 impl Router {
-    /// A router with no sessions.
-    pub fn new(config: RouterConfig) -> Router {
+    /// A router with no sessions. With `config.redis_url` set, session state
+    /// lives in Redis and is shared with every instance using the same Redis
+    /// (connected in the background by [`Router::serve`]); an invalid URL is
+    /// an error.
+    pub fn new(config: RouterConfig) -> Result<Router, RouterStartError> {
         let (frames, _) = broadcast::channel(FRAME_TAP_CAPACITY);
-        Router {
+        let shared = match &config.redis_url {
+            Some(url) => Some(
+                Shared::new(url, config.max_session_bytes)
+                    .map_err(|e| RouterStartError(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(Router {
             inner: Arc::new(Inner {
+                shared,
                 sessions: Mutex::new(SessionStore::new(config.max_session_bytes)),
                 control: Mutex::new(ControlRegistry::default()),
                 config,
@@ -99,6 +115,19 @@ impl Router {
                 next_conn_id: AtomicU64::new(1),
                 shutdown: watch::Sender::new(false),
             }),
+        })
+    }
+
+    /// The Redis-backed state, when configured.
+    pub(crate) fn shared(&self) -> Option<&Arc<Shared>> {
+        self.inner.shared.as_ref()
+    }
+
+    /// Whether the router can serve sessions now (Redis answers, if used).
+    pub async fn is_ready(&self) -> bool {
+        match self.shared() {
+            Some(s) => s.ping().await,
+            None => true,
         }
     }
 
@@ -108,6 +137,7 @@ impl Router {
     pub fn app(&self) -> axum::Router {
         axum::Router::new()
             .route("/health", get(health))
+            .route("/ready", get(ready))
             .route("/ws", get(ws::upgrade))
             .merge(internal::routes(self.clone()))
             .with_state(self.clone())
@@ -134,6 +164,9 @@ impl Router {
             this.inner.shutdown.send_replace(true);
         });
         let sweeper = tokio::spawn(self.clone().sweep());
+        let notices = self
+            .shared()
+            .map(|s| tokio::spawn(s.clone().run(self.shutdown_signal())));
         let mut stop = self.shutdown_signal();
         let result = axum::serve(listener, self.app())
             .with_graceful_shutdown(async move { stopped(&mut stop).await })
@@ -142,6 +175,9 @@ impl Router {
         signal.abort();
         self.inner.shutdown.send_replace(true);
         let _ = sweeper.await;
+        if let Some(n) = notices {
+            let _ = n.await;
+        }
         result
     }
 
@@ -155,7 +191,11 @@ impl Router {
                 _ = stopped(&mut stop) => return,
             }
             let now = now_unix();
-            for session_id in self.sessions().expire(now) {
+            let expired = match self.shared() {
+                Some(s) => s.expire(now),
+                None => self.sessions().expire(now),
+            };
+            for session_id in expired {
                 tracing::info!(%session_id, "session expired");
             }
             self.control().expire(now);
@@ -202,3 +242,27 @@ impl Router {
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"service": "router", "status": "healthy"}))
 }
+
+async fn ready(
+    axum::extract::State(router): axum::extract::State<Router>,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    let ready = router.is_ready().await;
+    let status = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({
+            "service": "router",
+            "ready": ready,
+            "state": if router.shared().is_some() { "redis" } else { "memory" },
+        })),
+    )
+}
+
+/// The router could not be configured.
+#[derive(Debug, thiserror::Error)]
+#[error("router configuration: {0}")]
+pub struct RouterStartError(String);

@@ -163,14 +163,41 @@ async fn session_connection(
     let session_id = join.session_id;
     let conn_id = router.next_conn_id();
     let (conn, mut rx) = Conn::new(conn_id);
-    let joined = router.sessions().join(
-        session_id,
-        &join.token_sha256,
-        &join.identity,
-        join.signature_ok,
-        now_unix(),
-        conn,
-    );
+    let joined = match router.shared() {
+        Some(shared) => {
+            let r = shared
+                .join(
+                    session_id,
+                    &join.token_sha256,
+                    &join.identity,
+                    join.signature_ok,
+                    now_unix(),
+                    conn,
+                )
+                .await;
+            match r {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(%session_id, error = %e, "join failed: shared state unavailable");
+                    refuse(
+                        &mut socket,
+                        "not_ready",
+                        "the router cannot reach its state store",
+                    )
+                    .await;
+                    return;
+                }
+            }
+        }
+        None => router.sessions().join(
+            session_id,
+            &join.token_sha256,
+            &join.identity,
+            join.signature_ok,
+            now_unix(),
+            conn,
+        ),
+    };
     let position = match joined {
         Ok(position) => position,
         Err(e) => {
@@ -181,15 +208,18 @@ async fn session_connection(
     };
     info!(%session_id, position, identity = ?join.identity, "party joined");
     pump(&mut socket, &mut rx, &mut stop, |frame| {
-        on_frame(&router, session_id, position, conn_id, frame);
+        on_frame(&router, session_id, position, conn_id, frame)
     })
     .await;
-    router.sessions().leave(session_id, position, conn_id);
+    match router.shared() {
+        Some(shared) => shared.leave(session_id, position, conn_id),
+        None => router.sessions().leave(session_id, position, conn_id),
+    }
     info!(%session_id, position, "party connection ended");
 }
 
 /// Checks a frame from `position` and relays it, or drops it with a log line.
-fn on_frame(router: &Router, session_id: Uuid, position: u16, conn_id: u64, frame: Bytes) {
+async fn on_frame(router: &Router, session_id: Uuid, position: u16, conn_id: u64, frame: Bytes) {
     let len = frame.len();
     if len > router.config().max_frame_bytes {
         warn!(%session_id, position, len, reason = "frame too large", "frame dropped");
@@ -216,16 +246,41 @@ fn on_frame(router: &Router, session_id: Uuid, position: u16, conn_id: u64, fram
         );
         return;
     }
-    let mut store = router.sessions();
-    match store.relay(
-        session_id,
-        position,
-        conn_id,
-        header.recipient,
-        frame.clone(),
-    ) {
-        // Published under the store lock so observers see relay order.
-        Ok(()) => router.tap(session_id, &frame),
+    let relayed = match router.shared() {
+        Some(shared) => {
+            match shared
+                .relay(session_id, position, conn_id, header.recipient, &frame)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    error!(%session_id, position, len, error = %e, "frame dropped: shared state unavailable");
+                    return;
+                }
+            }
+        }
+        None => {
+            let mut store = router.sessions();
+            let r = store.relay(
+                session_id,
+                position,
+                conn_id,
+                header.recipient,
+                frame.clone(),
+            );
+            if r.is_ok() {
+                // Published under the store lock so observers see relay order.
+                router.tap(session_id, &frame);
+            }
+            r
+        }
+    };
+    match relayed {
+        Ok(()) => {
+            if router.shared().is_some() {
+                router.tap(session_id, &frame);
+            }
+        }
         Err(RelayError::BufferFull) => {
             error!(%session_id, position, len, reason = %RelayError::BufferFull, "frame dropped");
         }
@@ -262,26 +317,43 @@ async fn control_connection(
     }
     let conn_id = router.next_conn_id();
     let (conn, mut rx) = Conn::new(conn_id);
-    let delivered = router
-        .control()
-        .register(identity.ed25519, &party_id, conn, now_unix());
-    info!(%party_id, ?identity, delivered, "control connection registered");
-    pump(&mut socket, &mut rx, &mut stop, |_| {
+    match router.shared() {
+        Some(shared) => {
+            shared
+                .register_control(identity.ed25519, &party_id, conn)
+                .await;
+            info!(%party_id, ?identity, "control connection registered");
+        }
+        None => {
+            let delivered =
+                router
+                    .control()
+                    .register(identity.ed25519, &party_id, conn, now_unix());
+            info!(%party_id, ?identity, delivered, "control connection registered");
+        }
+    }
+    pump(&mut socket, &mut rx, &mut stop, |_| async {
         debug!(%party_id, "binary message on a control connection ignored");
     })
     .await;
-    router.control().leave(&identity.ed25519, conn_id);
+    match router.shared() {
+        Some(shared) => shared.leave_control(&identity.ed25519, conn_id),
+        None => router.control().leave(&identity.ed25519, conn_id),
+    }
     info!(%party_id, "control connection ended");
 }
 
 /// Moves messages between the socket and the outbound queue until either side
 /// ends or the router shuts down. Text from the client is ignored.
-async fn pump(
+async fn pump<F, Fut>(
     socket: &mut WebSocket,
     rx: &mut mpsc::UnboundedReceiver<Outbound>,
     stop: &mut watch::Receiver<bool>,
-    mut on_binary: impl FnMut(Bytes),
-) {
+    mut on_binary: F,
+) where
+    F: FnMut(Bytes) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     loop {
         tokio::select! {
             out = rx.recv() => {
@@ -296,7 +368,7 @@ async fn pump(
                 }
             }
             msg = socket.recv() => match msg {
-                Some(Ok(Message::Binary(frame))) => on_binary(frame),
+                Some(Ok(Message::Binary(frame))) => on_binary(frame).await,
                 Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) => {
                     // Flush the close reply tungstenite queued.

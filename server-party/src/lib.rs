@@ -57,12 +57,14 @@ pub struct PartyConfig {
     pub database_url: String,
     /// Master key sealing every secret record.
     pub master_key: MasterKey,
-    /// Coordinator base URL (reports, registration).
-    pub coordinator_url: String,
+    /// Coordinator base URLs (reports, registration); tried in turn, the next
+    /// one after a failure.
+    pub coordinator_urls: Vec<String>,
     /// The coordinator's descriptor-signing public key.
     pub coordinator_public_key: [u8; 32],
-    /// Router WebSocket URL.
-    pub router_ws_url: String,
+    /// Router WebSocket URLs; tried in turn, the next one after a failure, so
+    /// a party moves to another router instance when its router goes away.
+    pub router_ws_urls: Vec<String>,
     /// Internal token for registration.
     pub internal_token: String,
     /// Primes for aux info.
@@ -77,10 +79,55 @@ impl std::fmt::Debug for PartyConfig {
         f.debug_struct("PartyConfig")
             .field("party_id", &self.party_id)
             .field("database_url", &self.database_url)
-            .field("coordinator_url", &self.coordinator_url)
-            .field("router_ws_url", &self.router_ws_url)
+            .field("coordinator_urls", &self.coordinator_urls)
+            .field("router_ws_urls", &self.router_ws_urls)
             .field("primes", &self.primes)
             .finish_non_exhaustive()
+    }
+}
+
+/// A list of equivalent endpoints and the one currently in use: callers use
+/// [`Endpoints::current`] and call [`Endpoints::failed`] when it fails, which
+/// moves everyone to the next.
+#[derive(Debug)]
+pub(crate) struct Endpoints {
+    urls: Vec<String>,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+impl Endpoints {
+    fn new(urls: &[String]) -> Self {
+        Self {
+            urls: urls.to_vec(),
+            current: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The endpoint in use and its index (pass the index to `failed`).
+    pub(crate) fn current(&self) -> (usize, &str) {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        (
+            i,
+            self.urls
+                .get(i % self.urls.len().max(1))
+                .map_or("", String::as_str),
+        )
+    }
+
+    /// Moves to the next endpoint if `index` is still the one in use.
+    pub(crate) fn failed(&self, index: usize) {
+        let next = (index + 1) % self.urls.len().max(1);
+        let _ = self.current.compare_exchange(
+            index,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// How many endpoints there are.
+    pub(crate) fn len(&self) -> usize {
+        self.urls.len()
     }
 }
 
@@ -90,7 +137,13 @@ pub enum PartyError {
     /// Store.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// Configuration.
+    #[error("configuration: {0}")]
+    Config(&'static str),
 }
+
+/// How long start-up waits for the party's database.
+const STORE_WAIT: Duration = Duration::from_secs(120);
 
 /// Shared state of a running party.
 #[derive(Debug)]
@@ -99,6 +152,8 @@ pub struct PartyState {
     pub(crate) store: PartyStore,
     pub(crate) identity: PartyIdentity,
     pub(crate) http: reqwest::Client,
+    pub(crate) coordinators: Endpoints,
+    pub(crate) routers: Endpoints,
 }
 
 /// A running server party.
@@ -116,19 +171,30 @@ impl ServerParty {
         if config.insecure_test_aux.is_some() {
             tracing::warn!(party_id = %config.party_id, "INSECURE TEST MODE: party groups get PUBLIC pregenerated aux info; never use this for real keys");
         }
+        if config.coordinator_urls.is_empty() || config.router_ws_urls.is_empty() {
+            return Err(PartyError::Config(
+                "at least one coordinator URL and one router URL are needed",
+            ));
+        }
         let store = PartyStore::open(
             &config.database_url,
             config.master_key.clone(),
             &config.party_id,
+            STORE_WAIT,
         )
         .await?;
         let identity = store.load_or_create_identity().await?;
         Ok(Self {
             state: Arc::new(PartyState {
+                coordinators: Endpoints::new(&config.coordinator_urls),
+                routers: Endpoints::new(&config.router_ws_urls),
                 config,
                 store,
                 identity,
-                http: reqwest::Client::new(),
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap_or_default(),
             }),
         })
     }
@@ -226,11 +292,12 @@ async fn register(state: &PartyState) {
     });
     let mut backoff = Duration::from_millis(100);
     loop {
+        let (index, base) = state.coordinators.current();
         let r = state
             .http
             .post(format!(
                 "{}/internal/v1/parties",
-                c.coordinator_url.trim_end_matches('/')
+                base.trim_end_matches('/')
             ))
             .header("X-Internal-Token", &c.internal_token)
             .json(&body)
@@ -242,10 +309,12 @@ async fn register(state: &PartyState) {
                 return;
             }
             Ok(resp) => {
-                tracing::error!(party_id = %c.party_id, status = %resp.status(), "coordinator refused registration")
+                tracing::error!(party_id = %c.party_id, status = %resp.status(), "coordinator refused registration");
+                state.coordinators.failed(index);
             }
             Err(e) => {
-                tracing::warn!(party_id = %c.party_id, error = %e.without_url(), "coordinator not reachable yet")
+                tracing::warn!(party_id = %c.party_id, error = %e.without_url(), "coordinator not reachable yet");
+                state.coordinators.failed(index);
             }
         }
         tokio::time::sleep(backoff).await;
@@ -256,25 +325,46 @@ async fn register(state: &PartyState) {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Why a router handshake did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandshakeError {
+    /// The router answered with a refusal.
+    #[error("router refused ({code}): {message}")]
+    Refused { code: String, message: String },
+    /// Connection or protocol failure.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl From<String> for HandshakeError {
+    fn from(s: String) -> Self {
+        HandshakeError::Io(s)
+    }
+}
+
 /// Connects to the router and answers its challenge with `answer(nonce)`.
 pub(crate) async fn router_handshake(
     url: &str,
     answer: impl FnOnce(&[u8; 32]) -> ClientToRouter,
-) -> Result<(Ws, RouterToClient), String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(Ws, RouterToClient), HandshakeError> {
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .map_err(|_| "router connection timed out".to_string())?
+    .map_err(|e| e.to_string())?;
     let nonce = match next_json(&mut ws).await? {
         RouterToClient::Challenge { nonce } => nonce,
-        other => return Err(format!("expected a challenge, got {other:?}")),
+        other => return Err(format!("expected a challenge, got {other:?}").into()),
     };
     let msg = serde_json::to_string(&answer(&nonce)).map_err(|e| e.to_string())?;
     ws.send(Message::text(msg))
         .await
         .map_err(|e| e.to_string())?;
     let reply = next_json(&mut ws).await?;
-    if let RouterToClient::Error { code, message } = &reply {
-        return Err(format!("router refused ({code}): {message}"));
+    if let RouterToClient::Error { code, message } = reply {
+        return Err(HandshakeError::Refused { code, message });
     }
     Ok((ws, reply))
 }
@@ -298,15 +388,30 @@ async fn control_connection(
     sessions: &mut tokio::task::JoinSet<()>,
 ) -> Result<(), String> {
     let c = &state.config;
-    let (mut ws, _) = router_handshake(&c.router_ws_url, |nonce| ClientToRouter::Control {
+    let (index, url) = state.routers.current();
+    let connected = router_handshake(url, |nonce| ClientToRouter::Control {
         party_id: c.party_id.clone(),
         identity: state.identity.public(),
         signature: state.identity.sign(&control_message(nonce, &c.party_id)),
     })
-    .await?;
+    .await;
+    let mut ws = match connected {
+        Ok((ws, _)) => ws,
+        Err(e) => {
+            state.routers.failed(index);
+            return Err(e.to_string());
+        }
+    };
     tracing::info!(party_id = %c.party_id, "control connection up");
     while let Some(msg) = ws.next().await {
-        match msg.map_err(|e| e.to_string())? {
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                state.routers.failed(index);
+                return Err(e.to_string());
+            }
+        };
+        match msg {
             Message::Text(t) => match serde_json::from_str::<RouterToClient>(&t) {
                 Ok(RouterToClient::Invitation(inv)) => {
                     let st = state.clone();
@@ -326,8 +431,18 @@ async fn control_connection(
 }
 
 impl PartyState {
-    /// Sends a signed report to the coordinator (a few retries).
-    pub(crate) async fn report(&self, session_id: Uuid, position: u16, body: ReportBody) {
+    /// Sends a signed report to the coordinator. Progress is best effort (one
+    /// try per coordinator); every other report is retried with backoff,
+    /// moving through the coordinators, until `expires_at` plus a grace period,
+    /// so a coordinator restart mid-session loses no result.
+    pub(crate) async fn report(
+        &self,
+        session_id: Uuid,
+        position: u16,
+        body: ReportBody,
+        expires_at: u64,
+    ) {
+        let best_effort = matches!(body, ReportBody::Progress { .. });
         let report = Report {
             session_id,
             position,
@@ -336,22 +451,49 @@ impl PartyState {
         let Ok(signed) = SignedReport::sign(&report, &self.identity) else {
             return;
         };
-        let url = format!(
-            "{}/internal/v1/reports",
-            self.config.coordinator_url.trim_end_matches('/')
-        );
-        for attempt in 0..5u32 {
-            match self.http.post(&url).json(&signed).send().await {
+        let give_up = expires_at.saturating_add(REPORT_GRACE_SECS);
+        let mut backoff = Duration::from_millis(100);
+        let mut attempts = 0usize;
+        loop {
+            let (index, base) = self.coordinators.current();
+            let url = format!("{}/internal/v1/reports", base.trim_end_matches('/'));
+            let mut request = self.http.post(&url).json(&signed);
+            if best_effort {
+                request = request.timeout(Duration::from_secs(2));
+            }
+            match request.send().await {
                 Ok(r) if r.status().is_success() => return,
-                Ok(r) => {
-                    tracing::warn!(session_id = %session_id, status = %r.status(), "coordinator refused report");
+                // A refusal is final (bad report, unknown session): retrying
+                // the same signed bytes cannot change it.
+                Ok(r) if r.status().is_client_error() => {
+                    tracing::warn!(%session_id, status = %r.status(), "coordinator refused report");
                     return;
                 }
+                Ok(r) => {
+                    tracing::warn!(%session_id, status = %r.status(), "coordinator unavailable for report");
+                    self.coordinators.failed(index);
+                }
                 Err(e) => {
-                    tracing::warn!(session_id = %session_id, attempt, error = %e.without_url(), "report failed");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+                    tracing::warn!(%session_id, error = %e.without_url(), "report failed");
+                    self.coordinators.failed(index);
                 }
             }
+            attempts += 1;
+            if (best_effort && attempts >= self.coordinators.len()) || unix_now() >= give_up {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
+}
+
+/// Seconds past a session's deadline during which a final report is retried.
+const REPORT_GRACE_SECS: u64 = 30;
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

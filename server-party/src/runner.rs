@@ -14,14 +14,7 @@ use party_core::wire::{join_message, ClientToRouter, Invitation, ReportBody, Rou
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::{router_handshake, PartyState, PrimeSource};
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::{router_handshake, unix_now, HandshakeError, PartyState, PrimeSource};
 
 /// A failure to report: reason and blamed position.
 struct Failure(String, Option<u16>);
@@ -62,7 +55,12 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
     if let Err(Failure(reason, blamed)) = outcome {
         tracing::warn!(%party_id, %session_id, %reason, "session failed");
         state
-            .report(session_id, position, ReportBody::Failed { reason, blamed })
+            .report(
+                session_id,
+                position,
+                ReportBody::Failed { reason, blamed },
+                expires_at,
+            )
             .await;
     }
 }
@@ -76,7 +74,7 @@ async fn prepare_input(
     let store = &state.store;
     match &d.kind {
         SessionKind::Keygen { generate_aux: true } => {
-            let primes = obtain_primes(state, d.session_id, position).await?;
+            let primes = obtain_primes(state, d.session_id, position, d.expires_at).await?;
             Ok(SessionInput::Keygen(AuxSource::Generate(primes)))
         }
         SessionKind::Keygen {
@@ -121,6 +119,7 @@ async fn obtain_primes(
     state: &PartyState,
     session_id: Uuid,
     position: u16,
+    expires_at: u64,
 ) -> Result<PrimeSet, Failure> {
     match &state.config.primes {
         PrimeSource::InsecureTestData { dir, index } => {
@@ -137,7 +136,9 @@ async fn obtain_primes(
                 round: 0,
                 percent: Some(percent),
             };
-            state.report(session_id, position, progress(0)).await;
+            state
+                .report(session_id, position, progress(0), expires_at)
+                .await;
             let threads = *threads;
             let started = std::time::Instant::now();
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -150,7 +151,9 @@ async fn obtain_primes(
             });
             while let Some(done) = rx.recv().await {
                 let percent = u8::try_from(done * 25).unwrap_or(100);
-                state.report(session_id, position, progress(percent)).await;
+                state
+                    .report(session_id, position, progress(percent), expires_at)
+                    .await;
             }
             let primes = generation
                 .await
@@ -193,19 +196,64 @@ fn load_test_aux(
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn join(state: &PartyState, session_id: Uuid, token: &str) -> Result<Ws, Failure> {
-    let (ws, reply) = router_handshake(&state.config.router_ws_url, |nonce| {
-        ClientToRouter::JoinSession {
+/// Joins the session's traffic on the router in use, moving to the next
+/// router and retrying with backoff until the session's deadline. A refusal
+/// by a router that knows the session (bad token, closed) is final.
+async fn join(
+    state: &PartyState,
+    session_id: Uuid,
+    token: &str,
+    expires_at: u64,
+) -> Result<Ws, Failure> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (index, url) = state.routers.current();
+        let attempt = router_handshake(url, |nonce| ClientToRouter::JoinSession {
             session_id,
             token: token.to_string(),
             identity: state.identity.public(),
             signature: state.identity.sign(&join_message(nonce, &session_id)),
+        })
+        .await;
+        match attempt {
+            Ok((ws, RouterToClient::Joined { .. })) => return Ok(ws),
+            Ok((_, other)) => return Err(format!("unexpected router reply {other:?}").into()),
+            Err(HandshakeError::Refused { code, message })
+                if code != "shutting_down" && code != "not_ready" =>
+            {
+                return Err(format!("router refused ({code}): {message}").into())
+            }
+            Err(e) => {
+                tracing::warn!(party_id = %state.config.party_id, %session_id, error = %e, "router unavailable, trying the next");
+                state.routers.failed(index);
+            }
         }
-    })
-    .await?;
-    match reply {
-        RouterToClient::Joined { .. } => Ok(ws),
-        other => Err(format!("unexpected router reply {other:?}").into()),
+        if unix_now() >= expires_at {
+            return Err("no router reachable before the deadline".to_string().into());
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Joins again (through the next router if this one is gone) and resends
+/// every frame sent so far, until that succeeds or the deadline passes.
+async fn rejoin(
+    state: &PartyState,
+    session_id: Uuid,
+    token: &str,
+    expires_at: u64,
+    sent: &[Vec<u8>],
+) -> Result<Ws, Failure> {
+    'attempt: loop {
+        let mut ws = join(state, session_id, token, expires_at).await?;
+        for frame in sent {
+            if let Err(e) = ws.send(Message::binary(frame.clone())).await {
+                tracing::warn!(party_id = %state.config.party_id, %session_id, error = %e, "resend failed, rejoining");
+                continue 'attempt;
+            }
+        }
+        return Ok(ws);
     }
 }
 
@@ -243,19 +291,28 @@ async fn run_session(
     let session_id = d.session_id;
     let party_id = &state.config.party_id;
     let input = prepare_input(state, &verified, position).await?;
-    let mut ws = join(state, session_id, token).await?;
-    state.report(session_id, position, ReportBody::Joined).await;
+    let mut ws = join(state, session_id, token, d.expires_at).await?;
+    state
+        .report(session_id, position, ReportBody::Joined, d.expires_at)
+        .await;
     tracing::info!(%party_id, %session_id, position, kind = d.kind.name(), "joined session");
     let session = PartySession::new(verified, state.identity.clone(), input, unix_now())
         .map_err(|e| Failure(e.to_string(), None))?;
+    // Every frame this party sent in the session, resent after each rejoin:
+    // a frame written to a router that died before logging it would
+    // otherwise be lost for good. Recipients drop copies they already have
+    // as replays.
+    let mut sent: Vec<Vec<u8>> = Vec::new();
     let (mut session, first) = step(session, |s| s.start()).await?;
     let mut pump = first.map_err(|e| Failure(e.to_string(), blame(&e)))?;
     let mut last_progress = None;
     loop {
         for frame in std::mem::take(&mut pump.frames) {
-            ws.send(Message::binary(frame))
-                .await
-                .map_err(|e| e.to_string())?;
+            sent.push(frame.clone());
+            if let Err(e) = ws.send(Message::binary(frame)).await {
+                tracing::warn!(%party_id, %session_id, error = %e, "send failed, rejoining");
+                ws = rejoin(state, session_id, token, d.expires_at, &sent).await?;
+            }
         }
         if let Some(p) = pump.progress.last() {
             let key = (p.stage, p.round);
@@ -270,6 +327,7 @@ async fn run_session(
                             round: p.round,
                             percent: None,
                         },
+                        d.expires_at,
                     )
                     .await;
             }
@@ -290,8 +348,7 @@ async fn run_session(
                     // Reconnect: the router replays buffered frames; those we
                     // already have are rejected as replays and dropped.
                     tracing::warn!(%party_id, %session_id, "session connection lost, rejoining");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    ws = join(state, session_id, token).await?;
+                    ws = rejoin(state, session_id, token, d.expires_at, &sent).await?;
                 }
             }
         };
@@ -339,12 +396,18 @@ async fn finish(
                     session_id,
                     position,
                     ReportBody::KeygenResult { public_key },
+                    d.expires_at,
                 )
                 .await;
         }
         SessionOutput::Signature(signature) => {
             state
-                .report(session_id, position, ReportBody::Signature { signature })
+                .report(
+                    session_id,
+                    position,
+                    ReportBody::Signature { signature },
+                    d.expires_at,
+                )
                 .await;
         }
         _ => return Err("unexpected session output".to_string().into()),

@@ -1,13 +1,11 @@
 //! The party's own database of sealed records.
 
-use std::str::FromStr;
-
+use mpc_db::sqlx::{self, AnyPool, Row};
+use mpc_db::{Db, DbError, Migrations};
 use party_core::identity::PartyIdentity;
 use party_core::primes::PrimeSet;
 use party_core::seal::{MasterKey, RecordContext, RecordError, RecordKind};
 use party_core::{AuxInfo, KeyShare};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -15,9 +13,9 @@ pub enum StoreError {
     /// Database error.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
-    /// Migration error.
-    #[error("migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Open(#[from] DbError),
     /// A record failed to open or validate.
     #[error("sealed record: {0}")]
     Record(#[from] RecordError),
@@ -26,7 +24,8 @@ pub enum StoreError {
 /// Sealed storage of one party.
 #[derive(Clone)]
 pub struct PartyStore {
-    pool: SqlitePool,
+    db: Db,
+    pool: AnyPool,
     key: MasterKey,
     party_id: String,
 }
@@ -39,6 +38,12 @@ impl std::fmt::Debug for PartyStore {
     }
 }
 
+/// The party store's schema, per backend.
+pub static MIGRATIONS: Migrations = Migrations {
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+    postgres: &sqlx::migrate!("./migrations/postgres"),
+};
+
 const PRIME_POOL: &str = "prime-pool";
 
 fn now() -> i64 {
@@ -49,27 +54,31 @@ fn now() -> i64 {
 }
 
 impl PartyStore {
-    /// Opens (creating) and migrates the database.
-    pub async fn open(url: &str, key: MasterKey, party_id: &str) -> Result<Self, StoreError> {
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+    /// Opens the database (`sqlite://` creates the file, `postgres://` must
+    /// exist) and migrates it, waiting up to `wait` for the server to answer.
+    pub async fn open(
+        url: &str,
+        key: MasterKey,
+        party_id: &str,
+        wait: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        let db = Db::open(url, MIGRATIONS, wait).await?;
         Ok(Self {
-            pool,
+            pool: db.pool().clone(),
+            db,
             key,
             party_id: party_id.to_string(),
         })
     }
 
     /// The pool (tests inspect stored bytes through it).
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Whether the database answers (for readiness).
+    pub async fn ping(&self) -> bool {
+        self.db.ping().await
     }
 
     fn ctx<'a>(&'a self, account_id: &'a str, kind: RecordKind) -> RecordContext<'a> {
@@ -100,7 +109,7 @@ impl PartyStore {
             .key
             .seal(ctx, identity.secret_bytes().as_ref())
             .map_err(RecordError::from)?;
-        sqlx::query("INSERT INTO identity (id, sealed) VALUES (1, ?)")
+        sqlx::query("INSERT INTO identity (id, sealed) VALUES (1, $1)")
             .bind(sealed)
             .execute(&self.pool)
             .await?;
@@ -110,7 +119,7 @@ impl PartyStore {
     /// The key share of an account, opened and validated.
     pub async fn key_share(&self, account_id: &str) -> Result<Option<KeyShare>, StoreError> {
         self.open_row(
-            "SELECT sealed FROM key_shares WHERE account_id = ?",
+            "SELECT sealed FROM key_shares WHERE account_id = $1",
             account_id,
             RecordKind::KeyShare,
         )
@@ -120,7 +129,7 @@ impl PartyStore {
     /// Aux info of a party group, opened and validated.
     pub async fn aux_info(&self, group_id: &str) -> Result<Option<AuxInfo>, StoreError> {
         self.open_row(
-            "SELECT sealed FROM aux_infos WHERE group_id = ?",
+            "SELECT sealed FROM aux_infos WHERE group_id = $1",
             group_id,
             RecordKind::AuxInfo,
         )
@@ -151,7 +160,8 @@ impl PartyStore {
             .key
             .seal_value(self.ctx(group_id, RecordKind::AuxInfo), aux)?;
         sqlx::query(
-            "INSERT OR IGNORE INTO aux_infos (group_id, sealed, created_at) VALUES (?, ?, ?)",
+            "INSERT INTO aux_infos (group_id, sealed, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (group_id) DO NOTHING",
         )
         .bind(group_id)
         .bind(sealed)
@@ -183,7 +193,7 @@ impl PartyStore {
             None => None,
         };
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO key_shares (account_id, public_key, sealed, created_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO key_shares (account_id, public_key, sealed, created_at) VALUES ($1, $2, $3, $4)")
             .bind(account_id)
             .bind(public_key.to_vec())
             .bind(sealed_share)
@@ -192,7 +202,8 @@ impl PartyStore {
             .await?;
         if let Some((group, sealed)) = sealed_aux {
             sqlx::query(
-                "INSERT OR REPLACE INTO aux_infos (group_id, sealed, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO aux_infos (group_id, sealed, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (group_id) DO UPDATE SET sealed = excluded.sealed, created_at = excluded.created_at",
             )
             .bind(group)
             .bind(sealed)
@@ -204,27 +215,32 @@ impl PartyStore {
         Ok(())
     }
 
-    /// Takes one prime set out of the pool (deleted in the same transaction,
-    /// so it is never used for two groups).
+    /// Takes one prime set out of the pool. The row is deleted before the
+    /// set is returned, and only the caller whose DELETE removed it gets it, so
+    /// a set is never used for two groups even by concurrent takers.
     pub async fn take_primes(&self) -> Result<Option<PrimeSet>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT id, sealed FROM primes ORDER BY id LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let id: i64 = row.get(0);
-        let primes = self.key.open_primes(
-            self.ctx(PRIME_POOL, RecordKind::Primes),
-            &row.get::<Vec<u8>, _>(1),
-        )?;
-        sqlx::query("DELETE FROM primes WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Some(primes))
+        loop {
+            let row = sqlx::query("SELECT id, sealed FROM primes ORDER BY id LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let id: i64 = row.get(0);
+            let deleted = sqlx::query("DELETE FROM primes WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            if deleted == 1 {
+                let primes = self.key.open_primes(
+                    self.ctx(PRIME_POOL, RecordKind::Primes),
+                    &row.get::<Vec<u8>, _>(1),
+                )?;
+                return Ok(Some(primes));
+            }
+            // Another taker won this row; try the next one.
+        }
     }
 
     /// Adds a prime set to the pool.
@@ -232,7 +248,7 @@ impl PartyStore {
         let sealed = self
             .key
             .seal_primes(self.ctx(PRIME_POOL, RecordKind::Primes), primes)?;
-        sqlx::query("INSERT INTO primes (sealed, created_at) VALUES (?, ?)")
+        sqlx::query("INSERT INTO primes (sealed, created_at) VALUES ($1, $2)")
             .bind(sealed)
             .bind(now())
             .execute(&self.pool)

@@ -37,14 +37,33 @@ impl TestRouter {
         Self::start_with(RouterConfig::new(INTERNAL_TOKEN)).await
     }
 
-    pub async fn start_with(config: RouterConfig) -> Self {
+    /// A router with `config`. With `MPC_TEST_ROUTER_STATE=redis` every
+    /// router of the suite keeps its state in Redis (`redis_url()`), so the
+    /// same tests cover both backends.
+    pub async fn start_with(mut config: RouterConfig) -> Self {
+        if config.redis_url.is_none()
+            && std::env::var("MPC_TEST_ROUTER_STATE").as_deref() == Ok("redis")
+        {
+            config.redis_url = Some(redis_url());
+        }
+        let shared = config.redis_url.is_some();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = Router::new(config);
+        let router = Router::new(config).unwrap();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(router.clone().serve(listener, async {
             let _ = rx.await;
         }));
+        if shared {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while !router.is_ready().await {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "router never became ready"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         Self {
             addr,
             router,
@@ -52,6 +71,30 @@ impl TestRouter {
             shutdown: Some(tx),
             server: Some(server),
         }
+    }
+
+    /// A router sharing state through Redis, or `None` (after printing why)
+    /// when Redis is down outside CI; in CI a missing Redis fails the test.
+    pub async fn start_shared() -> Option<Self> {
+        let url = redis_url();
+        let reachable = match redis::Client::open(url.as_str()) {
+            Ok(c) => {
+                tokio::time::timeout(Duration::from_secs(2), c.get_multiplexed_async_connection())
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+            Err(_) => false,
+        };
+        if !reachable {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true and Redis at {url} is unreachable");
+            }
+            eprintln!("skipped: Redis at {url} unreachable");
+            return None;
+        }
+        let mut config = RouterConfig::new(INTERNAL_TOKEN);
+        config.redis_url = Some(url);
+        Some(Self::start_with(config).await)
     }
 
     /// Signals shutdown and waits for `serve` to return.
@@ -204,6 +247,11 @@ impl TestSession {
         }
         client
     }
+}
+
+/// The Redis tests use (`MPC_TEST_REDIS_URL`, default the local server).
+pub fn redis_url() -> String {
+    std::env::var("MPC_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 pub fn now() -> u64 {
