@@ -2,7 +2,7 @@
 //! internal API under `/internal/v1` (party reports are authenticated by the
 //! party's signature, party registration by the internal token).
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
@@ -11,7 +11,7 @@ use party_core::wire::SignedReport;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::error::{AppError, StrictJson};
+use crate::error::{AppError, StrictJson, StrictQuery};
 use crate::sessions::{Created, ParticipantRequest};
 use crate::Coordinator;
 
@@ -140,16 +140,56 @@ fn parse_id(id: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(id).map_err(|_| AppError::not_found("session"))
 }
 
+/// `?wait_ms=N` (at most 30 000): answer once the session has ended, or
+/// after N ms, whichever comes first (long poll).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionQuery {
+    wait_ms: Option<u64>,
+}
+
+/// Longest long poll.
+const MAX_WAIT_MS: u64 = 30_000;
+/// How often a long poll re-reads the database (sessions another coordinator
+/// instance ends do not wake this one).
+const LONG_POLL_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn is_terminal(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "expired")
+}
+
 async fn session(
     State(c): State<Coordinator>,
     Path(id): Path<String>,
+    StrictQuery(q): StrictQuery<SessionQuery>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let id = parse_id(&id)?;
-    let s = c
+    let mut ended = c.store().subscribe_ended();
+    let mut s = c
         .store()
         .session(id)
         .await?
         .ok_or_else(|| AppError::not_found("session"))?;
+    if let Some(wait) = q.wait_ms.filter(|w| *w > 0) {
+        let deadline =
+            tokio::time::Instant::now() + std::time::Duration::from_millis(wait.min(MAX_WAIT_MS));
+        while !is_terminal(&s.status) && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                got = ended.recv() => {
+                    if matches!(got, Ok(ended_id) if ended_id != id) {
+                        continue;
+                    }
+                }
+                _ = tokio::time::sleep(LONG_POLL_RECHECK) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            s = c
+                .store()
+                .session(id)
+                .await?
+                .ok_or_else(|| AppError::not_found("session"))?;
+        }
+    }
     let parts = c.store().participants(id).await?;
     let completed = parts.iter().filter(|p| p.result.is_some()).count();
     let mut body = serde_json::json!({
@@ -221,7 +261,7 @@ struct ListQuery {
 
 async fn accounts(
     State(c): State<Coordinator>,
-    Query(q): Query<ListQuery>,
+    StrictQuery(q): StrictQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let list = c.store().accounts(limit).await?;

@@ -95,3 +95,25 @@ where
         }
     }
 }
+
+/// `Query<T>` whose rejection is a JSON [`AppError`] (400 `invalid_query`).
+#[derive(Debug)]
+pub struct StrictQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for StrictQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| StrictQuery(v))
+            .map_err(|r| AppError::bad_request("invalid_query", r.body_text()))
+    }
+}

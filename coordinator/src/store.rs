@@ -144,6 +144,8 @@ pub static MIGRATIONS: Migrations = Migrations {
 pub struct Store {
     db: Db,
     pool: AnyPool,
+    /// Sessions this instance moved to a terminal state (long-poll wakeups).
+    ended: tokio::sync::broadcast::Sender<Uuid>,
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -165,12 +167,19 @@ impl Store {
         Ok(Self {
             pool: db.pool().clone(),
             db,
+            ended: tokio::sync::broadcast::channel(1024).0,
         })
     }
 
     /// The pool (tests inspect the database through it).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Ids of the sessions this instance ends from now on, as they end.
+    /// (Another instance's endings are seen by reading the database.)
+    pub fn subscribe_ended(&self) -> tokio::sync::broadcast::Receiver<Uuid> {
+        self.ended.subscribe()
     }
 
     /// The database handle (backend, readiness).
@@ -519,6 +528,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        let _ = self.ended.send(id);
         Ok(true)
     }
 
@@ -552,6 +562,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let changed = close(&mut tx, id, how).await?;
         tx.commit().await?;
+        if changed {
+            let _ = self.ended.send(id);
+        }
         Ok(changed)
     }
 

@@ -105,7 +105,7 @@ impl Client {
         self.wait_session(&id, timeout, on_change).await
     }
 
-    /// Polls a session until it is terminal (or `timeout`), calling
+    /// Follows a session until it is terminal (or `timeout`), calling
     /// `on_change` whenever its status or progress changes.
     pub async fn wait_session(
         &self,
@@ -116,8 +116,10 @@ impl Client {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = Value::Null;
         loop {
+            // Long poll: the coordinator answers as soon as the session
+            // ends, or after a second to show progress.
             let a = self
-                .get(&format!("/api/v1/mpc/sessions/{session_id}"))
+                .get(&format!("/api/v1/mpc/sessions/{session_id}?wait_ms=1000"))
                 .await?;
             anyhow::ensure!(a.status == 200, "session lookup failed: {}", a.body);
             let view =
@@ -134,7 +136,6 @@ impl Client {
                 tokio::time::Instant::now() < deadline,
                 "timed out waiting for session {session_id}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

@@ -267,6 +267,33 @@ async fn three_of_five_wallet_signs() {
     assert_eq!(account["threshold_n"], 5);
     sign_and_verify(&c, &account, &[1, 3, 5]).await;
     sign_and_verify(&c, &account, &[2, 4, 5]).await;
+
+    // Long poll: one GET with `wait_ms` answers with the ended session.
+    let hash = random_hash();
+    let created = c
+        .post("/api/v1/mpc/sign", &json!({ "account_id": account["account_id"], "message_hash": hex::encode(hash), "participants": parties(&[1, 2, 3]) }))
+        .await
+        .unwrap();
+    assert_eq!(created.status, 201);
+    let id = created.body["session_id"].as_str().unwrap();
+    let polled = c
+        .get(&format!("/api/v1/mpc/sessions/{id}?wait_ms=30000"))
+        .await
+        .unwrap();
+    assert_eq!(polled.body["status"], "completed", "{}", polled.body);
+    verify(
+        &polled.body["result"]["signature"],
+        &hash,
+        account["public_key"].as_str().unwrap(),
+    );
+    let bad = c
+        .get(&format!("/api/v1/mpc/sessions/{id}?wait_ms=soon"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (bad.status, bad.body["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
     sys.shutdown().await;
 }
 
