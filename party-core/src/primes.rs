@@ -105,28 +105,7 @@ impl PrimeSet {
         threads: usize,
         progress: impl Fn(usize) + Sync,
     ) -> Result<Self, PrimeError> {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Mutex;
-        let threads = threads.clamp(1, 4);
-        let claimed = AtomicUsize::new(0);
-        let found = Mutex::new(Vec::with_capacity(4));
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    while claimed.fetch_add(1, Ordering::SeqCst) < 4 {
-                        let p = generate_safe_prime(&mut OsRng);
-                        if let Ok(mut f) = found.lock() {
-                            f.push(p);
-                            progress(f.len());
-                        }
-                    }
-                });
-            }
-        });
-        let primes = found
-            .into_inner()
-            .map_err(|_| PrimeError::WrongSize { index: 0 })?;
-        Self::from_vec(primes)
+        PartialPrimes::default().finish_parallel(threads, progress)
     }
 
     /// Builds a set from four numbers, after the library's size check and a
@@ -181,6 +160,87 @@ impl PrimeSet {
 
     pub(crate) fn into_inner(self) -> PregeneratedPrimes<Level> {
         self.0
+    }
+}
+
+/// Safe primes found so far towards one [`PrimeSet`]: a background task can
+/// build a set one prime at a time (pausing between primes), and whoever
+/// needs a set at once takes what it has and finds only the rest.
+/// Secret: `Debug` shows only the count.
+#[derive(Default)]
+pub struct PartialPrimes(Vec<Integer>);
+
+impl fmt::Debug for PartialPrimes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PartialPrimes({} of 4)", self.0.len())
+    }
+}
+
+impl PartialPrimes {
+    /// How many primes are found (0 to 4).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is found yet.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Finds one more safe prime (blocking; minutes with num-bigint), unless
+    /// four are there.
+    pub fn find_one(&mut self) {
+        if self.0.len() < 4 {
+            self.0.push(generate_safe_prime(&mut OsRng));
+        }
+    }
+
+    /// Moves the primes of `other` into this one (up to four in all).
+    pub fn absorb(&mut self, other: PartialPrimes) {
+        for p in other.0 {
+            if self.0.len() < 4 {
+                self.0.push(p);
+            }
+        }
+    }
+
+    /// The set, if four primes are found (validated like any set).
+    pub fn into_set(self) -> Result<PrimeSet, PrimeError> {
+        PrimeSet::from_vec(self.0)
+    }
+
+    /// Finds the missing primes on up to `threads` OS threads (native hosts),
+    /// calling `progress(found)` as each is found (counting those already
+    /// there), and returns the set.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn finish_parallel(
+        self,
+        threads: usize,
+        progress: impl Fn(usize) + Sync,
+    ) -> Result<PrimeSet, PrimeError> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        let have = self.0.len().min(4);
+        let threads = threads.clamp(1, 4 - have.min(3));
+        let claimed = AtomicUsize::new(have);
+        let found = Mutex::new(self.0);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    while claimed.fetch_add(1, Ordering::SeqCst) < 4 {
+                        let p = generate_safe_prime(&mut OsRng);
+                        if let Ok(mut f) = found.lock() {
+                            f.push(p);
+                            progress(f.len());
+                        }
+                    }
+                });
+            }
+        });
+        let primes = found
+            .into_inner()
+            .map_err(|_| PrimeError::WrongSize { index: 0 })?;
+        PrimeSet::from_vec(primes)
     }
 }
 

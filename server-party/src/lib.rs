@@ -154,6 +154,51 @@ pub struct PartyState {
     pub(crate) http: reqwest::Client,
     pub(crate) coordinators: Endpoints,
     pub(crate) routers: Endpoints,
+    pub(crate) primes: std::sync::Mutex<PrimeWork>,
+}
+
+/// Prime generation shared by the background refill and on-demand needs.
+#[derive(Debug, Default)]
+pub(crate) struct PrimeWork {
+    /// Primes the refill has found towards its next set; an on-demand need
+    /// takes them and finds only the rest.
+    partial: party_core::primes::PartialPrimes,
+    /// On-demand generations running; the refill pauses while any is.
+    demand: usize,
+}
+
+/// Marks an on-demand prime generation for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct DemandGuard<'a>(&'a PartyState);
+
+impl Drop for DemandGuard<'_> {
+    fn drop(&mut self) {
+        let mut w = self.0.prime_work();
+        w.demand = w.demand.saturating_sub(1);
+    }
+}
+
+impl PartyState {
+    fn prime_work(&self) -> std::sync::MutexGuard<'_, PrimeWork> {
+        self.primes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts an on-demand generation: the refill pauses, and the primes it
+    /// had found are handed over.
+    pub(crate) fn demand_primes(&self) -> (DemandGuard<'_>, party_core::primes::PartialPrimes) {
+        let mut w = self.prime_work();
+        w.demand += 1;
+        let partial = std::mem::take(&mut w.partial);
+        drop(w);
+        (DemandGuard(self), partial)
+    }
+
+    /// Gives unused primes back to the refill.
+    pub(crate) fn return_primes(&self, partial: party_core::primes::PartialPrimes) {
+        self.prime_work().partial.absorb(partial);
+    }
 }
 
 /// A running server party.
@@ -188,6 +233,7 @@ impl ServerParty {
             state: Arc::new(PartyState {
                 coordinators: Endpoints::new(&config.coordinator_urls),
                 routers: Endpoints::new(&config.router_ws_urls),
+                primes: std::sync::Mutex::new(PrimeWork::default()),
                 config,
                 store,
                 identity,
@@ -244,10 +290,13 @@ impl ServerParty {
     }
 }
 
-/// Keeps `target` sealed prime sets in the pool, one generation at a time on
-/// one thread, so a new party group's aux info does not wait for primes.
+/// Keeps `target` sealed prime sets in the pool, one prime at a time on one
+/// thread, so a new party group's aux info does not wait for primes. It
+/// pauses while an on-demand generation runs (which takes the primes it had
+/// found), so the two never compete for the cores.
 async fn refill_prime_pool(state: Arc<PartyState>, target: usize) {
     let party_id = state.config.party_id.clone();
+    let mut started = std::time::Instant::now();
     loop {
         match state.store.prime_count().await {
             Ok(n) if usize::try_from(n).unwrap_or(0) >= target => {
@@ -261,24 +310,36 @@ async fn refill_prime_pool(state: Arc<PartyState>, target: usize) {
                 continue;
             }
         }
-        tracing::info!(%party_id, "prime pool: generating a set of 4 safe primes in the background");
-        let started = std::time::Instant::now();
-        let pid = party_id.clone();
-        let generated = tokio::task::spawn_blocking(move || {
-            party_core::primes::PrimeSet::generate_parallel(1, |done| {
-                tracing::debug!(party_id = %pid, "prime pool: prime {done}/4");
-            })
+        if state.prime_work().demand > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let found = tokio::task::spawn_blocking(|| {
+            let mut one = party_core::primes::PartialPrimes::default();
+            one.find_one();
+            one
         })
         .await;
-        match generated {
-            Ok(Ok(primes)) => match state.store.put_primes(&primes).await {
+        let Ok(found) = found else {
+            tracing::error!(%party_id, "prime pool: generation task failed");
+            continue;
+        };
+        let full = {
+            let mut w = state.prime_work();
+            w.partial.absorb(found);
+            tracing::debug!(%party_id, found = w.partial.len(), "prime pool: safe prime found");
+            (w.partial.len() == 4).then(|| std::mem::take(&mut w.partial))
+        };
+        let Some(full) = full else { continue };
+        match full.into_set() {
+            Ok(primes) => match state.store.put_primes(&primes).await {
                 Ok(()) => {
-                    tracing::info!(%party_id, elapsed = ?started.elapsed(), "prime pool: set stored")
+                    tracing::info!(%party_id, elapsed = ?started.elapsed(), "prime pool: set stored");
+                    started = std::time::Instant::now();
                 }
                 Err(e) => tracing::error!(%party_id, error = %e, "prime pool: store failed"),
             },
-            Ok(Err(e)) => tracing::error!(%party_id, error = %e, "prime pool: generation failed"),
-            Err(e) => tracing::error!(%party_id, error = %e, "prime pool: task failed"),
+            Err(e) => tracing::error!(%party_id, error = %e, "prime pool: invalid set"),
         }
     }
 }

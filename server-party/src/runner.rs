@@ -127,7 +127,11 @@ async fn obtain_primes(
             load_test_primes(dir, *index)
         }
         PrimeSource::Generate { threads, .. } => {
+            // The refill pauses from here on and hands over what it found.
+            let (_demand, partial) = state.demand_primes();
             if let Some(p) = state.store.take_primes().await.map_err(|e| e.to_string())? {
+                // Not needed after all: give the found primes back.
+                state.return_primes(partial);
                 return Ok(p);
             }
             tracing::info!(party_id = %state.config.party_id, %session_id, "generating 4 safe primes (minutes with pure-Rust integers)");
@@ -136,15 +140,21 @@ async fn obtain_primes(
                 round: 0,
                 percent: Some(percent),
             };
+            let have = partial.len();
             state
-                .report(session_id, position, progress(0), expires_at)
+                .report(
+                    session_id,
+                    position,
+                    progress(u8::try_from(have * 25).unwrap_or(100)),
+                    expires_at,
+                )
                 .await;
             let threads = *threads;
             let started = std::time::Instant::now();
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let party_id = state.config.party_id.clone();
             let generation = tokio::task::spawn_blocking(move || {
-                PrimeSet::generate_parallel(threads, |done| {
+                partial.finish_parallel(threads, |done| {
                     tracing::info!(%party_id, %session_id, "safe prime {done}/4 found");
                     let _ = tx.send(done);
                 })
