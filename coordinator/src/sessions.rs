@@ -734,7 +734,7 @@ pub enum Joined {
     /// The signed descriptor and the device's position in it.
     Ready {
         /// Signed descriptor.
-        descriptor: SignedDescriptor,
+        descriptor: Box<SignedDescriptor>,
         /// The device's position.
         position: u16,
     },
@@ -830,7 +830,7 @@ impl Coordinator {
         let descriptor: SignedDescriptor =
             serde_json::from_str(&session.descriptor).map_err(AppError::internal)?;
         Ok(Joined::Ready {
-            descriptor,
+            descriptor: Box::new(descriptor),
             position: slot.position,
         })
     }
