@@ -28,10 +28,13 @@ pub fn app(c: Coordinator) -> Router {
             c.clone(),
             crate::auth::require_api_key,
         ));
+    // Device parties authenticate with their join token and identity key.
+    let device = Router::new().route("/api/v1/mpc/sessions/{id}/join", post(device_join));
     let internal = Router::new()
         .route("/internal/v1/reports", post(report))
         .route("/internal/v1/parties", post(register_party));
     let gated = public
+        .merge(device)
         .merge(internal)
         .route_layer(middleware::from_fn_with_state(c.clone(), require_ready));
     Router::new()
@@ -301,4 +304,39 @@ async fn register_party(
     c.register_party(&req.party_id, &req.device_type, req.identity)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn device_join(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+    StrictJson(req): StrictJson<crate::sessions::DeviceJoin>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let id = Uuid::parse_str(&id).map_err(|_| {
+        AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "join token is not valid for this session",
+        )
+    })?;
+    Ok(match c.device_join(id, req).await? {
+        crate::sessions::Joined::Ready {
+            descriptor,
+            position,
+        } => (
+            StatusCode::OK,
+            Json(serde_json::json!({
+                "session_id": id,
+                "status": "ready",
+                "position": position,
+                "descriptor": descriptor,
+            })),
+        ),
+        crate::sessions::Joined::WaitingForDevices => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "session_id": id,
+                "status": "waiting_for_devices",
+            })),
+        ),
+    })
 }

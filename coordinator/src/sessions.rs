@@ -3,8 +3,9 @@
 
 use axum::http::StatusCode;
 use party_core::descriptor::{
-    CurveName, Participant, SessionDescriptor, SessionKind, DESCRIPTOR_VERSION,
+    CurveName, Participant, SessionDescriptor, SessionKind, SignedDescriptor, DESCRIPTOR_VERSION,
 };
+use party_core::identity::PartyPublicKey;
 use party_core::signature::{ethereum_address, RecoverableSignature};
 use party_core::wire::{Invitation, Report, ReportBody, SignedReport};
 use rand_core::{OsRng, RngCore};
@@ -14,11 +15,14 @@ use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::router_client::Slot;
-use crate::store::{now, Account, AccountParty, NewSession, SessionRow};
+use crate::store::{now, Account, AccountParty, DeviceSlot, NewSession, SessionRow};
 use crate::Coordinator;
 
 /// Largest n accepted through the API.
 pub const MAX_PARTIES: usize = 16;
+
+/// Device types of parties that join with a token instead of an invitation.
+pub const DEVICE_TYPES: &[&str] = &["browser", "mobile", "desktop", "device"];
 
 /// A participant as callers name it.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,7 +30,9 @@ pub const MAX_PARTIES: usize = 16;
 pub struct ParticipantRequest {
     /// Registered party id.
     pub party_id: String,
-    /// `server` (browser/device parties arrive with their own join flow).
+    /// `server` (the default), or a device type (`browser`, `mobile`,
+    /// `desktop`, `device`): a device party joins with the token returned in
+    /// `join_tokens` and presents its identity key then.
     #[serde(default)]
     pub device_type: Option<String>,
     /// Free-form device id (informational).
@@ -111,12 +117,27 @@ impl Coordinator {
         }
         check_unique(&participants)?;
         let mut listed = Vec::new();
+        let mut devices = Vec::new();
         for (k, p) in participants.iter().enumerate() {
-            let rec = self.resolve_party(p).await?;
+            let position = u16::try_from(k).unwrap_or(u16::MAX);
+            let (party_id, device_type, identity) = self.resolve_party(p).await?;
+            if device_type != "server" {
+                devices.push(DeviceSlot {
+                    position,
+                    party_id: party_id.clone(),
+                    device_type,
+                    identity,
+                });
+            }
             listed.push(Participant {
-                party_id: rec.party_id,
-                keygen_index: u16::try_from(k).unwrap_or(u16::MAX),
-                identity: rec.identity,
+                party_id,
+                keygen_index: position,
+                // Zero keys stand for device keys not presented yet; such a
+                // descriptor is kept unsigned until every device has joined.
+                identity: identity.unwrap_or(PartyPublicKey {
+                    ed25519: [0; 32],
+                    x25519: [0; 32],
+                }),
             });
         }
         let mut descriptor = SessionDescriptor {
@@ -131,9 +152,12 @@ impl Coordinator {
             participants: listed,
             expires_at: 0,
         };
+        let pending = devices.iter().any(|d| d.identity.is_none());
         let group_id = descriptor.group_id();
-        let generate_aux =
-            !self.config().insecure_test_aux && !self.store().aux_group_exists(&group_id).await?;
+        // A device key never seen before makes a new party group: aux info
+        // is generated (decided again when the descriptor is signed).
+        let generate_aux = !self.config().insecure_test_aux
+            && (pending || !self.store().aux_group_exists(&group_id).await?);
         descriptor.kind = SessionKind::Keygen { generate_aux };
         let timeout = if generate_aux {
             self.config().keygen_aux_timeout
@@ -141,7 +165,8 @@ impl Coordinator {
             self.config().keygen_timeout
         };
         descriptor.expires_at = now() + timeout.as_secs();
-        self.start_session(descriptor, None, Some(group_id), generate_aux)
+        let group_id = (!pending).then_some(group_id);
+        self.start_session(descriptor, None, group_id, generate_aux, devices)
             .await
     }
 
@@ -185,6 +210,23 @@ impl Coordinator {
             signers.push(ap);
         }
         signers.sort_by_key(|a| a.keygen_index);
+        let mut devices = Vec::new();
+        for (pos, a) in signers.iter().enumerate() {
+            let device_type = self
+                .store()
+                .party(&a.party_id)
+                .await?
+                .map(|p| p.device_type)
+                .unwrap_or_else(|| "server".into());
+            if device_type != "server" {
+                devices.push(DeviceSlot {
+                    position: u16::try_from(pos).unwrap_or(u16::MAX),
+                    party_id: a.party_id.clone(),
+                    device_type,
+                    identity: Some(a.identity),
+                });
+            }
+        }
         let descriptor = SessionDescriptor {
             version: DESCRIPTOR_VERSION,
             session_id: Uuid::new_v4(),
@@ -206,20 +248,40 @@ impl Coordinator {
                 .collect(),
             expires_at: now() + self.config().sign_timeout.as_secs(),
         };
-        self.start_session(descriptor, Some(hash.to_vec()), None, false)
+        self.start_session(descriptor, Some(hash.to_vec()), None, false, devices)
             .await
     }
 
+    /// A participant's party id, device type and identity (`None` for a
+    /// device party that has not presented its key yet).
     async fn resolve_party(
         &self,
         p: &ParticipantRequest,
-    ) -> Result<crate::store::PartyRecord, AppError> {
-        let rec = self.store().party(&p.party_id).await?.ok_or_else(|| {
-            AppError::bad_request(
-                "unknown_participant",
-                format!("unknown party {}", p.party_id),
-            )
-        })?;
+    ) -> Result<(String, String, Option<PartyPublicKey>), AppError> {
+        if let Some(dt) = &p.device_type {
+            if dt != "server" && !DEVICE_TYPES.contains(&dt.as_str()) {
+                return Err(AppError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unsupported_device_type",
+                    format!(
+                        "device_type must be server or one of {}",
+                        DEVICE_TYPES.join(", ")
+                    ),
+                ));
+            }
+        }
+        let Some(rec) = self.store().party(&p.party_id).await? else {
+            return match p.device_type.as_deref() {
+                Some(dt) if dt != "server" => {
+                    check_device_party_id(&p.party_id)?;
+                    Ok((p.party_id.clone(), dt.to_string(), None))
+                }
+                _ => Err(AppError::bad_request(
+                    "unknown_participant",
+                    format!("unknown party {}", p.party_id),
+                )),
+            };
+        };
         if let Some(dt) = &p.device_type {
             if *dt != rec.device_type {
                 return Err(AppError::bad_request(
@@ -231,14 +293,7 @@ impl Coordinator {
                 ));
             }
         }
-        if rec.device_type != "server" {
-            return Err(AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unsupported_device_type",
-                "only server parties can take part in sessions created through this API",
-            ));
-        }
-        Ok(rec)
+        Ok((rec.party_id, rec.device_type, Some(rec.identity)))
     }
 
     async fn start_session(
@@ -247,6 +302,7 @@ impl Coordinator {
         message_hash: Option<Vec<u8>>,
         group_id: Option<String>,
         generate_aux: bool,
+        devices: Vec<DeviceSlot>,
     ) -> Result<Created, AppError> {
         let session_id = descriptor.session_id;
         let expires_at = descriptor.expires_at;
@@ -256,19 +312,35 @@ impl Coordinator {
         };
         let account_id = descriptor.kind.account_id().map(str::to_owned);
         let participants = descriptor.participants.clone();
-        let signed = descriptor
-            .sign(&self.config().signing_key)
-            .map_err(|e| AppError::bad_request("invalid_session", e.to_string()))?;
+        let (threshold_t, threshold_n) = (descriptor.threshold, descriptor.parties);
+        let pending = devices.iter().any(|d| d.identity.is_none());
+        let (descriptor_json, pending_json, signed) = if pending {
+            let unsigned = serde_json::to_string(&descriptor).map_err(AppError::internal)?;
+            (String::new(), Some(unsigned), None)
+        } else {
+            let signed = descriptor
+                .sign(&self.config().signing_key)
+                .map_err(|e| AppError::bad_request("invalid_session", e.to_string()))?;
+            let json = serde_json::to_string(&signed).map_err(AppError::internal)?;
+            (json, None, Some(signed))
+        };
         let tokens: Vec<(String, [u8; 32])> = participants.iter().map(|_| new_token()).collect();
+        let device_type_at = |pos: usize| {
+            devices
+                .iter()
+                .find(|d| usize::from(d.position) == pos)
+                .map(|d| d.device_type.clone())
+                .unwrap_or_else(|| "server".to_string())
+        };
         let row = SessionRow {
             session_id,
             kind: kind.into(),
             status: "waiting".into(),
-            threshold_t: signed.descriptor.threshold,
-            threshold_n: signed.descriptor.parties,
+            threshold_t,
+            threshold_n,
             account_id,
             message_hash,
-            descriptor: serde_json::to_string(&signed).map_err(AppError::internal)?,
+            descriptor: descriptor_json,
             group_id,
             generate_aux,
             result: None,
@@ -277,29 +349,66 @@ impl Coordinator {
             created_at: now(),
             expires_at,
         };
-        self.store()
-            .insert_session(NewSession {
-                row: &row,
-                participants: participants
-                    .iter()
-                    .zip(&tokens)
-                    .enumerate()
-                    .map(|(pos, (p, (_, h)))| {
-                        (
-                            u16::try_from(pos).unwrap_or(u16::MAX),
-                            p.party_id.clone(),
-                            "server".to_string(),
-                            *h,
-                        )
-                    })
-                    .collect(),
+        let new = NewSession {
+            row: &row,
+            participants: participants
+                .iter()
+                .zip(&tokens)
+                .enumerate()
+                .map(|(pos, (p, (_, h)))| {
+                    (
+                        u16::try_from(pos).unwrap_or(u16::MAX),
+                        p.party_id.clone(),
+                        device_type_at(pos),
+                        *h,
+                    )
+                })
+                .collect(),
+        };
+        if devices.is_empty() {
+            self.store().insert_session(new).await?;
+        } else {
+            self.store()
+                .insert_device_session(new, &devices, pending_json.as_deref())
+                .await?;
+        }
+        let device_tokens: Vec<(String, String)> = devices
+            .iter()
+            .filter_map(|d| {
+                tokens
+                    .get(usize::from(d.position))
+                    .map(|(t, _)| (d.party_id.clone(), t.clone()))
             })
-            .await?;
+            .collect();
+        if let Some(signed) = signed {
+            let token_hashes: Vec<[u8; 32]> = tokens.iter().map(|(_, h)| *h).collect();
+            let server_tokens: Vec<Option<String>> = tokens
+                .iter()
+                .enumerate()
+                .map(|(pos, (t, _))| (device_type_at(pos) == "server").then(|| t.clone()))
+                .collect();
+            self.launch(&signed, &token_hashes, &server_tokens).await?;
+        }
+        tracing::info!(session_id = %session_id, kind, generate_aux, pending, "session created");
+        Ok(Created { row, device_tokens })
+    }
+
+    /// Registers a signed session with the router and invites its server
+    /// parties (`server_tokens[pos]` is `Some` for a server party). On failure
+    /// the session is failed and 503 returned.
+    async fn launch(
+        &self,
+        signed: &SignedDescriptor,
+        token_hashes: &[[u8; 32]],
+        server_tokens: &[Option<String>],
+    ) -> Result<(), AppError> {
+        let session_id = signed.descriptor.session_id;
+        let participants = &signed.descriptor.participants;
         let slots = participants
             .iter()
-            .zip(&tokens)
+            .zip(token_hashes)
             .enumerate()
-            .map(|(pos, (p, (_, h)))| Slot {
+            .map(|(pos, (p, h))| Slot {
                 position: u16::try_from(pos).unwrap_or(u16::MAX),
                 token_sha256: hex::encode(h),
                 identity: Some(p.identity),
@@ -307,7 +416,7 @@ impl Coordinator {
             .collect();
         if let Err(e) = self
             .router()
-            .register_session(session_id, expires_at, slots)
+            .register_session(session_id, signed.descriptor.expires_at, slots)
             .await
         {
             self.store()
@@ -319,7 +428,8 @@ impl Coordinator {
                 "router unavailable",
             ));
         }
-        for (p, (token, _)) in participants.iter().zip(&tokens) {
+        for (p, token) in participants.iter().zip(server_tokens) {
+            let Some(token) = token else { continue };
             let invitation = Invitation {
                 descriptor: signed.clone(),
                 join_token: token.clone(),
@@ -340,11 +450,7 @@ impl Coordinator {
                 ));
             }
         }
-        tracing::info!(session_id = %session_id, kind, generate_aux, "session created");
-        Ok(Created {
-            row,
-            device_tokens: Vec::new(),
-        })
+        Ok(())
     }
 
     /// Applies a party's signed report.
@@ -357,6 +463,13 @@ impl Coordinator {
             .session(claimed.session_id)
             .await?
             .ok_or_else(|| AppError::not_found("session"))?;
+        if session.descriptor.is_empty() {
+            return Err(AppError::new(
+                StatusCode::CONFLICT,
+                "session_not_started",
+                "the session is waiting for its device parties",
+            ));
+        }
         let descriptor: party_core::descriptor::SignedDescriptor =
             serde_json::from_str(&session.descriptor).map_err(AppError::internal)?;
         let participant = descriptor
@@ -578,4 +691,215 @@ pub fn signature_json(sig: &RecoverableSignature) -> serde_json::Value {
         "der": hex::encode(sig.to_der()),
         "signature": sig.to_hex65(),
     })
+}
+
+// ---------------------------------------------------------------------------
+// Device parties (issue #4): the token-authenticated join.
+// ---------------------------------------------------------------------------
+
+/// A device party id: 1..=128 characters of `[A-Za-z0-9._-]`.
+fn check_device_party_id(id: &str) -> Result<(), AppError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::bad_request(
+            "invalid_party_id",
+            "a device party_id must be 1..128 characters of A-Z a-z 0-9 . _ -",
+        ))
+    }
+}
+
+/// A device's join request: its token, its identity, and the identity's
+/// signature over [`party_core::wire::device_join_message`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceJoin {
+    /// The join token from `join_tokens`.
+    pub join_token: String,
+    /// The device's identity keys.
+    pub identity: PartyPublicKey,
+    /// Ed25519 signature by the identity (proof of possession).
+    #[serde(with = "hex::serde")]
+    pub signature: [u8; 64],
+}
+
+/// The answer to a device join.
+#[derive(Debug)]
+pub enum Joined {
+    /// The signed descriptor and the device's position in it.
+    Ready {
+        /// Signed descriptor.
+        descriptor: Box<SignedDescriptor>,
+        /// The device's position.
+        position: u16,
+    },
+    /// Other device parties of the session have not joined yet; ask again.
+    WaitingForDevices,
+}
+
+impl Coordinator {
+    /// A device presents its join token and identity: the token's slot is
+    /// bound to the identity (and the party id to the key, on first use);
+    /// once every device slot of a pending keygen is bound the descriptor is
+    /// signed, the session registered with the router and the server parties
+    /// invited. Idempotent for the same identity.
+    pub async fn device_join(&self, session_id: Uuid, req: DeviceJoin) -> Result<Joined, AppError> {
+        use subtle::ConstantTimeEq as _;
+        let unauthorized = || {
+            AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "join token is not valid for this session",
+            )
+        };
+        let session = self
+            .store()
+            .session(session_id)
+            .await?
+            .ok_or_else(unauthorized)?;
+        let hash: [u8; 32] = Sha256::digest(req.join_token.as_bytes()).into();
+        // Compare against every device slot, in constant time each.
+        let mut found = None;
+        for row in self.store().device_slots(session_id).await? {
+            if bool::from(row.token_sha256.as_slice().ct_eq(&hash)) {
+                found = Some(row.slot);
+            }
+        }
+        let slot = found.ok_or_else(unauthorized)?;
+        let message = party_core::wire::device_join_message(&session_id, &req.join_token);
+        req.identity.verify(&message, &req.signature).map_err(|_| {
+            AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_signature",
+                "the signature does not prove possession of the identity key",
+            )
+        })?;
+        if !matches!(session.status.as_str(), "waiting" | "in_progress")
+            || session.expires_at <= now()
+        {
+            return Err(AppError::new(
+                StatusCode::GONE,
+                "session_closed",
+                format!("the session is {}", session.status),
+            ));
+        }
+        self.store()
+            .bind_device(session_id, &slot, req.identity)
+            .await
+            .map_err(|e| match e {
+                crate::store::BindError::SlotBound => AppError::new(
+                    StatusCode::CONFLICT,
+                    "token_bound",
+                    "this join token is bound to another identity",
+                ),
+                crate::store::BindError::PartyBound => AppError::new(
+                    StatusCode::CONFLICT,
+                    "party_bound",
+                    format!("party {} is bound to another identity key", slot.party_id),
+                ),
+                crate::store::BindError::KeyInUse => AppError::new(
+                    StatusCode::CONFLICT,
+                    "identity_in_use",
+                    "this identity key belongs to another party",
+                ),
+                crate::store::BindError::Db(e) => AppError::internal(e),
+            })?;
+        if session.descriptor.is_empty() {
+            self.maybe_launch_pending(session_id).await?;
+        }
+        let session = self
+            .store()
+            .session(session_id)
+            .await?
+            .ok_or_else(|| AppError::internal("session vanished"))?;
+        if session.descriptor.is_empty() {
+            return Ok(Joined::WaitingForDevices);
+        }
+        if session.status == "failed" {
+            return Err(AppError::new(
+                StatusCode::GONE,
+                "session_closed",
+                "the session failed",
+            ));
+        }
+        let descriptor: SignedDescriptor =
+            serde_json::from_str(&session.descriptor).map_err(AppError::internal)?;
+        Ok(Joined::Ready {
+            descriptor: Box::new(descriptor),
+            position: slot.position,
+        })
+    }
+
+    /// Signs and launches a pending keygen once all its device slots are bound.
+    async fn maybe_launch_pending(&self, session_id: Uuid) -> Result<(), AppError> {
+        let slots = self.store().device_slots(session_id).await?;
+        if slots.iter().any(|d| d.slot.identity.is_none()) {
+            return Ok(());
+        }
+        let Some(pending) = self.store().pending_descriptor(session_id).await? else {
+            return Ok(());
+        };
+        let mut descriptor: SessionDescriptor =
+            serde_json::from_str(&pending).map_err(AppError::internal)?;
+        for d in &slots {
+            if let (Some(p), Some(identity)) = (
+                descriptor
+                    .participants
+                    .get_mut(usize::from(d.slot.position)),
+                d.slot.identity,
+            ) {
+                p.identity = identity;
+            }
+        }
+        let group_id = descriptor.group_id();
+        let generate_aux =
+            !self.config().insecure_test_aux && !self.store().aux_group_exists(&group_id).await?;
+        descriptor.kind = SessionKind::Keygen { generate_aux };
+        let signed = match descriptor.sign(&self.config().signing_key) {
+            Ok(s) => s,
+            Err(e) => {
+                // e.g. a device presented a server party's key.
+                self.store()
+                    .fail(session_id, &format!("invalid session: {e}"), None)
+                    .await?;
+                return Err(AppError::new(
+                    StatusCode::CONFLICT,
+                    "invalid_session",
+                    e.to_string(),
+                ));
+            }
+        };
+        let json = serde_json::to_string(&signed).map_err(AppError::internal)?;
+        if !self
+            .store()
+            .launch_pending(session_id, &json, &group_id, generate_aux)
+            .await?
+        {
+            return Ok(());
+        }
+        let participants = self.store().participants(session_id).await?;
+        let mut hashes = self.store().session_token_hashes(session_id).await?;
+        let mut server_tokens: Vec<Option<String>> = participants.iter().map(|_| None).collect();
+        // Server parties of a pending session get fresh tokens now: their
+        // original tokens were never sent anywhere.
+        for p in participants.iter().filter(|p| p.device_type == "server") {
+            let (token, hash) = new_token();
+            self.store()
+                .set_token_hash(session_id, p.position, &hash)
+                .await?;
+            if let Some(h) = hashes.get_mut(usize::from(p.position)) {
+                *h = hash;
+            }
+            if let Some(t) = server_tokens.get_mut(usize::from(p.position)) {
+                *t = Some(token);
+            }
+        }
+        tracing::info!(%session_id, generate_aux, "device keys bound; descriptor signed");
+        self.launch(&signed, &hashes, &server_tokens).await
+    }
 }

@@ -92,6 +92,12 @@ pub struct RecordContext<'a> {
 }
 
 impl RecordContext<'_> {
+    /// The AAD of a record sealed in the current format, for hosts that seal
+    /// with another AES-GCM implementation (WebCrypto) in the same format.
+    pub fn associated_data(&self) -> Vec<u8> {
+        self.aad(SEAL_VERSION)
+    }
+
     fn aad(&self, version: u8) -> Vec<u8> {
         let mut aad =
             Vec::with_capacity(DOMAIN.len() + self.party_id.len() + self.account_id.len() + 10);

@@ -135,6 +135,17 @@ pub fn join_message(nonce: &[u8; 32], session_id: &Uuid) -> Vec<u8> {
     m
 }
 
+/// The bytes a device party signs when it presents its identity to the
+/// coordinator with its join token (proof of possession of the identity key):
+/// `"mpc/coordinator/device-join/v1" || session id || SHA-256(token)`.
+pub fn device_join_message(session_id: &Uuid, token: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut m = b"mpc/coordinator/device-join/v1".to_vec();
+    m.extend_from_slice(session_id.as_bytes());
+    m.extend_from_slice(&sha2::Sha256::digest(token.as_bytes()));
+    m
+}
+
 /// The bytes a server party signs to open its control connection.
 pub fn control_message(nonce: &[u8; 32], party_id: &str) -> Vec<u8> {
     let mut m = b"mpc/router/control/v1".to_vec();

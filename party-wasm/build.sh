@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the party-wasm JS package into party-wasm/pkg (gitignored):
+# the .wasm in the size-and-speed `wasm` profile, the wasm-bindgen glue
+# (`--target web`: ES module, loads in browsers, workers and Node) and the
+# TypeScript types. Needs wasm-bindgen-cli at the version of wasm-bindgen in
+# Cargo.lock (.ci/run installs it). wasm-opt runs if it is on PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -p party-wasm --target wasm32-unknown-unknown --profile wasm
+rm -rf party-wasm/pkg
+wasm-bindgen --target web --remove-name-section --remove-producers-section \
+  --out-dir party-wasm/pkg \
+  target/wasm32-unknown-unknown/wasm/party_wasm.wasm
+if command -v wasm-opt >/dev/null; then
+  wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals \
+    party-wasm/pkg/party_wasm_bg.wasm -o party-wasm/pkg/party_wasm_bg.wasm
+fi
+wasm=party-wasm/pkg/party_wasm_bg.wasm
+echo "party-wasm: $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped"
