@@ -97,7 +97,18 @@ struct KeygenRequest {
 #[serde(deny_unknown_fields)]
 struct SignRequest {
     account_id: String,
-    message_hash: String,
+    /// The 32-byte hash to sign (hex). Signing a bare hash is always a full
+    /// (interactive) signing.
+    message_hash: Option<String>,
+    /// The message itself (hex): with server signers, the coordinator signs
+    /// it from a presignature when the pool has one for the signer set.
+    message: Option<String>,
+    /// How `message` is hashed: `keccak256` (default) or `sha256`.
+    digest: Option<party_core::descriptor::MessageDigest>,
+    /// Refuse (409 `no_presignature`) rather than fall back to a full
+    /// signing when the pool has no presignature for the signer set.
+    #[serde(default)]
+    require_presignature: bool,
     participants: Vec<ParticipantRequest>,
 }
 
@@ -115,6 +126,7 @@ fn created_json(c: &Created) -> serde_json::Value {
         "status": c.row.status,
         "account_id": c.row.account_id,
         "join_tokens": tokens,
+        "signing": if c.row.kind == "sign" { Some(if c.presignature { "presignature" } else { "full" }) } else { None },
         "expires_at": c.row.expires_at,
     })
 }
@@ -133,8 +145,37 @@ async fn sign(
     State(c): State<Coordinator>,
     StrictJson(req): StrictJson<SignRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let message = match &req.message {
+        Some(m) => {
+            let bytes = hex::decode(m.strip_prefix("0x").unwrap_or(m))
+                .map_err(|_| AppError::bad_request("invalid_message", "message must be hex"))?;
+            if bytes.is_empty() {
+                return Err(AppError::bad_request(
+                    "invalid_message",
+                    "message must not be empty",
+                ));
+            }
+            let digest = req
+                .digest
+                .unwrap_or(party_core::descriptor::MessageDigest::Keccak256);
+            Some((bytes, digest))
+        }
+        None if req.digest.is_some() => {
+            return Err(AppError::bad_request(
+                "invalid_message",
+                "digest needs a message",
+            ))
+        }
+        None => None,
+    };
     let created = c
-        .create_sign(&req.account_id, &req.message_hash, req.participants)
+        .create_sign(
+            &req.account_id,
+            req.message_hash.as_deref(),
+            message,
+            req.require_presignature,
+            req.participants,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(created_json(&created))))
 }

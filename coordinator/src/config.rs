@@ -31,6 +31,11 @@ pub struct CoordinatorConfig {
     pub keygen_timeout: Duration,
     /// Deadline of a signing session.
     pub sign_timeout: Duration,
+    /// Presignatures to keep ready per signer set of each account held by
+    /// server parties only (0: no pool; every signature is a full signing).
+    pub presign_pool: usize,
+    /// Presign sessions running at once, over all coordinator instances.
+    pub presign_concurrency: usize,
     /// TEST/DEV ONLY: parties hold pregenerated aux info for every group, so
     /// keygens never run aux info generation. Loudly logged.
     pub insecure_test_aux: bool,
@@ -73,6 +78,8 @@ impl CoordinatorConfig {
             keygen_aux_timeout: Duration::from_secs(30 * 60),
             keygen_timeout: Duration::from_secs(120),
             sign_timeout: Duration::from_secs(120),
+            presign_pool: 0,
+            presign_concurrency: 1,
             insecure_test_aux: false,
         }
     }

@@ -198,7 +198,14 @@ impl Coordinator {
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => me.expire_overdue().await,
+                        _ = tick.tick() => {
+                            me.expire_overdue().await;
+                            if me.is_ready() {
+                                if let Err(e) = me.refill_presignatures().await {
+                                    tracing::warn!(error = ?e, "presignature refill failed");
+                                }
+                            }
+                        }
                         _ = stop_rx.changed() => break,
                     }
                 }

@@ -3,7 +3,8 @@
 
 use axum::http::StatusCode;
 use party_core::descriptor::{
-    CurveName, Participant, SessionDescriptor, SessionKind, SignedDescriptor, DESCRIPTOR_VERSION,
+    CurveName, MessageDigest, Participant, SessionDescriptor, SessionKind, SignedDescriptor,
+    DESCRIPTOR_VERSION,
 };
 use party_core::identity::PartyPublicKey;
 use party_core::signature::{ethereum_address, RecoverableSignature};
@@ -47,6 +48,8 @@ pub struct Created {
     pub row: SessionRow,
     /// Join tokens of non-server participants, by party id.
     pub device_tokens: Vec<(String, String)>,
+    /// A signing session that uses a presignature from the pool.
+    pub presignature: bool,
 }
 
 fn new_token() -> (String, [u8; 32]) {
@@ -55,6 +58,31 @@ fn new_token() -> (String, [u8; 32]) {
     let token = hex::encode(b);
     let hash = Sha256::digest(token.as_bytes()).into();
     (token, hash)
+}
+
+/// A signer set as stored: party ids in keygen-index order, comma-separated.
+fn signers_key(signers: &[&AccountParty]) -> String {
+    signers
+        .iter()
+        .map(|a| a.party_id.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Every `k`-element subset of `items`, each in the order of `items`.
+fn subsets<'a, T>(items: &[&'a T], k: usize) -> Vec<Vec<&'a T>> {
+    if k == 0 {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for (i, first) in items.iter().enumerate() {
+        let rest = items.get(i + 1..).unwrap_or_default();
+        for mut tail in subsets(rest, k - 1) {
+            tail.insert(0, *first);
+            out.push(tail);
+        }
+    }
+    out
 }
 
 /// Parses a 32-byte hash given as 64 hex digits with an optional `0x`.
@@ -174,10 +202,37 @@ impl Coordinator {
     pub async fn create_sign(
         &self,
         account_id: &str,
-        message_hash: &str,
+        message_hash: Option<&str>,
+        message: Option<(Vec<u8>, MessageDigest)>,
+        require_presignature: bool,
         participants: Vec<ParticipantRequest>,
     ) -> Result<Created, AppError> {
-        let hash = parse_hash(message_hash)?;
+        if require_presignature && message.is_none() {
+            return Err(AppError::bad_request(
+                "invalid_message",
+                "require_presignature needs the message, not only its hash",
+            ));
+        }
+        let hash = match (message_hash, &message) {
+            (Some(h), Some((m, digest))) => {
+                let hash = parse_hash(h)?;
+                if hash != digest.hash(m) {
+                    return Err(AppError::bad_request(
+                        "invalid_message_hash",
+                        "message_hash is not the digest of message",
+                    ));
+                }
+                hash
+            }
+            (Some(h), None) => parse_hash(h)?,
+            (None, Some((m, digest))) => digest.hash(m),
+            (None, None) => {
+                return Err(AppError::bad_request(
+                    "invalid_message_hash",
+                    "give message_hash, or message (hex) with its digest",
+                ))
+            }
+        };
         let account = self
             .store()
             .account(account_id)
@@ -227,13 +282,81 @@ impl Coordinator {
                 });
             }
         }
+        let session_id = Uuid::new_v4();
+        // With the message itself (never a bare hash: ePrint 2021/1330) and
+        // server signers only, a presignature from the pool makes it one
+        // round; the claim is final even if the session then fails.
+        let mut kind = SessionKind::Sign {
+            account_id: account.account_id.clone(),
+            message_hash: hash,
+            derivation_path: vec![],
+        };
+        let signer_set = signers_key(&signers);
+        if let (Some((m, digest)), true) = (message, devices.is_empty()) {
+            if let Some(presignature_id) = self
+                .store()
+                .claim_presignature(&account.account_id, &signer_set, session_id)
+                .await?
+            {
+                kind = SessionKind::OnlineSign {
+                    account_id: account.account_id.clone(),
+                    presignature_id,
+                    message: m,
+                    digest,
+                };
+            }
+        }
+        let online = matches!(kind, SessionKind::OnlineSign { .. });
+        if require_presignature && !online {
+            return Err(AppError::new(
+                StatusCode::CONFLICT,
+                "no_presignature",
+                "no presignature is ready for this signer set",
+            ));
+        }
+        let descriptor = SessionDescriptor {
+            version: DESCRIPTOR_VERSION,
+            session_id,
+            kind,
+            curve: CurveName::Secp256k1,
+            threshold: account.threshold_t,
+            parties: account.threshold_n,
+            participants: signers
+                .iter()
+                .map(|a| Participant {
+                    party_id: a.party_id.clone(),
+                    keygen_index: a.keygen_index,
+                    identity: a.identity,
+                })
+                .collect(),
+            expires_at: now() + self.config().sign_timeout.as_secs(),
+        };
+        let mut created = self
+            .start_session(
+                descriptor,
+                Some(hash.to_vec()),
+                online.then_some(signer_set),
+                false,
+                devices,
+            )
+            .await?;
+        created.presignature = online;
+        Ok(created)
+    }
+
+    /// Starts a presign session for one signer set of an account (server
+    /// parties only); its presignature joins the pool when every signer has
+    /// stored it.
+    pub async fn create_presign(
+        &self,
+        account: &Account,
+        signers: &[&AccountParty],
+    ) -> Result<Created, AppError> {
         let descriptor = SessionDescriptor {
             version: DESCRIPTOR_VERSION,
             session_id: Uuid::new_v4(),
-            kind: SessionKind::Sign {
+            kind: SessionKind::Presign {
                 account_id: account.account_id.clone(),
-                message_hash: hash,
-                derivation_path: vec![],
             },
             curve: CurveName::Secp256k1,
             threshold: account.threshold_t,
@@ -248,8 +371,60 @@ impl Coordinator {
                 .collect(),
             expires_at: now() + self.config().sign_timeout.as_secs(),
         };
-        self.start_session(descriptor, Some(hash.to_vec()), None, false, devices)
-            .await
+        self.start_session(
+            descriptor,
+            None,
+            Some(signers_key(signers)),
+            false,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Keeps `presign_pool` presignatures ready for every signer set of every
+    /// account held by server parties only, starting at most
+    /// `presign_concurrency` presign sessions at a time (over all
+    /// coordinator instances, counted in the database).
+    pub async fn refill_presignatures(&self) -> Result<(), AppError> {
+        let target = i64::try_from(self.config().presign_pool).unwrap_or(0);
+        let max_running = i64::try_from(self.config().presign_concurrency).unwrap_or(0);
+        if target == 0 || max_running == 0 {
+            return Ok(());
+        }
+        let mut running = self.store().running_presigns().await?;
+        for account in self.store().accounts(1000).await? {
+            if running >= max_running {
+                return Ok(());
+            }
+            let mut servers_only = true;
+            for p in &account.parties {
+                let device_type = self
+                    .store()
+                    .party(&p.party_id)
+                    .await?
+                    .map(|r| r.device_type);
+                servers_only &= device_type.as_deref() == Some("server");
+            }
+            if !servers_only {
+                continue;
+            }
+            let mut parties: Vec<&AccountParty> = account.parties.iter().collect();
+            parties.sort_by_key(|p| p.keygen_index);
+            for set in subsets(&parties, usize::from(account.threshold_t)) {
+                if running >= max_running {
+                    return Ok(());
+                }
+                let (available, in_flight) = self
+                    .store()
+                    .presignature_stock(&account.account_id, &signers_key(&set))
+                    .await?;
+                if available + in_flight < target {
+                    self.create_presign(&account, &set).await?;
+                    running += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A participant's party id, device type and identity (`None` for a
@@ -308,7 +483,8 @@ impl Coordinator {
         let expires_at = descriptor.expires_at;
         let kind = match descriptor.kind {
             SessionKind::Keygen { .. } => "keygen",
-            _ => "sign",
+            SessionKind::Presign { .. } => "presign",
+            SessionKind::Sign { .. } | SessionKind::OnlineSign { .. } => "sign",
         };
         let account_id = descriptor.kind.account_id().map(str::to_owned);
         let participants = descriptor.participants.clone();
@@ -390,7 +566,11 @@ impl Coordinator {
             self.launch(&signed, &token_hashes, &server_tokens).await?;
         }
         tracing::info!(session_id = %session_id, kind, generate_aux, pending, "session created");
-        Ok(Created { row, device_tokens })
+        Ok(Created {
+            row,
+            device_tokens,
+            presignature: false,
+        })
     }
 
     /// Registers a signed session with the router and invites its server
@@ -519,7 +699,23 @@ impl Coordinator {
             ReportBody::Signature { signature } => {
                 self.on_signature(&session, pos, signature).await?;
             }
-            ReportBody::PresignatureStored => {}
+            ReportBody::PresignatureStored => {
+                let results = self
+                    .store()
+                    .set_party_result(id, pos, &serde_json::json!({ "presignature": "stored" }))
+                    .await?;
+                if session.kind == "presign" && results.iter().all(Option::is_some) {
+                    let account_id = session.account_id.clone().unwrap_or_default();
+                    let signers = session.group_id.clone().unwrap_or_default();
+                    if self
+                        .store()
+                        .complete_presign(id, &account_id, &signers)
+                        .await?
+                    {
+                        self.router().close_session(id);
+                    }
+                }
+            }
             ReportBody::Failed { reason, blamed } => {
                 let blamed_party = blamed
                     .and_then(|b| descriptor.descriptor.participants.get(usize::from(b)))

@@ -639,6 +639,123 @@ impl Store {
         Ok(rows.iter().map(account_from_row).collect())
     }
 
+    /// Completes a presign session and adds its presignature to the pool, in
+    /// one transaction, once. Returns whether this call did it.
+    pub async fn complete_presign(
+        &self,
+        id: Uuid,
+        account_id: &str,
+        signers: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let result = serde_json::json!({ "presignature_id": id.to_string(), "signers": signers });
+        let changed = close(
+            &mut tx,
+            id,
+            Close::Completed {
+                result: &result,
+                account_id: None,
+            },
+        )
+        .await?;
+        if !changed {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO presignatures (presignature_id, account_id, signers, status, created_at)
+             VALUES ($1, $2, $3, 'available', $4)",
+        )
+        .bind(id.to_string())
+        .bind(account_id)
+        .bind(signers)
+        .bind(i(now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let _ = self.ended.send(id);
+        Ok(true)
+    }
+
+    /// Claims the oldest available presignature of a signer set for
+    /// `session_id`. One conditional UPDATE per try: of concurrent claimers
+    /// exactly one wins each row, and a used row is never handed out again.
+    pub async fn claim_presignature(
+        &self,
+        account_id: &str,
+        signers: &str,
+        session_id: Uuid,
+    ) -> Result<Option<Uuid>, sqlx::Error> {
+        loop {
+            let candidates = sqlx::query(
+                "SELECT presignature_id FROM presignatures
+                 WHERE account_id = $1 AND signers = $2 AND status = 'available'
+                 ORDER BY created_at, presignature_id LIMIT 8",
+            )
+            .bind(account_id)
+            .bind(signers)
+            .fetch_all(&self.pool)
+            .await?;
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            for r in candidates {
+                let pid: String = r.get(0);
+                let won = sqlx::query(
+                    "UPDATE presignatures SET status = 'used', used_by = $1, used_at = $2
+                     WHERE presignature_id = $3 AND status = 'available'",
+                )
+                .bind(session_id.to_string())
+                .bind(i(now()))
+                .bind(&pid)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    == 1;
+                if won {
+                    return Ok(Uuid::parse_str(&pid).ok());
+                }
+            }
+            // Every candidate went to someone else meanwhile: look again.
+        }
+    }
+
+    /// Available presignatures of a signer set, plus presign sessions for it
+    /// still running.
+    pub async fn presignature_stock(
+        &self,
+        account_id: &str,
+        signers: &str,
+    ) -> Result<(i64, i64), sqlx::Error> {
+        let available: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM presignatures WHERE account_id = $1 AND signers = $2 AND status = 'available'",
+        )
+        .bind(account_id)
+        .bind(signers)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
+        let running: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM sessions WHERE kind = 'presign' AND account_id = $1 AND group_id = $2 AND status IN {OPEN}"
+        ))
+        .bind(account_id)
+        .bind(signers)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
+        Ok((available, running))
+    }
+
+    /// Presign sessions running, over all accounts.
+    pub async fn running_presigns(&self) -> Result<i64, sqlx::Error> {
+        Ok(sqlx::query(&format!(
+            "SELECT COUNT(*) FROM sessions WHERE kind = 'presign' AND status IN {OPEN}"
+        ))
+        .fetch_one(&self.pool)
+        .await?
+        .get(0))
+    }
+
     /// A session's event log.
     pub async fn events(&self, id: Uuid) -> Result<Vec<serde_json::Value>, sqlx::Error> {
         let rows = sqlx::query("SELECT at, kind, position, detail FROM session_events WHERE session_id = $1 ORDER BY id")

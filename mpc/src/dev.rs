@@ -52,6 +52,10 @@ pub struct DevOptions {
     pub party_database_urls: Vec<String>,
     /// Redis for the router's state; `None`: in memory.
     pub redis_url: Option<String>,
+    /// Presignatures kept ready per signer set of each account (0: none).
+    pub presign_pool: usize,
+    /// Presign sessions running at once.
+    pub presign_concurrency: usize,
 }
 
 impl DevOptions {
@@ -72,6 +76,8 @@ impl DevOptions {
             coordinator_database_url: None,
             party_database_urls: Vec::new(),
             redis_url: None,
+            presign_pool: 0,
+            presign_concurrency: 1,
         }
     }
 }
@@ -213,6 +219,8 @@ impl DevSystem {
         config.keygen_timeout = options.keygen_timeout;
         config.sign_timeout = options.sign_timeout;
         config.allowlist = options.allowlist.clone();
+        config.presign_pool = options.presign_pool;
+        config.presign_concurrency = options.presign_concurrency;
         let coordinator = Coordinator::new(config)?;
         coordinator.wait_ready(DB_WAIT).await?;
         let api_listener = tokio::net::TcpListener::bind(options.api_addr).await?;

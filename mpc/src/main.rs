@@ -51,6 +51,9 @@ enum Command {
         /// directory instead of generating primes (skips minutes of work).
         #[arg(long, value_name = "TEST_DATA_DIR")]
         insecure_test_primes: Option<PathBuf>,
+        /// Presignatures kept ready per signer set of each account (0: off).
+        #[arg(long, default_value_t = 2)]
+        presign_pool: usize,
     },
     /// Run the router alone.
     Router {
@@ -118,6 +121,13 @@ enum Command {
         /// keygens skip aux-info generation.
         #[arg(long)]
         insecure_test_aux: bool,
+        /// Presignatures kept ready per signer set of each server-only
+        /// account (0: off).
+        #[arg(long, env = "MPC_PRESIGN_POOL", default_value_t = 2)]
+        presign_pool: usize,
+        /// Presign sessions running at once, over all coordinator instances.
+        #[arg(long, env = "MPC_PRESIGN_CONCURRENCY", default_value_t = 1)]
+        presign_concurrency: usize,
     },
     /// Run one server party alone.
     Party {
@@ -336,8 +346,10 @@ async fn main() -> anyhow::Result<()> {
             router,
             parties,
             insecure_test_primes,
+            presign_pool,
         } => {
             let mut options = DevOptions::new(data_dir);
+            options.presign_pool = presign_pool;
             options.api_addr = api;
             options.router_addr = router;
             options.parties = parties;
@@ -390,6 +402,8 @@ async fn main() -> anyhow::Result<()> {
             keygen_timeout_secs,
             sign_timeout_secs,
             insecure_test_aux,
+            presign_pool,
+            presign_concurrency,
         } => {
             let key =
                 CoordinatorKey::from_secret_bytes(&secret_hex(signing_key, signing_key_file)?)
@@ -404,6 +418,8 @@ async fn main() -> anyhow::Result<()> {
             config.keygen_timeout = Duration::from_secs(keygen_timeout_secs);
             config.sign_timeout = Duration::from_secs(sign_timeout_secs);
             config.insecure_test_aux = insecure_test_aux;
+            config.presign_pool = presign_pool;
+            config.presign_concurrency = presign_concurrency;
             config.allowlist = allowlist
                 .split(',')
                 .map(str::trim)

@@ -92,6 +92,17 @@ pub enum MessageDigest {
     Keccak256,
 }
 
+impl MessageDigest {
+    /// The 32-byte digest of `message`.
+    pub fn hash(self, message: &[u8]) -> [u8; 32] {
+        use sha2::Digest as _;
+        match self {
+            MessageDigest::Sha256 => sha2::Sha256::digest(message).into(),
+            MessageDigest::Keccak256 => sha3::Keccak256::digest(message).into(),
+        }
+    }
+}
+
 /// What the session does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

@@ -240,17 +240,11 @@ impl std::fmt::Debug for PartySession {
 }
 
 fn message_data(message: &[u8], digest: MessageDigest) -> (DataToSign<Curve>, [u8; 32]) {
-    use sha2::Digest as _;
-    match digest {
-        MessageDigest::Sha256 => (
-            DataToSign::digest::<Sha256>(message),
-            Sha256::digest(message).into(),
-        ),
-        MessageDigest::Keccak256 => (
-            DataToSign::digest::<Keccak256>(message),
-            Keccak256::digest(message).into(),
-        ),
-    }
+    let data = match digest {
+        MessageDigest::Sha256 => DataToSign::digest::<Sha256>(message),
+        MessageDigest::Keccak256 => DataToSign::digest::<Keccak256>(message),
+    };
+    (data, digest.hash(message))
 }
 
 impl PartySession {

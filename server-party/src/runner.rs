@@ -109,8 +109,24 @@ async fn prepare_input(
                 None => Err(format!("this party holds no share of account {account_id}").into()),
             }
         }
-        SessionKind::OnlineSign { .. } => {
-            Err("online signing is not served yet".to_string().into())
+        SessionKind::OnlineSign {
+            account_id,
+            presignature_id,
+            ..
+        } => {
+            // Deleted from the store here, before any partial signature
+            // exists: a presignature is used once, whatever happens next.
+            match store
+                .take_presignature(&presignature_id.to_string(), account_id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(p) => Ok(SessionInput::Presignature(Box::new(p))),
+                None => Err(format!(
+                    "presignature {presignature_id} is unknown to this party or already used"
+                )
+                .into()),
+            }
         }
     }
 }
@@ -416,6 +432,21 @@ async fn finish(
                     session_id,
                     position,
                     ReportBody::Signature { signature },
+                    d.expires_at,
+                )
+                .await;
+        }
+        SessionOutput::Presignature(p) => {
+            state
+                .store
+                .put_presignature(&p)
+                .await
+                .map_err(|e| e.to_string())?;
+            state
+                .report(
+                    session_id,
+                    position,
+                    ReportBody::PresignatureStored,
                     d.expires_at,
                 )
                 .await;

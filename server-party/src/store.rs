@@ -5,6 +5,7 @@ use mpc_db::{Db, DbError, Migrations};
 use party_core::identity::PartyIdentity;
 use party_core::primes::PrimeSet;
 use party_core::seal::{MasterKey, RecordContext, RecordError, RecordKind};
+use party_core::session::StoredPresignature;
 use party_core::{AuxInfo, KeyShare};
 
 /// Store failures.
@@ -254,6 +255,70 @@ impl PartyStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Stores a presignature under its id (the presign session id); the
+    /// sealed record is bound to that id.
+    pub async fn put_presignature(&self, p: &StoredPresignature) -> Result<(), StoreError> {
+        let id = p.presignature_id.to_string();
+        let sealed = self
+            .key
+            .seal_value(self.ctx(&id, RecordKind::Presignature), p)?;
+        sqlx::query(
+            "INSERT INTO presignatures (presignature_id, account_id, sealed, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&id)
+        .bind(&p.account_id)
+        .bind(sealed)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes a presignature out for its one use: the row is deleted first,
+    /// and only the caller whose DELETE removed it gets it, so two sessions
+    /// naming the same presignature, concurrent or after a restart, never
+    /// both use it. `None`: unknown, or already used.
+    pub async fn take_presignature(
+        &self,
+        presignature_id: &str,
+        account_id: &str,
+    ) -> Result<Option<StoredPresignature>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sealed FROM presignatures WHERE presignature_id = $1 AND account_id = $2",
+        )
+        .bind(presignature_id)
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let deleted = sqlx::query("DELETE FROM presignatures WHERE presignature_id = $1")
+            .bind(presignature_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if deleted != 1 {
+            return Ok(None);
+        }
+        let p: StoredPresignature = self.key.open_value(
+            self.ctx(presignature_id, RecordKind::Presignature),
+            &row.get::<Vec<u8>, _>(0),
+        )?;
+        Ok(Some(p))
+    }
+
+    /// Number of presignatures held for an account.
+    pub async fn presignature_count(&self, account_id: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM presignatures WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_one(&self.pool)
+                .await?
+                .get(0),
+        )
     }
 
     /// Number of prime sets in the pool.
