@@ -227,7 +227,11 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
         let done = c
             .wait_session(&id, Duration::from_secs(600), |_| {})
             .await?;
-        anyhow::ensure!(done["status"] == "completed", "presign ended {}", done["status"]);
+        anyhow::ensure!(
+            done["status"] == "completed",
+            "presign ended {}",
+            done["status"]
+        );
         presign.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     report["presign_ms_p50"] = json!(percentile(presign, 0.5));

@@ -5,88 +5,19 @@
 //! from `v`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Duration;
 
-use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+use common::{parties, random_hash, verify, TempDir};
 use mpc::client::Client;
-use mpc::dev::{DevOptions, DevSystem};
+use mpc::dev::DevSystem;
 use party_core::envelope::FrameHeader;
 use serde_json::{json, Value};
 use sqlx::Row as _;
 
-fn test_data() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../party-core/test-data"
-    ))
-}
-
-/// A test's data directory and, on PostgreSQL, its database (one schema for
-/// the coordinator and one per party), kept across restarts of the system.
-struct TempDir(PathBuf, tokio::sync::OnceCell<Vec<String>>);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("mpc-e2e-{name}-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p, tokio::sync::OnceCell::new())
-    }
-
-    /// Database URLs on PostgreSQL: `[coordinator, party-1, ..., party-5]`.
-    async fn postgres_urls(&self) -> Option<&Vec<String>> {
-        if mpc_db::testing::test_backend() != mpc_db::Backend::Postgres {
-            return None;
-        }
-        let urls = self
-            .1
-            .get_or_init(|| async {
-                mpc_db::testing::postgres_schema_urls(&[
-                    "coordinator",
-                    "party1",
-                    "party2",
-                    "party3",
-                    "party4",
-                    "party5",
-                ])
-                .await
-                .expect("MPC_TEST_DB=postgres needs PostgreSQL")
-            })
-            .await;
-        Some(urls)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Options for a fast system: public test aux info (keygen is a DKG only).
-async fn fast(dir: &TempDir, parties: usize) -> DevOptions {
-    let mut o = DevOptions::new(&dir.0);
-    if let Some(urls) = dir.postgres_urls().await {
-        o.coordinator_database_url = Some(urls[0].clone());
-        o.party_database_urls = urls[1..].to_vec();
-    }
-    o.api_addr = "127.0.0.1:0".parse().unwrap();
-    o.router_addr = "127.0.0.1:0".parse().unwrap();
-    o.parties = parties;
-    o.insecure_test_aux = Some(test_data());
-    o.insecure_test_primes = Some(test_data());
-    o
-}
-
 fn client(sys: &DevSystem) -> Client {
     Client::new(&sys.api_url, &sys.api_key)
-}
-
-fn parties(ids: &[usize]) -> Value {
-    Value::Array(
-        ids.iter()
-            .map(|k| json!({ "party_id": DevSystem::party_id(*k), "device_type": "server", "device_id": format!("d{k}") }))
-            .collect(),
-    )
 }
 
 async fn run(c: &Client, path: &str, body: Value, timeout: u64) -> Value {
@@ -119,12 +50,6 @@ async fn keygen(c: &Client, t: u16, ids: &[usize]) -> Value {
     a.body
 }
 
-fn random_hash() -> [u8; 32] {
-    let mut h = [0u8; 32];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut h);
-    h
-}
-
 /// Signs through REST and checks the signature independently.
 async fn sign_and_verify(c: &Client, account: &Value, ids: &[usize]) {
     let hash = random_hash();
@@ -143,23 +68,6 @@ async fn sign_and_verify(c: &Client, account: &Value, ids: &[usize]) {
     );
 }
 
-fn verify(sig: &Value, hash: &[u8; 32], public_key_hex: &str) {
-    let vk = VerifyingKey::from_sec1_bytes(&hex::decode(public_key_hex).unwrap()).unwrap();
-    let r = hex::decode(sig["r"].as_str().unwrap().trim_start_matches("0x")).unwrap();
-    let s = hex::decode(sig["s"].as_str().unwrap().trim_start_matches("0x")).unwrap();
-    let k_sig = Signature::from_slice(&[r, s].concat()).unwrap();
-    assert!(k_sig.normalize_s().is_none(), "low s");
-    vk.verify_prehash(hash, &k_sig).expect("k256 verifies");
-    let v = u8::try_from(sig["v"].as_u64().unwrap()).unwrap();
-    let rec = VerifyingKey::recover_from_prehash(hash, &k_sig, RecoveryId::from_byte(v).unwrap())
-        .unwrap();
-    assert_eq!(rec, vk, "v recovers the account key");
-    assert_eq!(
-        Signature::from_der(&hex::decode(sig["der"].as_str().unwrap()).unwrap()).unwrap(),
-        k_sig
-    );
-}
-
 async fn count(sys: &DevSystem, table: &str) -> i64 {
     sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
         .fetch_one(sys.coordinator.store().pool())
@@ -171,7 +79,7 @@ async fn count(sys: &DevSystem, table: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keygen_2_of_3_and_every_pair_signs_through_rest() {
     let dir = TempDir::new("k23");
-    let sys = DevSystem::start(fast(&dir, 3).await).await.unwrap();
+    let sys = DevSystem::start(dir.fast(3).await).await.unwrap();
     let mut frames = sys.router.subscribe_frames();
     let c = client(&sys);
     let account = keygen(&c, 2, &[1, 2, 3]).await;
@@ -261,7 +169,7 @@ async fn keygen_2_of_3_and_every_pair_signs_through_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_of_five_wallet_signs() {
     let dir = TempDir::new("k35");
-    let sys = DevSystem::start(fast(&dir, 5).await).await.unwrap();
+    let sys = DevSystem::start(dir.fast(5).await).await.unwrap();
     let c = client(&sys);
     let account = keygen(&c, 3, &[1, 2, 3, 4, 5]).await;
     assert_eq!(account["threshold_n"], 5);
@@ -300,7 +208,7 @@ async fn three_of_five_wallet_signs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_create_nothing() {
     let dir = TempDir::new("err");
-    let sys = DevSystem::start(fast(&dir, 3).await).await.unwrap();
+    let sys = DevSystem::start(dir.fast(3).await).await.unwrap();
     let c = client(&sys);
     let account = keygen(&c, 2, &[1, 2, 3]).await;
     let acc = account["account_id"].as_str().unwrap();
@@ -418,7 +326,7 @@ async fn bad_requests_get_clear_errors_and_create_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_outside_the_allowlist_get_403() {
     let dir = TempDir::new("allow");
-    let mut o = fast(&dir, 2).await;
+    let mut o = dir.fast(2).await;
     o.allowlist = vec!["10.0.0.0/8".parse().unwrap()];
     let sys = DevSystem::start(o).await.unwrap();
     let a = client(&sys).get("/api/v1/mpc/accounts").await.unwrap();
@@ -437,7 +345,7 @@ async fn callers_outside_the_allowlist_get_403() {
     assert_eq!(count(&sys, "sessions").await, 0);
     sys.shutdown().await;
 
-    let mut o = fast(&dir, 2).await;
+    let mut o = dir.fast(2).await;
     o.allowlist = vec!["127.0.0.0/8".parse().unwrap()];
     let sys = DevSystem::start(o).await.unwrap();
     assert_eq!(
@@ -454,12 +362,12 @@ async fn callers_outside_the_allowlist_get_403() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_on_the_same_data_directory_keeps_the_account_and_signs() {
     let dir = TempDir::new("restart");
-    let sys = DevSystem::start(fast(&dir, 3).await).await.unwrap();
+    let sys = DevSystem::start(dir.fast(3).await).await.unwrap();
     let account = keygen(&client(&sys), 2, &[1, 2, 3]).await;
     let key = sys.api_key.clone();
     sys.shutdown().await;
 
-    let sys = DevSystem::start(fast(&dir, 3).await).await.unwrap();
+    let sys = DevSystem::start(dir.fast(3).await).await.unwrap();
     assert_eq!(sys.api_key, key, "the API key survives");
     assert!(!sys.api_key_is_new);
     let c = client(&sys);
@@ -505,7 +413,7 @@ fn terminal(s: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_party_killed_mid_sign_fails_the_session_and_the_rest_carry_on() {
     let dir = TempDir::new("killsign");
-    let mut o = fast(&dir, 3).await;
+    let mut o = dir.fast(3).await;
     o.sign_timeout = Duration::from_secs(6);
     let mut sys = DevSystem::start(o).await.unwrap();
     let c = client(&sys);
@@ -550,7 +458,7 @@ async fn a_party_killed_mid_keygen_fails_the_session_and_leaves_no_share() {
     // Real aux info generation (from the public test primes), so the keygen
     // runs long enough to be interrupted.
     let dir = TempDir::new("killkeygen");
-    let mut o = fast(&dir, 3).await;
+    let mut o = dir.fast(3).await;
     o.insecure_test_aux = None;
     o.keygen_aux_timeout = Duration::from_secs(25);
     let mut sys = DevSystem::start(o).await.unwrap();
@@ -590,7 +498,7 @@ async fn a_party_killed_mid_keygen_fails_the_session_and_leaves_no_share() {
     // fits a full aux info run); the same group completes a keygen and signs.
     sys.start_party(3).await.unwrap();
     sys.shutdown().await;
-    let mut o = fast(&dir, 3).await;
+    let mut o = dir.fast(3).await;
     o.insecure_test_aux = None;
     o.keygen_aux_timeout = Duration::from_secs(600);
     let sys = DevSystem::start(o).await.unwrap();

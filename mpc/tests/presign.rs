@@ -3,60 +3,27 @@
 //! one round, each is used exactly once (100 concurrent requests race for a
 //! pool of 4), an empty pool falls back to full signing, and a restart keeps
 //! the pool and reuses nothing. Every signature is checked with k256 against
-//! the digest of the message, with recovery from `v`.
+//! the digest of the message, with recovery from `v`. Runs on SQLite, or on
+//! PostgreSQL with `MPC_TEST_DB=postgres`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+use common::{parties, verify, TempDir};
 use mpc::client::Client;
 use mpc::dev::{DevOptions, DevSystem};
 use party_core::descriptor::MessageDigest;
 use serde_json::{json, Value};
 use sqlx::Row as _;
 
-fn test_data() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../party-core/test-data"
-    ))
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("mpc-presign-{name}-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn options(dir: &TempDir, pool: usize) -> DevOptions {
-    let mut o = DevOptions::new(&dir.0);
-    o.api_addr = "127.0.0.1:0".parse().unwrap();
-    o.router_addr = "127.0.0.1:0".parse().unwrap();
-    o.parties = 3;
-    o.insecure_test_aux = Some(test_data());
-    o.insecure_test_primes = Some(test_data());
+async fn options(dir: &TempDir, pool: usize) -> DevOptions {
+    let mut o = dir.fast(3).await;
     o.presign_pool = pool;
     o.presign_concurrency = 2;
     o
-}
-
-fn parties(ids: &[usize]) -> Value {
-    Value::Array(
-        ids.iter()
-            .map(|k| json!({ "party_id": DevSystem::party_id(*k), "device_type": "server" }))
-            .collect(),
-    )
 }
 
 async fn keygen(c: &Client) -> Value {
@@ -75,18 +42,6 @@ async fn keygen(c: &Client) -> Value {
         .await
         .unwrap()
         .body
-}
-
-fn verify(sig: &Value, hash: &[u8; 32], public_key_hex: &str) {
-    let vk = VerifyingKey::from_sec1_bytes(&hex::decode(public_key_hex).unwrap()).unwrap();
-    let r = hex::decode(sig["r"].as_str().unwrap().trim_start_matches("0x")).unwrap();
-    let s = hex::decode(sig["s"].as_str().unwrap().trim_start_matches("0x")).unwrap();
-    let k_sig = Signature::from_slice(&[r, s].concat()).unwrap();
-    vk.verify_prehash(hash, &k_sig).expect("k256 verifies");
-    let v = u8::try_from(sig["v"].as_u64().unwrap()).unwrap();
-    let rec = VerifyingKey::recover_from_prehash(hash, &k_sig, RecoveryId::from_byte(v).unwrap())
-        .unwrap();
-    assert_eq!(rec, vk, "v recovers the account key");
 }
 
 /// The signer set {1, 2} as the coordinator stores it.
@@ -144,7 +99,7 @@ async fn finish(c: &Client, created: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_presignature_is_used_once_under_100_concurrent_requests() {
     let dir = TempDir::new("race");
-    let sys = DevSystem::start(options(&dir, 4)).await.unwrap();
+    let sys = DevSystem::start(options(&dir, 4).await).await.unwrap();
     let c = Client::new(&sys.api_url, &sys.api_key);
     let account = keygen(&c).await;
     let account_id = account["account_id"].as_str().unwrap().to_string();
@@ -224,7 +179,7 @@ async fn each_presignature_is_used_once_under_100_concurrent_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_pool_falls_back_to_full_signing() {
     let dir = TempDir::new("empty");
-    let sys = DevSystem::start(options(&dir, 0)).await.unwrap();
+    let sys = DevSystem::start(options(&dir, 0).await).await.unwrap();
     let c = Client::new(&sys.api_url, &sys.api_key);
     let account = keygen(&c).await;
     let msg = b"no presignature for this one".to_vec();
@@ -264,7 +219,7 @@ async fn an_empty_pool_falls_back_to_full_signing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_the_pool_and_reuses_nothing() {
     let dir = TempDir::new("restart");
-    let sys = DevSystem::start(options(&dir, 2)).await.unwrap();
+    let sys = DevSystem::start(options(&dir, 2).await).await.unwrap();
     let c = Client::new(&sys.api_url, &sys.api_key);
     let account = keygen(&c).await;
     let account_id = account["account_id"].as_str().unwrap().to_string();
@@ -277,7 +232,7 @@ async fn a_restart_keeps_the_pool_and_reuses_nothing() {
     sys.shutdown().await;
 
     // Restart without refill: the pool is what was stored.
-    let sys = DevSystem::start(options(&dir, 0)).await.unwrap();
+    let sys = DevSystem::start(options(&dir, 0).await).await.unwrap();
     let c = Client::new(&sys.api_url, &sys.api_key);
     let left = available(&sys, &account_id).await;
     assert!(left >= 1, "the pool survived the restart");

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+mod common;
+
+use common::{random_hash, test_data, verify};
 use mpc::client::Client;
 use party_core::identity::CoordinatorKey;
 use party_core::seal::MasterKey;
@@ -122,24 +123,6 @@ fn participants(ids: &[usize]) -> Value {
     )
 }
 
-fn verify(sig: &Value, hash: &[u8; 32], public_key_hex: &str) {
-    let vk = VerifyingKey::from_sec1_bytes(&hex::decode(public_key_hex).unwrap()).unwrap();
-    let r = hex::decode(sig["r"].as_str().unwrap().trim_start_matches("0x")).unwrap();
-    let s = hex::decode(sig["s"].as_str().unwrap().trim_start_matches("0x")).unwrap();
-    let k_sig = Signature::from_slice(&[r, s].concat()).unwrap();
-    vk.verify_prehash(hash, &k_sig).expect("k256 verifies");
-    let v = u8::try_from(sig["v"].as_u64().unwrap()).unwrap();
-    let rec = VerifyingKey::recover_from_prehash(hash, &k_sig, RecoveryId::from_byte(v).unwrap())
-        .unwrap();
-    assert_eq!(rec, vk, "v recovers the account key");
-}
-
-fn random_hash() -> [u8; 32] {
-    let mut h = [0u8; 32];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut h);
-    h
-}
-
 /// Creates a signing session and returns its id.
 async fn start_sign(c: &Client, account: &Value, ids: &[usize], hash: &[u8; 32]) -> String {
     let created = c
@@ -194,10 +177,7 @@ async fn two_coordinators_two_routers_survive_crashes() {
     let key = CoordinatorKey::generate(&mut rand_core::OsRng);
     let key_file = dir.join("coordinator.key");
     std::fs::write(&key_file, hex::encode(key.secret_bytes().as_ref())).unwrap();
-    let test_data = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../party-core/test-data"
-    ));
+    let test_data = test_data();
 
     let (ca, cb, ra, rb) = (free_port(), free_port(), free_port(), free_port());
     let c_url = |p: u16| format!("http://127.0.0.1:{p}");
@@ -268,6 +248,10 @@ async fn two_coordinators_two_routers_survive_crashes() {
                 s(INTERNAL),
                 s("--sign-timeout-secs"),
                 SIGN_TIMEOUT.to_string(),
+                // No background presign sessions: every session here is one
+                // the test starts and follows.
+                s("--presign-pool"),
+                s("0"),
                 s("--insecure-test-aux"),
             ],
         )
