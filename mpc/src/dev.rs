@@ -45,6 +45,9 @@ pub struct DevOptions {
     pub allowlist: Vec<ipnet::IpNet>,
     /// Prime sets each party keeps ready in its sealed pool.
     pub prime_pool: usize,
+    /// Repository root holding `web-demo/` and `party-wasm/`: serve the web
+    /// demo at `/demo/` on the API address.
+    pub demo_root: Option<PathBuf>,
 }
 
 impl DevOptions {
@@ -62,6 +65,7 @@ impl DevOptions {
             sign_timeout: Duration::from_secs(120),
             allowlist: Vec::new(),
             prime_pool: 1,
+            demo_root: None,
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct DevSystem {
     pub api_key_is_new: bool,
     /// Router base URL (`http://...`).
     pub router_url: String,
+    /// The coordinator's descriptor-signing public key (hex).
+    pub coordinator_public_key: String,
     /// The router (tests subscribe to the frames it relays).
     pub router: router::Router,
     /// The coordinator.
@@ -198,10 +204,21 @@ impl DevSystem {
         let coordinator = Coordinator::new(config).await?;
         let api_listener = tokio::net::TcpListener::bind(options.api_addr).await?;
         let api_addr = api_listener.local_addr()?;
+        let demo = match &options.demo_root {
+            Some(root) => crate::demo::router(crate::demo::DemoConfig {
+                root: root.clone(),
+                api_url: format!("http://{api_addr}"),
+                api_key: api_key.clone(),
+                router_ws_url: format!("ws://{router_addr}/ws"),
+                coordinator_public_key: hex::encode(coordinator_key.public()),
+                insecure_test_primes: options.insecure_test_primes.clone(),
+            }),
+            None => axum::Router::new(),
+        };
         let c = coordinator.clone();
         let coordinator_service = Service::spawn(move |rx| async move {
             if let Err(e) = c
-                .serve(api_listener, async move {
+                .serve_with(api_listener, demo, async move {
                     let _ = rx.await;
                 })
                 .await
@@ -215,6 +232,7 @@ impl DevSystem {
             api_key,
             api_key_is_new,
             router_url,
+            coordinator_public_key: hex::encode(coordinator_key.public()),
             router,
             coordinator,
             options: options.clone(),

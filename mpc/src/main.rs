@@ -51,6 +51,15 @@ enum Command {
         /// directory instead of generating primes (skips minutes of work).
         #[arg(long, value_name = "TEST_DATA_DIR")]
         insecure_test_primes: Option<PathBuf>,
+        /// INSECURE, dev/test only: every party group reuses the PUBLIC test
+        /// aux info in this directory (keygen is a DKG only).
+        #[arg(long, value_name = "TEST_DATA_DIR")]
+        insecure_test_aux: Option<PathBuf>,
+        /// Serve the web demo at /demo/ from this repository root (holding
+        /// web-demo/ and party-wasm/). Default: the current directory, if it
+        /// holds the demo.
+        #[arg(long, value_name = "REPO_DIR")]
+        demo: Option<PathBuf>,
     },
     /// Run the router alone.
     Router {
@@ -259,16 +268,27 @@ async fn main() -> anyhow::Result<()> {
             router,
             parties,
             insecure_test_primes,
+            insecure_test_aux,
+            demo,
         } => {
             let mut options = DevOptions::new(data_dir);
             options.api_addr = api;
             options.router_addr = router;
             options.parties = parties;
             options.insecure_test_primes = insecure_test_primes;
+            options.insecure_test_aux = insecure_test_aux;
+            options.demo_root = demo
+                .or_else(|| Some(PathBuf::from(".")))
+                .filter(|d| mpc::demo::available(d));
+            let has_demo = options.demo_root.is_some();
             let sys = DevSystem::start(options).await?;
             println!("mpc dev is running");
             println!("  API:     {}", sys.api_url);
             println!("  router:  {}", sys.router_url);
+            println!("  coordinator key: {}", sys.coordinator_public_key);
+            if has_demo {
+                println!("  demo:    {}/demo/", sys.api_url);
+            }
             if sys.api_key_is_new {
                 println!(
                     "  API key: {}   (shown once; also kept in the data directory's api-key file)",
