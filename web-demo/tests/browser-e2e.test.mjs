@@ -4,8 +4,8 @@
 // the two server parties alone, reload, sign again with the stored share.
 // Every signature is checked here with @noble/curves (verify + recovery of
 // the account key from v) against the coordinator's account key, and the
-// EIP-191 hash is recomputed with @noble/hashes. Saves a screenshot to
-// target/web-demo-screenshot.png.
+// EIP-191 hash is recomputed with @noble/hashes. Saves screenshots to
+// target/web-demo-screenshot{-before-reload,}.png.
 //
 // CI time: the PUBLIC test primes (mpc dev --insecure-test-primes; the page
 // shows a test-mode banner); aux info itself runs for real in the browser.
@@ -102,6 +102,9 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   await page.waitForSelector('#sig-servers[data-state=verified], #sig-servers[data-state=failed]', { timeout: 300_000 });
   await checkSignature(page, 'sig-servers', publicKey);
 
+  mkdirSync(join(ROOT, 'target'), { recursive: true });
+  await page.screenshot({ path: join(ROOT, 'target/web-demo-screenshot-before-reload.png'), fullPage: true });
+
   // 4. Reload: the wallet and the sealed share come back from IndexedDB.
   await page.reload();
   await page.waitForSelector('body[data-ready=true]', { timeout: 60_000 });
@@ -128,6 +131,5 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   assert.equal(stored.masterKeyExtractable, false, 'the WebCrypto key is non-extractable');
   assert.deepEqual(leaks, [], 'the API key never reached the page');
 
-  mkdirSync(join(ROOT, 'target'), { recursive: true });
   await page.screenshot({ path: join(ROOT, 'target/web-demo-screenshot.png'), fullPage: true });
 });
