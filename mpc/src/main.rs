@@ -277,9 +277,17 @@ async fn main() -> anyhow::Result<()> {
             options.parties = parties;
             options.insecure_test_primes = insecure_test_primes;
             options.insecure_test_aux = insecure_test_aux;
-            options.demo_root = demo
-                .or_else(|| Some(PathBuf::from(".")))
-                .filter(|d| mpc::demo::available(d));
+            options.demo_root = match demo {
+                Some(dir) => {
+                    anyhow::ensure!(
+                        mpc::demo::available(&dir),
+                        "--demo {}: no web-demo/static/index.html there",
+                        dir.display()
+                    );
+                    Some(dir)
+                }
+                None => Some(PathBuf::from(".")).filter(|d| mpc::demo::available(d)),
+            };
             let has_demo = options.demo_root.is_some();
             let sys = DevSystem::start(options).await?;
             println!("mpc dev is running");

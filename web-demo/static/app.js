@@ -84,11 +84,15 @@ class App {
       $('test-mode').hidden = false;
       console.warn('INSECURE TEST MODE: this demo uses PUBLIC test primes');
     }
+    // ?primes=generate: generate real primes even when the server is in
+    // test mode (the browser benchmark measures prime generation this way).
+    const forceGenerate = new URLSearchParams(location.search).get('primes') === 'generate';
+    if (forceGenerate) log('?primes=generate: this browser generates its own primes');
     this.pool = new PrimePool({
       wasm: this.wasm,
       store: this.store,
       partyId: this.partyId,
-      config: this.config,
+      config: { ...this.config, insecure_test_primes: this.config.insecure_test_primes && !forceGenerate },
       log,
       onProgress: (p) => this.showPrimes(p),
     });

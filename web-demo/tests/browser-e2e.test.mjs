@@ -19,9 +19,7 @@ import { chromium } from 'playwright-core';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
 
-import { startSystem, api, assertSignatureValid, ROOT, TEST_DATA } from '../../party-wasm/tests/support/system.mjs';
-
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+import { startSystem, api, assertSignatureValid, CHROMIUM_ARGS, ROOT, TEST_DATA } from '../../party-wasm/tests/support/system.mjs';
 
 function eip191(message) {
   const m = utf8ToBytes(message);

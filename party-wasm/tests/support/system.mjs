@@ -12,6 +12,9 @@ import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 export const ROOT = resolve(new URL('../../..', import.meta.url).pathname);
 export const TEST_DATA = join(ROOT, 'party-core/test-data');
 
+/** Headless Chromium flags for this machine (no sandbox as root, no background traffic). */
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
 /**
  * Starts `mpc dev` with `args`; resolves once it printed its addresses.
  * Returns { api, router, routerWs, coordinatorKey, apiKey, demo, stop() }.
