@@ -191,6 +191,18 @@ impl Coordinator {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.serve_with(listener, axum::Router::new(), shutdown)
+            .await
+    }
+
+    /// [`Coordinator::serve`] with extra routes on the same listener (`mpc
+    /// dev` serves the web demo beside the API).
+    pub async fn serve_with(
+        self,
+        listener: tokio::net::TcpListener,
+        extra: axum::Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let sweeper = {
             let me = self.clone();
@@ -213,6 +225,7 @@ impl Coordinator {
         };
         let app = self
             .app()
+            .merge(extra)
             .into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {

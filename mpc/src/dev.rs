@@ -56,6 +56,9 @@ pub struct DevOptions {
     pub presign_pool: usize,
     /// Presign sessions running at once.
     pub presign_concurrency: usize,
+    /// Repository root holding `web-demo/` and `party-wasm/`: serve the web
+    /// demo at `/demo/` on the API address.
+    pub demo_root: Option<PathBuf>,
 }
 
 impl DevOptions {
@@ -78,6 +81,7 @@ impl DevOptions {
             redis_url: None,
             presign_pool: 0,
             presign_concurrency: 1,
+            demo_root: None,
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct DevSystem {
     pub api_key_is_new: bool,
     /// Router base URL (`http://...`).
     pub router_url: String,
+    /// The coordinator's descriptor-signing public key (hex).
+    pub coordinator_public_key: String,
     /// The router (tests subscribe to the frames it relays).
     pub router: router::Router,
     /// The coordinator.
@@ -225,10 +231,21 @@ impl DevSystem {
         coordinator.wait_ready(DB_WAIT).await?;
         let api_listener = tokio::net::TcpListener::bind(options.api_addr).await?;
         let api_addr = api_listener.local_addr()?;
+        let demo = match &options.demo_root {
+            Some(root) => crate::demo::router(crate::demo::DemoConfig {
+                root: root.clone(),
+                api_url: format!("http://{api_addr}"),
+                api_key: api_key.clone(),
+                router_ws_url: format!("ws://{router_addr}/ws"),
+                coordinator_public_key: hex::encode(coordinator_key.public()),
+                insecure_test_primes: options.insecure_test_primes.clone(),
+            }),
+            None => axum::Router::new(),
+        };
         let c = coordinator.clone();
         let coordinator_service = Service::spawn(move |rx| async move {
             if let Err(e) = c
-                .serve(api_listener, async move {
+                .serve_with(api_listener, demo, async move {
                     let _ = rx.await;
                 })
                 .await
@@ -242,6 +259,7 @@ impl DevSystem {
             api_key,
             api_key_is_new,
             router_url,
+            coordinator_public_key: hex::encode(coordinator_key.public()),
             router,
             coordinator,
             options: options.clone(),

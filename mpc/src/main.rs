@@ -54,6 +54,15 @@ enum Command {
         /// Presignatures kept ready per signer set of each account (0: off).
         #[arg(long, default_value_t = 2)]
         presign_pool: usize,
+        /// INSECURE, dev/test only: every party group reuses the PUBLIC test
+        /// aux info in this directory (keygen is a DKG only).
+        #[arg(long, value_name = "TEST_DATA_DIR")]
+        insecure_test_aux: Option<PathBuf>,
+        /// Serve the web demo at /demo/ from this repository root (holding
+        /// web-demo/ and party-wasm/). Default: the current directory, if it
+        /// holds the demo.
+        #[arg(long, value_name = "REPO_DIR")]
+        demo: Option<PathBuf>,
     },
     /// Run the router alone.
     Router {
@@ -347,6 +356,8 @@ async fn main() -> anyhow::Result<()> {
             parties,
             insecure_test_primes,
             presign_pool,
+            insecure_test_aux,
+            demo,
         } => {
             let mut options = DevOptions::new(data_dir);
             options.presign_pool = presign_pool;
@@ -354,10 +365,27 @@ async fn main() -> anyhow::Result<()> {
             options.router_addr = router;
             options.parties = parties;
             options.insecure_test_primes = insecure_test_primes;
+            options.insecure_test_aux = insecure_test_aux;
+            options.demo_root = match demo {
+                Some(dir) => {
+                    anyhow::ensure!(
+                        mpc::demo::available(&dir),
+                        "--demo {}: no web-demo/static/index.html there",
+                        dir.display()
+                    );
+                    Some(dir)
+                }
+                None => Some(PathBuf::from(".")).filter(|d| mpc::demo::available(d)),
+            };
+            let has_demo = options.demo_root.is_some();
             let sys = DevSystem::start(options).await?;
             println!("mpc dev is running");
             println!("  API:     {}", sys.api_url);
             println!("  router:  {}", sys.router_url);
+            println!("  coordinator key: {}", sys.coordinator_public_key);
+            if has_demo {
+                println!("  demo:    {}/demo/", sys.api_url);
+            }
             if sys.api_key_is_new {
                 println!(
                     "  API key: {}   (shown once; also kept in the data directory's api-key file)",

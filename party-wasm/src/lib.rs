@@ -64,6 +64,7 @@ export interface StepResult {
   dropped: string | null;
 }
 
+/** */
 export type SessionResult =
   | { kind: "keygen"; public_key: string; address: string; share: Uint8Array; aux_info: Uint8Array | null }
   | { kind: "signature"; r: string; s: string; v: number; signature: string; der: string };
@@ -553,4 +554,29 @@ pub fn personal_message_hash(message: &str) -> String {
 #[wasm_bindgen(js_name = backend)]
 pub fn backend() -> String {
     party_core::active_backend().to_string()
+}
+
+/// Checks an ECDSA signature `(r, s, v)` of a 32-byte hash under a SEC1
+/// public key (all hex): it verifies, `s` is low and `v` recovers the key.
+#[wasm_bindgen(js_name = verifySignature)]
+pub fn verify_signature(
+    hash: &str,
+    public_key: &str,
+    r: &str,
+    s: &str,
+    v: u8,
+) -> Result<bool, JsError> {
+    let h32 = |x: &str| -> Result<[u8; 32], JsError> {
+        hex::decode(x.trim_start_matches("0x"))
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| JsError::new("expected 32 bytes of hex"))
+    };
+    let pk = hex::decode(public_key.trim_start_matches("0x"))
+        .map_err(|_| JsError::new("public key is not hex"))?;
+    let (hash, r, s) = (h32(hash)?, h32(r)?, h32(s)?);
+    Ok(matches!(
+        RecoverableSignature::from_parts(r, s, &hash, &pk),
+        Ok(sig) if sig.v == v && sig.s == s
+    ))
 }

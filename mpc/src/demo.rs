@@ -1,0 +1,224 @@
+//! The web demo that `mpc dev` serves at `/demo/`: the static page
+//! (`web-demo/static/`), the party-wasm package (`party-wasm/pkg`, `party-wasm/js`)
+//! and a tiny demo backend under `/demo/api/`.
+//!
+//! The backend stands for the application server a real deployment would
+//! have: it holds the API key and makes only the calls the demo needs
+//! (create a 2-of-3 wallet with the browser and two server parties, sign
+//! with the browser and a server party or with the two server parties, read
+//! sessions and accounts). The page never sees the API key. The browser
+//! party itself talks to the coordinator only through the token-
+//! authenticated device join and its signed reports, and to the router.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower_http::services::ServeDir;
+
+use crate::client::Client;
+
+/// The two server parties the demo wallet uses.
+pub const DEMO_SERVERS: [&str; 2] = ["server-party-1", "server-party-2"];
+
+/// Index of the PUBLIC test prime set served to browsers in test mode
+/// (server parties of `mpc dev` use 0..n).
+pub const BROWSER_TEST_PRIMES_INDEX: usize = 3;
+
+/// What the demo backend needs.
+pub struct DemoConfig {
+    /// Repository root holding `web-demo/` and `party-wasm/`.
+    pub root: PathBuf,
+    /// Coordinator REST base URL (the backend calls it with the API key).
+    pub api_url: String,
+    /// The API key (stays on the server).
+    pub api_key: String,
+    /// Router WebSocket URL for browsers.
+    pub router_ws_url: String,
+    /// The coordinator's descriptor-signing public key (hex).
+    pub coordinator_public_key: String,
+    /// TEST ONLY: directory of the PUBLIC test primes, served to the page.
+    pub insecure_test_primes: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DemoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoConfig")
+            .field("root", &self.root)
+            .field("api_url", &self.api_url)
+            .field("insecure_test_primes", &self.insecure_test_primes)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Demo {
+    config: DemoConfig,
+    client: Client,
+}
+
+/// Whether `root` holds the demo (`web-demo/static/index.html`).
+pub fn available(root: &Path) -> bool {
+    root.join("web-demo/static/index.html").is_file()
+}
+
+/// The demo's routes, to merge into the coordinator's application.
+pub fn router(config: DemoConfig) -> Router {
+    if config.insecure_test_primes.is_some() {
+        tracing::warn!(
+            "INSECURE TEST MODE: the demo page is given PUBLIC test primes; never use it for real keys"
+        );
+    }
+    let root = config.root.clone();
+    let client = Client::new(&config.api_url, &config.api_key);
+    let state = Arc::new(Demo { config, client });
+    Router::new()
+        .route("/demo", get(|| async { Redirect::permanent("/demo/") }))
+        .route("/demo/api/config", get(demo_config))
+        .route("/demo/api/test-primes", get(test_primes))
+        .route("/demo/api/wallets", post(create_wallet))
+        .route("/demo/api/sign", post(sign))
+        .route("/demo/api/sessions/{id}", get(session))
+        .route("/demo/api/accounts/{id}", get(account))
+        .with_state(state)
+        .nest_service(
+            "/demo/party-wasm/pkg",
+            ServeDir::new(root.join("party-wasm/pkg")),
+        )
+        .nest_service(
+            "/demo/party-wasm/js",
+            ServeDir::new(root.join("party-wasm/js")),
+        )
+        .nest_service("/demo/", ServeDir::new(root.join("web-demo/static")))
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({ "error": message, "code": code }))).into_response()
+}
+
+/// Relays the coordinator's answer (status and JSON body) to the page.
+fn relay(a: anyhow::Result<crate::client::Answer>) -> Response {
+    match a {
+        Ok(a) => {
+            let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, Json(a.body)).into_response()
+        }
+        Err(_) => error(
+            StatusCode::BAD_GATEWAY,
+            "coordinator_unreachable",
+            "coordinator unreachable",
+        ),
+    }
+}
+
+async fn demo_config(State(d): State<Arc<Demo>>) -> Json<Value> {
+    Json(json!({
+        "router_ws_url": d.config.router_ws_url,
+        "coordinator_public_key": d.config.coordinator_public_key,
+        "servers": DEMO_SERVERS,
+        "insecure_test_primes": d.config.insecure_test_primes.is_some(),
+    }))
+}
+
+async fn test_primes(State(d): State<Arc<Demo>>) -> Response {
+    let Some(dir) = &d.config.insecure_test_primes else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "test primes are served only in test mode",
+        );
+    };
+    let parsed = std::fs::read_to_string(dir.join("primes.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    match parsed
+        .as_ref()
+        .and_then(|v| v["parties"][BROWSER_TEST_PRIMES_INDEX].as_str())
+    {
+        Some(hex) => Json(json!({
+            "warning": "INSECURE: PUBLIC test primes, for tests only",
+            "prime_set": hex,
+        }))
+        .into_response(),
+        None => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "test primes unavailable",
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WalletRequest {
+    party_id: String,
+}
+
+async fn create_wallet(State(d): State<Arc<Demo>>, Json(req): Json<WalletRequest>) -> Response {
+    let body = json!({
+        "threshold_n": 3,
+        "threshold_t": 2,
+        "participants": [
+            { "party_id": req.party_id, "device_type": "browser" },
+            { "party_id": DEMO_SERVERS[0], "device_type": "server" },
+            { "party_id": DEMO_SERVERS[1], "device_type": "server" },
+        ],
+    });
+    relay(d.client.post("/api/v1/mpc/keygen", &body).await)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignRequest {
+    account_id: String,
+    message_hash: String,
+    /// `browser`: this browser and server-party-1; `servers`: the two
+    /// server parties.
+    signers: String,
+    /// The browser's party id (with `signers = browser`).
+    #[serde(default)]
+    party_id: Option<String>,
+}
+
+async fn sign(State(d): State<Arc<Demo>>, Json(req): Json<SignRequest>) -> Response {
+    let participants = match (req.signers.as_str(), &req.party_id) {
+        ("browser", Some(p)) => json!([{ "party_id": p }, { "party_id": DEMO_SERVERS[0] }]),
+        ("servers", _) => json!([{ "party_id": DEMO_SERVERS[0] }, { "party_id": DEMO_SERVERS[1] }]),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_signers",
+                "signers must be \"browser\" (with party_id) or \"servers\"",
+            )
+        }
+    };
+    let body = json!({
+        "account_id": req.account_id,
+        "message_hash": req.message_hash,
+        "participants": participants,
+    });
+    relay(d.client.post("/api/v1/mpc/sign", &body).await)
+}
+
+fn safe_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+async fn session(State(d): State<Arc<Demo>>, UrlPath(id): UrlPath<String>) -> Response {
+    if !safe_id(&id) {
+        return error(StatusCode::NOT_FOUND, "not_found", "session not found");
+    }
+    relay(d.client.get(&format!("/api/v1/mpc/sessions/{id}")).await)
+}
+
+async fn account(State(d): State<Arc<Demo>>, UrlPath(id): UrlPath<String>) -> Response {
+    if !safe_id(&id) {
+        return error(StatusCode::NOT_FOUND, "not_found", "account not found");
+    }
+    relay(d.client.get(&format!("/api/v1/mpc/accounts/{id}")).await)
+}

@@ -1,0 +1,57 @@
+// A Web Worker that runs one session of this browser party: it opens the
+// sealed store itself, so the seed, the share, aux info and primes never
+// reach the page. The page gets progress and the public result only.
+import { loadWasm } from './wasm.js';
+import { PartyStore } from './store.js';
+import { runDeviceSession } from './party-wasm/js/host.mjs';
+
+const post = (m) => self.postMessage(m);
+
+self.onmessage = async (ev) => {
+  const { config, sessionId, joinToken, coordinatorUrl } = ev.data;
+  try {
+    const wasm = await loadWasm();
+    const store = await PartyStore.open(wasm);
+    const partyId = await store.get('party-id');
+    const seed = await store.getSecret(partyId, 'identity', '');
+    const identity = wasm.Identity.fromSeed(seed);
+    seed.fill(0);
+    const started = performance.now();
+    const { info, result } = await runDeviceSession({
+      wasm,
+      identity,
+      coordinatorUrl,
+      routerWsUrl: config.router_ws_url,
+      coordinatorPublicKey: config.coordinator_public_key,
+      sessionId,
+      joinToken,
+      onProgress: (p) => post({ type: 'progress', progress: p, ms: performance.now() - started }),
+      log: (message) => post({ type: 'log', message }),
+      inputs: async (i) => {
+        if (i.kind === 'sign') return { share: await store.getSecret(partyId, 'key_share', i.account_id) };
+        if (i.generate_aux) {
+          post({ type: 'need-primes' });
+          // The page's prime pool hands over the id of a sealed prime set.
+          const primesId = await new Promise((resolve) => {
+            self.onmessage = (m) => m.data?.type === 'primes-ready' && resolve(m.data.id);
+          });
+          const primes = await store.getSecret(partyId, 'primes', primesId);
+          await store.delete(`primes:${primesId}`); // a prime set is used once
+          return { primes };
+        }
+        return { auxInfo: await store.getSecret(partyId, 'aux_info', i.group_id) };
+      },
+    });
+    if (result.kind === 'keygen') {
+      await store.putSecret(partyId, 'key_share', info.session_id, result.share);
+      if (result.aux_info) await store.putSecret(partyId, 'aux_info', info.group_id, result.aux_info);
+      result.share.fill(0);
+      result.aux_info?.fill(0);
+      delete result.share;
+      delete result.aux_info;
+    }
+    post({ type: 'done', info, result, ms: performance.now() - started });
+  } catch (e) {
+    post({ type: 'error', message: e.message ?? String(e) });
+  }
+};
