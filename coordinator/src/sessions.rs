@@ -314,7 +314,30 @@ impl Coordinator {
                 "no presignature is ready for this signer set",
             ));
         }
-        let descriptor = SessionDescriptor {
+        let descriptor = self.signing_descriptor(session_id, kind, &account, &signers);
+        let mut created = self
+            .start_session(
+                descriptor,
+                Some(hash.to_vec()),
+                online.then_some(signer_set),
+                false,
+                devices,
+            )
+            .await?;
+        created.presignature = online;
+        Ok(created)
+    }
+
+    /// The descriptor of a signing-type session (full, presign, online) of
+    /// `signers` (in keygen-index order) of `account`.
+    fn signing_descriptor(
+        &self,
+        session_id: Uuid,
+        kind: SessionKind,
+        account: &Account,
+        signers: &[&AccountParty],
+    ) -> SessionDescriptor {
+        SessionDescriptor {
             version: DESCRIPTOR_VERSION,
             session_id,
             kind,
@@ -330,18 +353,7 @@ impl Coordinator {
                 })
                 .collect(),
             expires_at: now() + self.config().sign_timeout.as_secs(),
-        };
-        let mut created = self
-            .start_session(
-                descriptor,
-                Some(hash.to_vec()),
-                online.then_some(signer_set),
-                false,
-                devices,
-            )
-            .await?;
-        created.presignature = online;
-        Ok(created)
+        }
     }
 
     /// Starts a presign session for one signer set of an account (server
@@ -352,25 +364,10 @@ impl Coordinator {
         account: &Account,
         signers: &[&AccountParty],
     ) -> Result<Created, AppError> {
-        let descriptor = SessionDescriptor {
-            version: DESCRIPTOR_VERSION,
-            session_id: Uuid::new_v4(),
-            kind: SessionKind::Presign {
-                account_id: account.account_id.clone(),
-            },
-            curve: CurveName::Secp256k1,
-            threshold: account.threshold_t,
-            parties: account.threshold_n,
-            participants: signers
-                .iter()
-                .map(|a| Participant {
-                    party_id: a.party_id.clone(),
-                    keygen_index: a.keygen_index,
-                    identity: a.identity,
-                })
-                .collect(),
-            expires_at: now() + self.config().sign_timeout.as_secs(),
+        let kind = SessionKind::Presign {
+            account_id: account.account_id.clone(),
         };
+        let descriptor = self.signing_descriptor(Uuid::new_v4(), kind, account, signers);
         self.start_session(
             descriptor,
             None,

@@ -262,6 +262,18 @@ async fn join(
     }
 }
 
+/// Sends a report without waiting for it.
+fn report_in_background(
+    state: &Arc<PartyState>,
+    session_id: Uuid,
+    position: u16,
+    body: ReportBody,
+    expires_at: u64,
+) {
+    let state = state.clone();
+    tokio::spawn(async move { state.report(session_id, position, body, expires_at).await });
+}
+
 /// Joins again (through the next router if this one is gone) and resends
 /// every frame sent so far, until that succeeds or the deadline passes.
 async fn rejoin(
@@ -308,7 +320,7 @@ async fn step(
 }
 
 async fn run_session(
-    state: &PartyState,
+    state: &Arc<PartyState>,
     verified: VerifiedDescriptor,
     position: u16,
     token: &str,
@@ -318,9 +330,15 @@ async fn run_session(
     let party_id = &state.config.party_id;
     let input = prepare_input(state, &verified, position).await?;
     let mut ws = join(state, session_id, token, d.expires_at).await?;
-    state
-        .report(session_id, position, ReportBody::Joined, d.expires_at)
-        .await;
+    // `joined` and progress reports go out beside the protocol, which never
+    // waits for the coordinator's database; results are awaited (finish).
+    report_in_background(
+        state,
+        session_id,
+        position,
+        ReportBody::Joined,
+        d.expires_at,
+    );
     tracing::info!(%party_id, %session_id, position, kind = d.kind.name(), "joined session");
     let session = PartySession::new(verified, state.identity.clone(), input, unix_now())
         .map_err(|e| Failure(e.to_string(), None))?;
@@ -344,18 +362,17 @@ async fn run_session(
             let key = (p.stage, p.round);
             if last_progress != Some(key) {
                 last_progress = Some(key);
-                state
-                    .report(
-                        session_id,
-                        position,
-                        ReportBody::Progress {
-                            stage: p.stage.name().into(),
-                            round: p.round,
-                            percent: None,
-                        },
-                        d.expires_at,
-                    )
-                    .await;
+                report_in_background(
+                    state,
+                    session_id,
+                    position,
+                    ReportBody::Progress {
+                        stage: p.stage.name().into(),
+                        round: p.round,
+                        percent: None,
+                    },
+                    d.expires_at,
+                );
             }
         }
         if let Some(output) = pump.output.take() {
