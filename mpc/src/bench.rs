@@ -23,6 +23,9 @@ pub struct BenchOptions {
     pub keygens: usize,
     /// Skip the cold first keygen (primes generated on demand: minutes).
     pub skip_cold: bool,
+    /// INSECURE, quick runs only: every group uses the PUBLIC test aux info
+    /// in this directory, so the prime and aux-info rows are skipped.
+    pub insecure_test_aux: Option<std::path::PathBuf>,
 }
 
 fn percentile(mut v: Vec<f64>, p: f64) -> Option<f64> {
@@ -80,43 +83,16 @@ async fn sign(c: &Client, account: &str, signers: &[usize]) -> anyhow::Result<f6
     Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
-/// Runs the benchmark and returns the report.
-pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
-    let dir = std::env::temp_dir().join(format!("mpc-bench-{}", uuid::Uuid::new_v4()));
-    let mut dev = DevOptions::new(&dir);
-    dev.api_addr = "127.0.0.1:0".parse()?;
-    dev.router_addr = "127.0.0.1:0".parse()?;
-    dev.prime_pool = 0;
-    dev.keygen_timeout = Duration::from_secs(600);
-    dev.sign_timeout = Duration::from_secs(600);
-    let sys = DevSystem::start(dev).await?;
-    let c = Client::new(&sys.api_url, &sys.api_key);
-    let mut report = json!({
-        "backend": party_core::active_backend(),
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "parties": 3,
-        "threshold": "2-of-3",
-    });
-
-    // Cold: a new party group, primes generated on demand.
-    let account = if options.skip_cold {
-        report["keygen_cold_s"] = Value::Null;
-        None
-    } else {
-        eprintln!("cold keygen (primes generated now; minutes with num-bigint)...");
-        let (s, secs) = keygen(&c, &[1, 2, 3]).await?;
-        report["keygen_cold_s"] = json!(secs);
-        Some(
-            s["result"]["account_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        )
-    };
-
-    // Stock every party's pool with one prime set. Party 1's set is timed
-    // alone on one core (the prime cost per party); the others are made in
-    // parallel.
+/// Stocks every party's prime pool with one set (party 1's timed alone on
+/// one core: the prime cost per party), then times the first wallet of a new
+/// group whose aux info uses the pooled primes. Returns the account to sign
+/// with (`account`, or the new one).
+async fn pooled_keygen(
+    sys: &DevSystem,
+    c: &Client,
+    report: &mut Value,
+    account: Option<String>,
+) -> anyhow::Result<String> {
     eprintln!("stocking prime pools...");
     let t = Instant::now();
     let first =
@@ -150,15 +126,65 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
     eprintln!("pooled keygen (aux info from pooled primes)...");
     let (s, secs) = keygen(&c, &[3, 1, 2]).await?;
     report["keygen_pooled_s"] = json!(secs);
-    let account = account.unwrap_or_else(|| {
+    Ok(account.unwrap_or_else(|| {
         s["result"]["account_id"]
             .as_str()
             .unwrap_or_default()
             .to_string()
+    }))
+}
+
+/// Runs the benchmark and returns the report.
+pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
+    let dir = std::env::temp_dir().join(format!("mpc-bench-{}", uuid::Uuid::new_v4()));
+    let mut dev = DevOptions::new(&dir);
+    dev.api_addr = "127.0.0.1:0".parse()?;
+    dev.router_addr = "127.0.0.1:0".parse()?;
+    dev.prime_pool = 0;
+    dev.keygen_timeout = Duration::from_secs(600);
+    dev.sign_timeout = Duration::from_secs(600);
+    dev.insecure_test_aux = options.insecure_test_aux.clone();
+    let quick = options.insecure_test_aux.is_some();
+    let sys = DevSystem::start(dev).await?;
+    let c = Client::new(&sys.api_url, &sys.api_key);
+    let mut report = json!({
+        "backend": party_core::active_backend(),
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "parties": 3,
+        "threshold": "2-of-3",
+        "insecure_test_aux": quick,
     });
 
+    // Cold: a new party group, primes generated on demand.
+    let account = if options.skip_cold || quick {
+        report["keygen_cold_s"] = Value::Null;
+        None
+    } else {
+        eprintln!("cold keygen (primes generated now; minutes with num-bigint)...");
+        let (s, secs) = keygen(&c, &[1, 2, 3]).await?;
+        report["keygen_cold_s"] = json!(secs);
+        Some(
+            s["result"]["account_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+
+    let account = if quick {
+        report["prime_gen_s_per_party"] = Value::Null;
+        report["keygen_pooled_s"] = Value::Null;
+        let (s, _) = keygen(&c, &[3, 1, 2]).await?;
+        s["result"]["account_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        pooled_keygen(&sys, &c, &mut report, account).await?
+    };
+
     // Reused aux info: further wallets of an existing group are a DKG only.
-    let group = if options.skip_cold {
+    let group = if options.skip_cold || quick {
         [3, 1, 2]
     } else {
         [1, 2, 3]

@@ -214,6 +214,10 @@ enum Command {
         /// Skip the cold first keygen (primes generated on demand).
         #[arg(long)]
         skip_cold: bool,
+        /// INSECURE, quick runs only: groups use the PUBLIC test aux info in
+        /// this directory (no prime or aux-info rows).
+        #[arg(long, value_name = "TEST_DATA_DIR")]
+        insecure_test_aux: Option<PathBuf>,
     },
     /// Print a new random 256-bit key as hex (master keys, coordinator key).
     GenKey,
@@ -509,6 +513,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             keygens,
             skip_cold,
+            insecure_test_aux,
         } => {
             let report = mpc::bench::run(mpc::bench::BenchOptions {
                 signs,
@@ -516,6 +521,7 @@ async fn main() -> anyhow::Result<()> {
                 concurrency,
                 keygens,
                 skip_cold,
+                insecure_test_aux,
             })
             .await?;
             print!("{}", mpc::bench::table(&report));

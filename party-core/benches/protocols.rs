@@ -100,6 +100,36 @@ fn main() {
     }
     rows.push(("DKG 2-of-3, all parties", median(dkg)));
 
+    // Multiexp tables (accel): built once per group, attached per session.
+    let t = Instant::now();
+    let tables = party_core::accel::MultiexpTables::build(&shares[0].aux).expect("tables");
+    rows.push(("multiexp tables of a 3-party group", t.elapsed()));
+    let fast_shares: Vec<_> = shares
+        .iter()
+        .map(|s| tables.attach(s).expect("attach"))
+        .collect();
+    let mut fast = Vec::new();
+    for _ in 0..reps {
+        let hash = random_hash();
+        let signed = f.sign_descriptor(f.descriptor(
+            SessionKind::Sign {
+                account_id: "bench".into(),
+                message_hash: hash,
+                derivation_path: vec![],
+            },
+            2,
+            &[0, 2],
+        ));
+        let sessions = f.sessions(&signed, |k| {
+            SessionInput::Share(Box::new(fast_shares[usize::from(k)].clone()))
+        });
+        let t = Instant::now();
+        let sigs = signatures(seq().run(sessions).unwrap());
+        fast.push(t.elapsed());
+        assert_valid_signature(&sigs[0], &hash, &public_key(&shares[0]));
+    }
+    rows.push(("full signing with tables, both parties", median(fast)));
+
     let mut full = Vec::new();
     let mut pre = Vec::new();
     let mut online = Vec::new();

@@ -5,6 +5,7 @@
 //! no socket and no file: hosts feed it bytes and send the bytes it produces.
 //!
 //! Layout, bottom up:
+//! - [`accel`] — multiexponentiation tables that speed up signing.
 //! - [`codec`] — the binary encoding (CBOR) of protocol messages and records.
 //! - [`identity`] — a party's long-term identity (Ed25519 + X25519).
 //! - [`descriptor`] — the session descriptor the coordinator signs, its canonical
@@ -33,6 +34,7 @@ compile_error!(
 #[cfg(not(any(feature = "backend-num-bigint", feature = "backend-gmp")))]
 compile_error!("party-core: enable one of `backend-num-bigint` or `backend-gmp`");
 
+pub mod accel;
 pub mod codec;
 pub mod descriptor;
 pub mod driver;

@@ -10,6 +10,7 @@
 
 pub mod runner;
 pub mod store;
+mod tables;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -155,6 +156,7 @@ pub struct PartyState {
     pub(crate) coordinators: Endpoints,
     pub(crate) routers: Endpoints,
     pub(crate) primes: std::sync::Mutex<PrimeWork>,
+    pub(crate) tables: tables::TableCache,
 }
 
 /// Prime generation shared by the background refill and on-demand needs.
@@ -234,6 +236,7 @@ impl ServerParty {
                 coordinators: Endpoints::new(&config.coordinator_urls),
                 routers: Endpoints::new(&config.router_ws_urls),
                 primes: std::sync::Mutex::new(PrimeWork::default()),
+                tables: tables::TableCache::default(),
                 config,
                 store,
                 identity,

@@ -105,7 +105,9 @@ async fn prepare_input(
                 .await
                 .map_err(|e| e.to_string())?
             {
-                Some(share) => Ok(SessionInput::Share(Box::new(share))),
+                Some(share) => Ok(SessionInput::Share(Box::new(
+                    state.tables.accelerate(share).await,
+                ))),
                 None => Err(format!("this party holds no share of account {account_id}").into()),
             }
         }
