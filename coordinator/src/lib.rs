@@ -227,7 +227,7 @@ impl Coordinator {
             .app()
             .merge(extra)
             .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(listener, app)
+        let result = axum::serve(nodelay(listener), app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);
@@ -253,4 +253,19 @@ impl Coordinator {
             Err(e) => tracing::error!(error = %e, "deadline sweep failed"),
         }
     }
+}
+
+/// The listener with `TCP_NODELAY` on every accepted connection: protocol
+/// frames and reports are small and must not wait for Nagle's algorithm
+/// (with delayed ACKs, ~40 ms per round trip).
+fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt as _;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }

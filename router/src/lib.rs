@@ -168,7 +168,7 @@ impl Router {
             .shared()
             .map(|s| tokio::spawn(s.clone().run(self.shutdown_signal())));
         let mut stop = self.shutdown_signal();
-        let result = axum::serve(listener, self.app())
+        let result = axum::serve(nodelay(listener), self.app())
             .with_graceful_shutdown(async move { stopped(&mut stop).await })
             .await;
         // If the server failed before the signal, stop everything anyway.
@@ -266,3 +266,18 @@ async fn ready(
 #[derive(Debug, thiserror::Error)]
 #[error("router configuration: {0}")]
 pub struct RouterStartError(String);
+
+/// The listener with `TCP_NODELAY` on every accepted connection: protocol
+/// frames and reports are small and must not wait for Nagle's algorithm
+/// (with delayed ACKs, ~40 ms per round trip).
+fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt as _;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}

@@ -413,7 +413,9 @@ pub(crate) async fn router_handshake(
 ) -> Result<(Ws, RouterToClient), HandshakeError> {
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
+        // No Nagle: protocol rounds are small frames that must go out at
+        // once (with Nagle and delayed ACKs each round waited ~40 ms).
+        tokio_tungstenite::connect_async_with_config(url, None, true),
     )
     .await
     .map_err(|_| "router connection timed out".to_string())?
