@@ -26,7 +26,7 @@ pub mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +46,15 @@ struct Inner {
     api_keys: auth::ApiKeys,
     /// Set once the database is migrated and the bootstrap keys are stored.
     ready: AtomicBool,
+    /// Presignatures to keep per signer set (starts at `config.presign_pool`).
+    presign_pool: AtomicUsize,
+    /// Wakes the presignature refill (a presignature was claimed).
+    refill: tokio::sync::Notify,
 }
+
+/// The refill also looks this often without being woken: for presignatures
+/// claimed through other coordinator instances.
+const REFILL_FALLBACK: Duration = Duration::from_secs(5);
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +90,7 @@ impl Coordinator {
         let store = store::Store::open_lazy(&config.database_url)?;
         let router =
             router_client::RouterClient::new(&config.router_internal_urls, &config.internal_token);
+        let presign_pool = config.presign_pool;
         let c = Self {
             inner: Arc::new(Inner {
                 config,
@@ -89,6 +98,8 @@ impl Coordinator {
                 router,
                 api_keys: auth::ApiKeys::default(),
                 ready: AtomicBool::new(false),
+                presign_pool: AtomicUsize::new(presign_pool),
+                refill: tokio::sync::Notify::new(),
             }),
         };
         let me = c.clone();
@@ -106,6 +117,7 @@ impl Coordinator {
                     Ok(()) => {
                         self.inner.ready.store(true, Ordering::Release);
                         tracing::info!("coordinator ready");
+                        self.want_refill();
                         return;
                     }
                     Err(e) => tracing::warn!(error = %e, "loading API keys failed"),
@@ -146,6 +158,23 @@ impl Coordinator {
     /// Configuration.
     pub fn config(&self) -> &CoordinatorConfig {
         &self.inner.config
+    }
+
+    /// Presignatures kept ready per signer set of each server-only account.
+    pub fn presign_pool(&self) -> usize {
+        self.inner.presign_pool.load(Ordering::Relaxed)
+    }
+
+    /// Changes the presignature pool size at run time (0 stops refilling;
+    /// presignatures already made stay usable).
+    pub fn set_presign_pool(&self, n: usize) {
+        self.inner.presign_pool.store(n, Ordering::Relaxed);
+        self.want_refill();
+    }
+
+    /// Wakes the presignature refill.
+    pub(crate) fn want_refill(&self) {
+        self.inner.refill.notify_one();
     }
     /// Database.
     pub fn store(&self) -> &store::Store {
@@ -203,26 +232,21 @@ impl Coordinator {
         extra: axum::Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sweeper = {
             let me = self.clone();
+            let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => {
-                            me.expire_overdue().await;
-                            if me.is_ready() {
-                                if let Err(e) = me.refill_presignatures().await {
-                                    tracing::warn!(error = ?e, "presignature refill failed");
-                                }
-                            }
-                        }
-                        _ = stop_rx.changed() => break,
+                        _ = tick.tick() => me.expire_overdue().await,
+                        _ = stop.changed() => break,
                     }
                 }
             })
         };
+        let refiller = tokio::spawn(self.clone().refill_loop(stop_rx));
         let app = self
             .app()
             .merge(extra)
@@ -234,7 +258,35 @@ impl Coordinator {
             })
             .await;
         sweeper.abort();
+        refiller.abort();
         result
+    }
+
+    /// Keeps the presignature pool stocked. Runs when woken (a presignature
+    /// was claimed, a session ended on this instance, the pool size changed,
+    /// start-up finished) and every [`REFILL_FALLBACK`] otherwise; never on
+    /// a fast timer.
+    async fn refill_loop(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut ended = self.store().subscribe_ended();
+        loop {
+            tokio::select! {
+                _ = self.inner.refill.notified() => {}
+                r = ended.recv() => {
+                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep(REFILL_FALLBACK) => {}
+                _ = stop.changed() => return,
+            }
+            // One pass serves a burst of wake-ups.
+            while ended.try_recv().is_ok() {}
+            if self.is_ready() && self.presign_pool() > 0 {
+                if let Err(e) = self.refill_presignatures().await {
+                    tracing::warn!(error = ?e, "presignature refill failed");
+                }
+            }
+        }
     }
 
     /// Marks every open session past its deadline `expired`. Every instance

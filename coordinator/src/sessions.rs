@@ -298,6 +298,7 @@ impl Coordinator {
                 .claim_presignature(&account.account_id, &signer_set, session_id)
                 .await?
             {
+                self.want_refill();
                 kind = SessionKind::OnlineSign {
                     account_id: account.account_id.clone(),
                     presignature_id,
@@ -383,7 +384,7 @@ impl Coordinator {
     /// `presign_concurrency` presign sessions at a time (over all
     /// coordinator instances, counted in the database).
     pub async fn refill_presignatures(&self) -> Result<(), AppError> {
-        let target = i64::try_from(self.config().presign_pool).unwrap_or(0);
+        let target = i64::try_from(self.presign_pool()).unwrap_or(0);
         let max_running = i64::try_from(self.config().presign_concurrency).unwrap_or(0);
         if target == 0 || max_running == 0 {
             return Ok(());

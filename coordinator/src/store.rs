@@ -496,50 +496,23 @@ impl Store {
         account: &Account,
         generate_aux_group: Option<&str>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
         let result = serde_json::json!({
             "account_id": account.account_id,
             "public_key": account.public_key,
             "address": account.address,
         });
-        let changed = close(
-            &mut tx,
+        self.close_one(
             id,
             Close::Completed {
                 result: &result,
                 account_id: Some(&account.account_id),
             },
+            Insert::Account {
+                account,
+                aux_group: generate_aux_group,
+            },
         )
-        .await?;
-        if !changed {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO accounts (account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&account.account_id)
-        .bind(hex::decode(&account.public_key).unwrap_or_default())
-        .bind(&account.address)
-        .bind(i64::from(account.threshold_t))
-        .bind(i64::from(account.threshold_n))
-        .bind(serde_json::to_string(&account.parties).unwrap_or_default())
-        .bind(&account.keygen_session_id)
-        .bind(i(account.created_at))
-        .execute(&mut *tx)
-        .await?;
-        if let Some(group) = generate_aux_group {
-            sqlx::query("INSERT INTO aux_groups (group_id, session_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (group_id) DO NOTHING")
-                .bind(group)
-                .bind(id.to_string())
-                .bind(i(now()))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        let _ = self.ended.send(id);
-        Ok(true)
+        .await
     }
 
     /// Completes a session with a result, once. Returns whether this call did it.
@@ -554,6 +527,7 @@ impl Store {
                 result,
                 account_id: None,
             },
+            Insert::Nothing,
         )
         .await
     }
@@ -565,17 +539,28 @@ impl Store {
         reason: &str,
         blamed: Option<&str>,
     ) -> Result<bool, sqlx::Error> {
-        self.close_one(id, Close::Failed { reason, blamed }).await
+        self.close_one(id, Close::Failed { reason, blamed }, Insert::Nothing)
+            .await
     }
 
-    async fn close_one(&self, id: Uuid, how: Close<'_>) -> Result<bool, sqlx::Error> {
+    /// Closes a session and inserts what its outcome adds, in one
+    /// transaction, once; tells the long polls. Returns whether this call
+    /// did it.
+    async fn close_one(
+        &self,
+        id: Uuid,
+        how: Close<'_>,
+        insert: Insert<'_>,
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let changed = close(&mut tx, id, how).await?;
-        tx.commit().await?;
-        if changed {
-            let _ = self.ended.send(id);
+        if !close(&mut tx, id, how).await? {
+            tx.rollback().await?;
+            return Ok(false);
         }
-        Ok(changed)
+        insert.run(&mut tx, id).await?;
+        tx.commit().await?;
+        let _ = self.ended.send(id);
+        Ok(true)
     }
 
     /// Expires open sessions past their deadline; returns their ids.
@@ -606,7 +591,7 @@ impl Store {
                 )
             };
             if self
-                .close_one(id, Close::Expired { reason: &reason })
+                .close_one(id, Close::Expired { reason: &reason }, Insert::Nothing)
                 .await?
             {
                 expired.push(id);
@@ -647,34 +632,19 @@ impl Store {
         account_id: &str,
         signers: &str,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
         let result = serde_json::json!({ "presignature_id": id.to_string(), "signers": signers });
-        let changed = close(
-            &mut tx,
+        self.close_one(
             id,
             Close::Completed {
                 result: &result,
                 account_id: None,
             },
+            Insert::Presignature {
+                account_id,
+                signers,
+            },
         )
-        .await?;
-        if !changed {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO presignatures (presignature_id, account_id, signers, status, created_at)
-             VALUES ($1, $2, $3, 'available', $4)",
-        )
-        .bind(id.to_string())
-        .bind(account_id)
-        .bind(signers)
-        .bind(i(now()))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let _ = self.ended.send(id);
-        Ok(true)
+        .await
     }
 
     /// Claims the oldest available presignature of a signer set for
@@ -746,6 +716,17 @@ impl Store {
         Ok((available, running))
     }
 
+    /// Available presignatures of an account, over all its signer sets.
+    pub async fn presignatures_available(&self, account_id: &str) -> Result<i64, sqlx::Error> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) FROM presignatures WHERE account_id = $1 AND status = 'available'",
+        )
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0))
+    }
+
     /// Presign sessions running, over all accounts.
     pub async fn running_presigns(&self) -> Result<i64, sqlx::Error> {
         Ok(sqlx::query(&format!(
@@ -803,6 +784,70 @@ fn account_from_row(r: &AnyRow) -> Account {
 }
 
 /// How a session ends.
+/// What a session's outcome adds, in the transaction that closes it.
+enum Insert<'a> {
+    Nothing,
+    /// A completed keygen: the account, and the party group if this keygen
+    /// generated its aux info.
+    Account {
+        account: &'a Account,
+        aux_group: Option<&'a str>,
+    },
+    /// A completed presign session: its presignature, available.
+    Presignature {
+        account_id: &'a str,
+        signers: &'a str,
+    },
+}
+
+impl Insert<'_> {
+    async fn run(self, tx: &mut Tx<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+        match self {
+            Insert::Nothing => {}
+            Insert::Account { account, aux_group } => {
+                sqlx::query(
+                    "INSERT INTO accounts (account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&account.account_id)
+                .bind(hex::decode(&account.public_key).unwrap_or_default())
+                .bind(&account.address)
+                .bind(i64::from(account.threshold_t))
+                .bind(i64::from(account.threshold_n))
+                .bind(serde_json::to_string(&account.parties).unwrap_or_default())
+                .bind(&account.keygen_session_id)
+                .bind(i(account.created_at))
+                .execute(&mut **tx)
+                .await?;
+                if let Some(group) = aux_group {
+                    sqlx::query("INSERT INTO aux_groups (group_id, session_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (group_id) DO NOTHING")
+                        .bind(group)
+                        .bind(id.to_string())
+                        .bind(i(now()))
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
+            Insert::Presignature {
+                account_id,
+                signers,
+            } => {
+                sqlx::query(
+                    "INSERT INTO presignatures (presignature_id, account_id, signers, status, created_at)
+                     VALUES ($1, $2, $3, 'available', $4)",
+                )
+                .bind(id.to_string())
+                .bind(account_id)
+                .bind(signers)
+                .bind(i(now()))
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 enum Close<'a> {
     Completed {
         result: &'a serde_json::Value,

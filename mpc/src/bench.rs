@@ -23,6 +23,14 @@ pub struct BenchOptions {
     pub keygens: usize,
     /// Skip the cold first keygen (primes generated on demand: minutes).
     pub skip_cold: bool,
+    /// Presignatures kept per signer set during the sustained run.
+    pub pool: usize,
+    /// Sign requests (with the message) in the sustained run, the pool
+    /// refilling meanwhile; 0 skips it.
+    pub sustained_signs: usize,
+    /// Requests per second in the sustained run (open loop: sent on a
+    /// schedule, whatever the answers); 0: `concurrency` at a time.
+    pub sustained_rate: f64,
     /// INSECURE, quick runs only: every group uses the PUBLIC test aux info
     /// in this directory, so the prime and aux-info rows are skipped.
     pub insecure_test_aux: Option<std::path::PathBuf>,
@@ -134,6 +142,94 @@ async fn pooled_keygen(
     }))
 }
 
+/// Sustained signing with the presignature pool refilling: the pool is
+/// stocked (`options.pool` per signer set), then `sustained_signs` requests
+/// carrying the message go out `sustained_rate` per second (or
+/// `concurrency` at a time) over the three signer pairs. A request finds a presignature (one round) or falls back to full
+/// signing; the refill competes for the same cores. The pool is switched
+/// off again and its running sessions finish before the next phase.
+async fn sustained(
+    sys: &DevSystem,
+    c: &Client,
+    report: &mut Value,
+    account: &str,
+    options: &BenchOptions,
+) -> anyhow::Result<()> {
+    let store = sys.coordinator.store();
+    let want = i64::try_from(options.pool * 3)?;
+    eprintln!("stocking the presignature pool ({want})...");
+    sys.coordinator.set_presign_pool(options.pool);
+    let t = Instant::now();
+    while store.presignatures_available(account).await? < want {
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(600), "pool not stocked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    report["pool_stock_s"] = json!(t.elapsed().as_secs_f64());
+    let rate = options.sustained_rate;
+    eprintln!(
+        "sustained: {} signatures, {}, pool refilling...",
+        options.sustained_signs,
+        if rate > 0.0 {
+            format!("{rate} per second")
+        } else {
+            format!("{} concurrent", options.concurrency)
+        }
+    );
+    let permits = if rate > 0.0 {
+        tokio::sync::Semaphore::MAX_PERMITS
+    } else {
+        options.concurrency.max(1)
+    };
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(permits));
+    let t = Instant::now();
+    let start = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..options.sustained_signs {
+        let (c, account, sem) = (c.clone(), account.to_string(), sem.clone());
+        let at = start + Duration::from_secs_f64(if rate > 0.0 { i as f64 / rate } else { 0.0 });
+        tasks.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let _permit = sem.acquire_owned().await?;
+            let message = format!("sustained payment {i}");
+            let started = Instant::now();
+            let created = c
+                .post(
+                    "/api/v1/mpc/sign",
+                    &json!({ "account_id": account, "message": hex::encode(message.as_bytes()),
+                             "digest": "keccak256", "participants": participants(&[[1, 2], [1, 3], [2, 3]][i % 3]) }),
+                )
+                .await?;
+            anyhow::ensure!(created.status == 201, "HTTP {}: {}", created.status, created.body);
+            let id = created.body["session_id"].as_str().context("session_id")?;
+            let done = c.wait_session(id, Duration::from_secs(600), |_| {}).await?;
+            anyhow::ensure!(done["status"] == "completed", "sign ended {}", done["status"]);
+            Ok((
+                started.elapsed().as_secs_f64() * 1000.0,
+                created.body["signing"] == "presignature",
+            ))
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut hits = 0usize;
+    while let Some(r) = tasks.join_next().await {
+        let (ms, hit) = r??;
+        latencies.push(ms);
+        hits += usize::from(hit);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    report["sustained_sigs_per_s"] = json!(options.sustained_signs as f64 / secs);
+    report["sustained_pool_hits"] = json!(hits);
+    report["sustained_signs"] = json!(options.sustained_signs);
+    report["sustained_rate"] = json!(rate);
+    report["sustained_ms_p50"] = json!(percentile(latencies.clone(), 0.5));
+    report["sustained_ms_p99"] = json!(percentile(latencies, 0.99));
+    sys.coordinator.set_presign_pool(0);
+    while store.running_presigns().await? > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// Runs the benchmark and returns the report.
 pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
     let dir = std::env::temp_dir().join(format!("mpc-bench-{}", uuid::Uuid::new_v4()));
@@ -182,6 +278,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
     } else {
         pooled_keygen(&sys, &c, &mut report, account).await?
     };
+
+    if options.sustained_signs > 0 {
+        sustained(&sys, &c, &mut report, &account, &options).await?;
+    }
 
     // Reused aux info: further wallets of an existing group are a DKG only.
     let group = if options.skip_cold || quick {
@@ -303,6 +403,11 @@ pub fn table(report: &Value) -> String {
         "presign_ms_p50",
         "sign_pool_ms_p50",
         "sign_pool_ms_p99",
+        "pool_stock_s",
+        "sustained_sigs_per_s",
+        "sustained_pool_hits",
+        "sustained_ms_p50",
+        "sustained_ms_p99",
     ] {
         let v = match report[key].as_f64() {
             Some(v) => format!("{v:.2}"),

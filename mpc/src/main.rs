@@ -214,6 +214,16 @@ enum Command {
         /// Skip the cold first keygen (primes generated on demand).
         #[arg(long)]
         skip_cold: bool,
+        /// Presignatures per signer set during the sustained run.
+        #[arg(long, default_value_t = 4)]
+        pool: usize,
+        /// Sign requests in the sustained run (pool refilling); 0 skips it.
+        #[arg(long, default_value_t = 40)]
+        sustained_signs: usize,
+        /// Requests per second in the sustained run; 0: `--concurrency` at
+        /// a time.
+        #[arg(long, default_value_t = 1.0)]
+        sustained_rate: f64,
         /// INSECURE, quick runs only: groups use the PUBLIC test aux info in
         /// this directory (no prime or aux-info rows).
         #[arg(long, value_name = "TEST_DATA_DIR")]
@@ -513,6 +523,9 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             keygens,
             skip_cold,
+            pool,
+            sustained_signs,
+            sustained_rate,
             insecure_test_aux,
         } => {
             let report = mpc::bench::run(mpc::bench::BenchOptions {
@@ -521,6 +534,9 @@ async fn main() -> anyhow::Result<()> {
                 concurrency,
                 keygens,
                 skip_cold,
+                pool,
+                sustained_signs,
+                sustained_rate,
                 insecure_test_aux,
             })
             .await?;
