@@ -26,7 +26,7 @@ pub mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ struct Inner {
     router: router_client::RouterClient,
     api_keys: auth::ApiKeys,
     /// Set once the database is migrated and the bootstrap keys are stored.
-    ready: AtomicBool,
+    ready: mpc_db::Readiness,
     /// Presignatures to keep per signer set (starts at `config.presign_pool`).
     presign_pool: AtomicUsize,
     /// Wakes the presignature refill (a presignature was claimed).
@@ -97,7 +97,7 @@ impl Coordinator {
                 store,
                 router,
                 api_keys: auth::ApiKeys::default(),
-                ready: AtomicBool::new(false),
+                ready: mpc_db::Readiness::default(),
                 presign_pool: AtomicUsize::new(presign_pool),
                 refill: tokio::sync::Notify::new(),
             }),
@@ -115,7 +115,7 @@ impl Coordinator {
             if self.store().db().is_ready() {
                 match self.load_keys().await {
                     Ok(()) => {
-                        self.inner.ready.store(true, Ordering::Release);
+                        self.inner.ready.set();
                         tracing::info!("coordinator ready");
                         self.want_refill();
                         return;
@@ -140,19 +140,16 @@ impl Coordinator {
 
     /// Whether start-up has finished (database migrated, keys loaded).
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Acquire)
+        self.inner.ready.is_set()
     }
 
     /// Waits up to `wait` for [`Coordinator::is_ready`].
     pub async fn wait_ready(&self, wait: Duration) -> Result<(), StartError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        while !self.is_ready() {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(StartError::NotReady(wait));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if self.inner.ready.wait(wait).await {
+            Ok(())
+        } else {
+            Err(StartError::NotReady(wait))
         }
-        Ok(())
     }
 
     /// Configuration.

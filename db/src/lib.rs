@@ -17,7 +17,6 @@
 //! database and report not-ready meanwhile ([`Db::is_ready`]).
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +78,7 @@ pub enum DbError {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
-    ready: Arc<AtomicBool>,
+    ready: Readiness,
 }
 
 /// Longest pause between two connection attempts.
@@ -125,7 +124,7 @@ impl Db {
         let db = Db {
             pool,
             backend,
-            ready: Arc::new(AtomicBool::new(false)),
+            ready: Readiness::default(),
         };
         let migrator = match backend {
             Backend::Sqlite => migrations.sqlite,
@@ -148,7 +147,7 @@ impl Db {
         loop {
             match migrator.run(&self.pool).await {
                 Ok(()) => {
-                    self.ready.store(true, Ordering::Release);
+                    self.ready.set();
                     tracing::info!(backend = ?self.backend, "database ready");
                     return;
                 }
@@ -168,19 +167,16 @@ impl Db {
 
     /// Waits until the migrations have run, up to `wait`.
     pub async fn wait_ready(&self, wait: Duration) -> Result<(), DbError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        while !self.is_ready() {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(DbError::NotReady(wait));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if self.ready.wait(wait).await {
+            Ok(())
+        } else {
+            Err(DbError::NotReady(wait))
         }
-        Ok(())
     }
 
     /// Whether the migrations have run (the schema is usable).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.is_set()
     }
 
     /// Whether the database answers now (for `/ready`).
@@ -274,5 +270,30 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://mpc@db/mpc"), "postgres://mpc@db/mpc");
         assert_eq!(redact_url("sqlite:///data/c.db"), "sqlite:///data/c.db");
+    }
+}
+
+/// A flag that is set once and can be waited for (start-up readiness).
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Readiness {
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Waits up to `wait` for the flag; returns whether it is set.
+    pub async fn wait(&self, wait: Duration) -> bool {
+        let mut rx = self.0.subscribe();
+        let set = tokio::time::timeout(wait, rx.wait_for(|set| *set))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        set
     }
 }

@@ -5,11 +5,13 @@
 //! (`web-demo/tests/node-device.test.mjs`) and Chromium.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Duration;
 
+use common::TempDir;
 use mpc::client::Client;
-use mpc::dev::{DevOptions, DevSystem};
+use mpc::dev::DevSystem;
 use party_core::descriptor::SignedDescriptor;
 use party_core::identity::PartyIdentity;
 use party_core::wire::device_join_message;
@@ -17,34 +19,8 @@ use serde_json::{json, Value};
 use sqlx::Row as _;
 use uuid::Uuid;
 
-fn test_data() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../party-core/test-data"
-    ))
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("mpc-device-{name}-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 async fn system(dir: &TempDir, keygen_timeout: Duration) -> DevSystem {
-    let mut o = DevOptions::new(&dir.0);
-    o.api_addr = "127.0.0.1:0".parse().unwrap();
-    o.router_addr = "127.0.0.1:0".parse().unwrap();
-    o.parties = 2;
-    o.insecure_test_aux = Some(test_data());
-    o.insecure_test_primes = Some(test_data());
+    let mut o = dir.fast(2).await;
     o.keygen_timeout = keygen_timeout;
     DevSystem::start(o).await.unwrap()
 }

@@ -289,17 +289,26 @@ impl SessionStore {
 
     /// Ends every session whose deadline has passed; returns their ids.
     pub(crate) fn expire(&mut self, now: u64) -> Vec<Uuid> {
-        let expired: Vec<Uuid> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| now >= s.expires_at)
-            .map(|(id, _)| *id)
-            .collect();
+        let expired = overdue(&self.sessions, now, |s| s.expires_at);
         for id in &expired {
             self.close(*id);
         }
         expired
     }
+}
+
+/// The ids of the sessions in `sessions` whose deadline (`expires_at`) has
+/// passed at `now`.
+pub(crate) fn overdue<S>(
+    sessions: &HashMap<Uuid, S>,
+    now: u64,
+    expires_at: impl Fn(&S) -> u64,
+) -> Vec<Uuid> {
+    sessions
+        .iter()
+        .filter(|(_, s)| now >= expires_at(s))
+        .map(|(id, _)| *id)
+        .collect()
 }
 
 #[cfg(test)]

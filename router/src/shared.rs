@@ -607,13 +607,7 @@ impl Shared {
     /// Closes this instance's connections of sessions past their deadline
     /// (Redis expires the keys itself).
     pub(crate) fn expire(&self, now: u64) -> Vec<Uuid> {
-        let ids: Vec<Uuid> = self
-            .local()
-            .sessions
-            .iter()
-            .filter(|(_, s)| now >= s.expires_at)
-            .map(|(id, _)| *id)
-            .collect();
+        let ids = crate::sessions::overdue(&self.local().sessions, now, |s| s.expires_at);
         for id in &ids {
             self.close_local(*id);
         }
