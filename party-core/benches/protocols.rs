@@ -52,6 +52,30 @@ fn main() {
         .unwrap_or(3);
     let mut rows: Vec<(&str, Duration)> = Vec::new();
 
+    // One safe prime: this crate's sieve against fast-paillier's generator
+    // (mean of BENCH_PRIME_SAMPLES each; the time to find a prime varies a
+    // lot between draws).
+    let samples: u32 = std::env::var("BENCH_PRIME_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if samples > 0 {
+        let bits = 1536;
+        let t = Instant::now();
+        for _ in 0..samples {
+            party_core::primes::sieve_safe_prime(&mut rand_core::OsRng, bits);
+        }
+        rows.push(("one safe prime, sieve (mean)", t.elapsed() / samples));
+        let t = Instant::now();
+        for _ in 0..samples {
+            party_core::cggmp24::backend::Integer::generate_safe_prime(&mut rand_core::OsRng, bits);
+        }
+        rows.push((
+            "one safe prime, fast-paillier (mean)",
+            t.elapsed() / samples,
+        ));
+    }
+
     if prime_parties > 0 {
         let t = Instant::now();
         for _ in 0..prime_parties {

@@ -244,9 +244,104 @@ impl PartialPrimes {
     }
 }
 
-/// One safe prime of the size the security level needs.
+/// One safe prime of the size the security level needs
+/// ([`sieve_safe_prime`]).
 pub fn generate_safe_prime(rng: &mut impl RngCore) -> Integer {
-    Integer::generate_safe_prime(rng, Level::RSA_PRIME_BITLEN)
+    sieve_safe_prime(rng, Level::RSA_PRIME_BITLEN)
+}
+
+/// Odd primes below 2^16, the sieve's divisors.
+fn small_primes() -> &'static [u32] {
+    static PRIMES: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    PRIMES.get_or_init(|| {
+        const LIMIT: usize = 1 << 16;
+        let mut composite = vec![false; LIMIT];
+        let mut out = Vec::new();
+        for i in 3..LIMIT {
+            if i % 2 == 1 && !composite[i] {
+                out.push(i as u32);
+                let mut j = i * i;
+                while j < LIMIT {
+                    composite[j] = true;
+                    j += i;
+                }
+            }
+        }
+        out
+    })
+}
+
+/// Candidates per sieve window (`q = q0 + 2k`, `k < WINDOW`).
+const WINDOW: usize = 1 << 18;
+
+/// A random safe prime `p = 2q + 1` of exactly `bits` bits, found by an
+/// incremental sieve (as OpenSSL and Go do for safe primes):
+///
+/// - draw a random odd `q0` of `bits - 1` bits and sieve a window of
+///   candidates `q = q0 + 2k` at once, striking every `k` for which `q` *or*
+///   `p = 2q + 1` has a divisor below 2^16 (two residues per small prime,
+///   then stepping through the window);
+/// - on each survivor, a base-2 Fermat test on `q` and then on `p` (one
+///   modular exponentiation each; almost every composite fails the first);
+/// - only a pair that passes both gets the full probabilistic test (25
+///   rounds) on `q` and `p`.
+///
+/// fast-paillier's generator draws a fresh number per try, sieves `q` and
+/// `p` by 135 small primes, and runs all 25 rounds on `q` before it looks at
+/// `p`, which nearly always fails; this finds the same kind of prime several
+/// times faster. Every prime set is validated again before use
+/// ([`PrimeSet`]: size and safe primality).
+pub fn sieve_safe_prime(rng: &mut impl RngCore, bits: u32) -> Integer {
+    use cggmp24::backend::IsPrime;
+    let two = Integer::from(2u32);
+    let one = Integer::one();
+    let primes = small_primes();
+    loop {
+        // q0: `bits - 1` bits, top bit set, odd.
+        let mut q0 = Integer::random_bits(bits - 1, rng);
+        q0.set_bit(bits - 2, true);
+        q0.set_bit(0, true);
+        let mut struck = vec![false; WINDOW];
+        for &sp in primes {
+            let r = u64::from(q0.mod_u(sp));
+            let sp64 = u64::from(sp);
+            // q0 + 2k ≡ 0 (mod sp)  <=>  k ≡ -r / 2
+            // 2(q0 + 2k) + 1 ≡ 0    <=>  k ≡ -(2r + 1) / 4
+            let inv2 = (sp64 + 1) / 2;
+            let inv4 = inv2 * inv2 % sp64;
+            let k_q = (sp64 - r) % sp64 * inv2 % sp64;
+            let k_p = (sp64 - (2 * r + 1) % sp64) % sp64 * inv4 % sp64;
+            for start in [k_q, k_p] {
+                let mut k = start as usize;
+                while k < WINDOW {
+                    // A candidate equal to the small prime itself cannot
+                    // occur: q has `bits - 1` >= 17 bits.
+                    struck[k] = true;
+                    k += sp as usize;
+                }
+            }
+        }
+        for (k, _) in struck.iter().enumerate().filter(|(_, s)| !**s) {
+            let q = &q0 + Integer::from(u32::try_from(2 * k).unwrap_or(u32::MAX));
+            if q.significant_bits() != u64::from(bits - 1) {
+                break; // ran past the size: draw again
+            }
+            let q_minus_1 = &q - &one;
+            if two.pow_mod_ref(&q_minus_1, &q).as_ref() != Some(&one) {
+                continue;
+            }
+            let p = (q.clone() << 1u32) + &one;
+            let p_minus_1 = &p - &one;
+            if two.pow_mod_ref(&p_minus_1, &p).as_ref() != Some(&one) {
+                continue;
+            }
+            if q.is_probably_prime(25, rng) != IsPrime::No
+                && p.is_probably_prime(25, rng) != IsPrime::No
+            {
+                return p;
+            }
+        }
+    }
 }
 
 /// `p` and `(p-1)/2` are both (probable) primes.
@@ -266,4 +361,29 @@ fn is_safe_prime(p: &Integer) -> bool {
     }
     let q = Integer::from_bytes_msf(&bytes);
     q.is_probably_prime(25, &mut rng) != IsPrime::No
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sieve_finds_safe_primes_of_the_exact_size() {
+        for bits in [64u32, 128, 256] {
+            for _ in 0..3 {
+                let p = sieve_safe_prime(&mut OsRng, bits);
+                assert_eq!(p.significant_bits(), u64::from(bits));
+                assert!(is_safe_prime(&p), "{bits}-bit result is not a safe prime");
+            }
+        }
+    }
+
+    #[test]
+    fn small_primes_are_the_odd_primes_below_2_16() {
+        let ps = small_primes();
+        assert_eq!(&ps[..6], &[3, 5, 7, 11, 13, 17]);
+        // pi(2^16) = 6542 primes, minus 2.
+        assert_eq!(ps.len(), 6541);
+        assert_eq!(ps.last(), Some(&65521));
+    }
 }
