@@ -132,7 +132,7 @@ async fn pooled_keygen(
 
     // Pooled: another new group (other keygen order), primes from the pool.
     eprintln!("pooled keygen (aux info from pooled primes)...");
-    let (s, secs) = keygen(&c, &[3, 1, 2]).await?;
+    let (s, secs) = keygen(c, &[3, 1, 2]).await?;
     report["keygen_pooled_s"] = json!(secs);
     Ok(account.unwrap_or_else(|| {
         s["result"]["account_id"]

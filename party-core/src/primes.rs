@@ -307,7 +307,7 @@ pub fn sieve_safe_prime(rng: &mut impl RngCore, bits: u32) -> Integer {
             let sp64 = u64::from(sp);
             // q0 + 2k ≡ 0 (mod sp)  <=>  k ≡ -r / 2
             // 2(q0 + 2k) + 1 ≡ 0    <=>  k ≡ -(2r + 1) / 4
-            let inv2 = (sp64 + 1) / 2;
+            let inv2 = sp64 / 2 + 1; // 2 * inv2 = sp + 1 ≡ 1 (sp odd)
             let inv4 = inv2 * inv2 % sp64;
             let k_q = (sp64 - r) % sp64 * inv2 % sp64;
             let k_p = (sp64 - (2 * r + 1) % sp64) % sp64 * inv4 % sp64;
