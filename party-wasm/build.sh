@@ -6,7 +6,10 @@
 # Cargo.lock (.ci/run installs it). wasm-opt runs if it is on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -p party-wasm --target wasm32-unknown-unknown --profile wasm
+# Warnings are errors here: this is the one wasm32 build of party-core and
+# party-wasm (clippy on the host covers their code; none is wasm-only).
+RUSTFLAGS="${RUSTFLAGS:-} -D warnings" \
+  cargo build -p party-wasm --target wasm32-unknown-unknown --profile wasm
 rm -rf party-wasm/pkg
 wasm-bindgen --target web --remove-name-section --remove-producers-section \
   --out-dir party-wasm/pkg \

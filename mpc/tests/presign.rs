@@ -49,16 +49,14 @@ fn set12() -> String {
     format!("{},{}", DevSystem::party_id(1), DevSystem::party_id(2))
 }
 
+/// Available presignatures of the signer set {1, 2}.
 async fn available(sys: &DevSystem, account_id: &str) -> i64 {
-    sqlx::query(
-        "SELECT COUNT(*) FROM presignatures WHERE account_id = $1 AND signers = $2 AND status = 'available'",
-    )
-    .bind(account_id)
-    .bind(set12())
-    .fetch_one(sys.coordinator.store().pool())
-    .await
-    .unwrap()
-    .get(0)
+    sys.coordinator
+        .store()
+        .presignature_stock(account_id, &set12())
+        .await
+        .unwrap()
+        .0
 }
 
 /// Waits (polling the database, up to 5 minutes) for `n` presignatures.

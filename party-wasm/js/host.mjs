@@ -64,7 +64,12 @@ async function report(ctx, body) {
   }
 }
 
-/** Opens the session connection to the router: challenge, signed join, joined. */
+/**
+ * Opens the session connection to the router: challenge, signed join, joined.
+ * Resolves to { ws, takeEarly }: the router replays buffered frames right
+ * after `joined`, so frames are held from that moment until `drive` takes
+ * them (`takeEarly()` stops holding and returns them in order).
+ */
 function connectRouter(ctx) {
   return new Promise((resolve, reject) => {
     const ws = new ctx.WebSocket(ctx.routerWsUrl);
@@ -90,7 +95,16 @@ function connectRouter(ctx) {
           if (msg.type !== 'joined') throw new PartyError(msg.code ?? 'router_refused', msg.message ?? 'router refused the join');
           state = 'done';
           ws.removeEventListener('message', onHandshake);
-          resolve(ws);
+          const early = [];
+          const hold = (e) => early.push(e);
+          ws.addEventListener('message', hold);
+          resolve({
+            ws,
+            takeEarly: () => {
+              ws.removeEventListener('message', hold);
+              return early;
+            },
+          });
         }
       } catch (e) {
         fail(e);
@@ -120,7 +134,8 @@ function createSession(ctx, info, input) {
 }
 
 /** Drives a session over an open router connection until it finishes. */
-function drive(ctx, ws, session) {
+function drive(ctx, conn, session) {
+  const { ws } = conn;
   return new Promise((resolve, reject) => {
     let lastProgress = '';
     let finished = false;
@@ -158,6 +173,9 @@ function drive(ctx, ws, session) {
         finish(() => reject(e));
       }
     };
+    // Listener swap and the held frames in one task: nothing is lost or
+    // reordered in between.
+    const early = conn.takeEarly();
     ws.addEventListener('message', onMessage);
     ws.addEventListener('close', () => finish(() => reject(new PartyError('router_closed', 'router connection lost'))));
     try {
@@ -165,6 +183,7 @@ function drive(ctx, ws, session) {
     } catch (e) {
       finish(() => reject(e));
     }
+    for (const ev of early) onMessage(ev);
   });
 }
 
@@ -214,10 +233,12 @@ export async function runDeviceSession(o) {
     }
     const input = await o.inputs(info);
     const session = createSession(ctx, info, input);
-    const ws = await connectRouter(ctx);
-    await report(ctx, { type: 'joined' });
+    const conn = await connectRouter(ctx);
+    // Beside the protocol, as the server parties do: the session never
+    // waits for the coordinator's answer.
+    report(ctx, { type: 'joined' });
     ctx.onProgress({ stage: 'joined', round: 0, percent: null });
-    const result = await drive(ctx, ws, session);
+    const result = await drive(ctx, conn, session);
     if (result.kind === 'keygen') {
       await report(ctx, { type: 'keygen_result', public_key: result.public_key });
     } else if (result.kind === 'signature') {
