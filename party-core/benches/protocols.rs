@@ -34,6 +34,29 @@ fn seq() -> Hub {
     }
 }
 
+/// Times one full 2-of-3 signing by parties 0 and 2 with `shares`; the
+/// signature is checked with k256.
+fn full_sign(f: &Fixture, shares: &[party_core::KeyShare]) -> Duration {
+    let hash = random_hash();
+    let signed = f.sign_descriptor(f.descriptor(
+        SessionKind::Sign {
+            account_id: "bench".into(),
+            message_hash: hash,
+            derivation_path: vec![],
+        },
+        2,
+        &[0, 2],
+    ));
+    let sessions = f.sessions(&signed, |k| {
+        SessionInput::Share(Box::new(shares[usize::from(k)].clone()))
+    });
+    let t = Instant::now();
+    let sigs = signatures(seq().run(sessions).unwrap());
+    let elapsed = t.elapsed();
+    assert_valid_signature(&sigs[0], &hash, &public_key(&shares[0]));
+    elapsed
+}
+
 fn main() {
     // `cargo test --all-targets` runs this binary without `--bench`: timing is
     // not a test, so only `cargo bench` measures.
@@ -132,49 +155,14 @@ fn main() {
         .iter()
         .map(|s| tables.attach(s).expect("attach"))
         .collect();
-    let mut fast = Vec::new();
-    for _ in 0..reps {
-        let hash = random_hash();
-        let signed = f.sign_descriptor(f.descriptor(
-            SessionKind::Sign {
-                account_id: "bench".into(),
-                message_hash: hash,
-                derivation_path: vec![],
-            },
-            2,
-            &[0, 2],
-        ));
-        let sessions = f.sessions(&signed, |k| {
-            SessionInput::Share(Box::new(fast_shares[usize::from(k)].clone()))
-        });
-        let t = Instant::now();
-        let sigs = signatures(seq().run(sessions).unwrap());
-        fast.push(t.elapsed());
-        assert_valid_signature(&sigs[0], &hash, &public_key(&shares[0]));
-    }
+    let fast: Vec<Duration> = (0..reps).map(|_| full_sign(&f, &fast_shares)).collect();
     rows.push(("full signing with tables, both parties", median(fast)));
 
     let mut full = Vec::new();
     let mut pre = Vec::new();
     let mut online = Vec::new();
     for _ in 0..reps {
-        let hash = random_hash();
-        let signed = f.sign_descriptor(f.descriptor(
-            SessionKind::Sign {
-                account_id: "bench".into(),
-                message_hash: hash,
-                derivation_path: vec![],
-            },
-            2,
-            &[0, 2],
-        ));
-        let sessions = f.sessions(&signed, |k| {
-            SessionInput::Share(Box::new(shares[usize::from(k)].clone()))
-        });
-        let t = Instant::now();
-        let sigs = signatures(seq().run(sessions).unwrap());
-        full.push(t.elapsed());
-        assert_valid_signature(&sigs[0], &hash, &public_key(&shares[0]));
+        full.push(full_sign(&f, &shares));
 
         let signed = f.sign_descriptor(f.descriptor(
             SessionKind::Presign {
