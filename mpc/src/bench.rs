@@ -256,7 +256,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
         report["keygen_cold_s"] = Value::Null;
         None
     } else {
-        eprintln!("cold keygen (primes generated now; minutes with num-bigint)...");
+        eprintln!("cold keygen (primes generated now; about a minute with num-bigint)...");
         let (s, secs) = keygen(&c, &[1, 2, 3]).await?;
         report["keygen_cold_s"] = json!(secs);
         Some(

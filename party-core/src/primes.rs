@@ -187,7 +187,7 @@ impl PartialPrimes {
         self.0.is_empty()
     }
 
-    /// Finds one more safe prime (blocking; minutes with num-bigint), unless
+    /// Finds one more safe prime (blocking; seconds, varying widely), unless
     /// four are there.
     pub fn find_one(&mut self) {
         if self.0.len() < 4 {

@@ -31,7 +31,7 @@ pub use store::PartyStore;
 /// Where aux-info primes come from.
 #[derive(Debug, Clone)]
 pub enum PrimeSource {
-    /// Real generation (minutes with num-bigint) on up to this many threads,
+    /// Real generation (tens of seconds per set) on up to this many threads,
     /// after taking from the sealed pool when it has stock. A background task
     /// keeps `pool_target` sealed prime sets ready, generating on one thread.
     Generate {
