@@ -55,6 +55,8 @@ struct Inner {
 /// The refill also looks this often without being woken: for presignatures
 /// claimed through other coordinator instances.
 const REFILL_FALLBACK: Duration = Duration::from_secs(5);
+/// The least time between two refill passes.
+const REFILL_MIN_GAP: Duration = Duration::from_millis(100);
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -261,10 +263,11 @@ impl Coordinator {
 
     /// Keeps the presignature pool stocked. Runs when woken (a presignature
     /// was claimed, a session ended on this instance, the pool size changed,
-    /// start-up finished) and every [`REFILL_FALLBACK`] otherwise; never on
-    /// a fast timer.
+    /// start-up finished) and every [`REFILL_FALLBACK`] otherwise, never
+    /// more often than [`REFILL_MIN_GAP`]; backs off after a failed pass.
     async fn refill_loop(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut ended = self.store().subscribe_ended();
+        let mut gap = REFILL_MIN_GAP;
         loop {
             tokio::select! {
                 _ = self.inner.refill.notified() => {}
@@ -276,11 +279,23 @@ impl Coordinator {
                 _ = tokio::time::sleep(REFILL_FALLBACK) => {}
                 _ = stop.changed() => return,
             }
-            // One pass serves a burst of wake-ups.
+            // Passes are paced: at most one per REFILL_MIN_GAP (a burst of
+            // wake-ups is served by one pass), and after a failed pass (the
+            // router or the database down) the gap grows up to 30 s.
+            tokio::select! {
+                _ = tokio::time::sleep(gap) => {}
+                _ = stop.changed() => return,
+            }
             while ended.try_recv().is_ok() {}
             if self.is_ready() && self.presign_pool() > 0 {
-                if let Err(e) = self.refill_presignatures().await {
-                    tracing::warn!(error = ?e, "presignature refill failed");
+                match self.refill_presignatures().await {
+                    Ok(()) => gap = REFILL_MIN_GAP,
+                    Err(e) => {
+                        gap = (gap * 2)
+                            .max(Duration::from_secs(1))
+                            .min(Duration::from_secs(30));
+                        tracing::warn!(error = ?e, retry_in = ?gap, "presignature refill failed");
+                    }
                 }
             }
         }

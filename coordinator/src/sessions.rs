@@ -52,6 +52,12 @@ pub struct Created {
     pub presignature: bool,
 }
 
+/// Failed presign sessions of one signer set within
+/// [`PRESIGN_FAILURE_WINDOW`] seconds that pause its refill.
+const PRESIGN_FAILURES_TO_REST: i64 = 3;
+/// Seconds the refill looks back for failed presign sessions.
+const PRESIGN_FAILURE_WINDOW: u64 = 60;
+
 fn new_token() -> (String, [u8; 32]) {
     let mut b = [0u8; 32];
     OsRng.fill_bytes(&mut b);
@@ -412,11 +418,25 @@ impl Coordinator {
                 if running >= max_running {
                     return Ok(());
                 }
+                let key = signers_key(&set);
                 let (available, in_flight) = self
                     .store()
-                    .presignature_stock(&account.account_id, &signers_key(&set))
+                    .presignature_stock(&account.account_id, &key)
                     .await?;
-                if available + in_flight < target {
+                // A signer set whose presign sessions keep failing (a party
+                // down, a share missing) rests a while instead of failing
+                // one session after another.
+                if available + in_flight < target
+                    && self
+                        .store()
+                        .recent_presign_failures(
+                            &account.account_id,
+                            &key,
+                            now().saturating_sub(PRESIGN_FAILURE_WINDOW),
+                        )
+                        .await?
+                        < PRESIGN_FAILURES_TO_REST
+                {
                     self.create_presign(&account, &set).await?;
                     running += 1;
                 }

@@ -727,6 +727,26 @@ impl Store {
         .get(0))
     }
 
+    /// Presign sessions of a signer set that failed or expired since `since`
+    /// (the refill's circuit breaker).
+    pub async fn recent_presign_failures(
+        &self,
+        account_id: &str,
+        signers: &str,
+        since: u64,
+    ) -> Result<i64, sqlx::Error> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) FROM sessions WHERE kind = 'presign' AND account_id = $1 AND group_id = $2
+             AND status IN ('failed', 'expired') AND created_at >= $3",
+        )
+        .bind(account_id)
+        .bind(signers)
+        .bind(i(since))
+        .fetch_one(&self.pool)
+        .await?
+        .get(0))
+    }
+
     /// Presign sessions running, over all accounts.
     pub async fn running_presigns(&self) -> Result<i64, sqlx::Error> {
         Ok(sqlx::query(&format!(
@@ -783,7 +803,6 @@ fn account_from_row(r: &AnyRow) -> Account {
     }
 }
 
-/// How a session ends.
 /// What a session's outcome adds, in the transaction that closes it.
 enum Insert<'a> {
     Nothing,
@@ -848,6 +867,7 @@ impl Insert<'_> {
     }
 }
 
+/// How a session ends.
 enum Close<'a> {
     Completed {
         result: &'a serde_json::Value,

@@ -291,7 +291,11 @@ const WINDOW: usize = 1 << 18;
 /// `p`, which nearly always fails; this finds the same kind of prime several
 /// times faster. Every prime set is validated again before use
 /// ([`PrimeSet`]: size and safe primality).
+///
+/// `bits` below 18 are raised to 18 (smaller candidates would be struck
+/// by the sieve as their own divisors).
 pub fn sieve_safe_prime(rng: &mut impl RngCore, bits: u32) -> Integer {
+    let bits = bits.max(18);
     use cggmp24::backend::IsPrime;
     let two = Integer::from(2u32);
     let one = Integer::one();
