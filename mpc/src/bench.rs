@@ -67,7 +67,8 @@ async fn run_session(c: &Client, path: &str, body: Value) -> anyhow::Result<Valu
     Ok(done)
 }
 
-async fn keygen(c: &Client, order: &[usize]) -> anyhow::Result<(Value, f64)> {
+/// A 2-of-n wallet of the parties `order`: its account id and the seconds it took.
+async fn keygen(c: &Client, order: &[usize]) -> anyhow::Result<(String, f64)> {
     let t = Instant::now();
     let s = run_session(
         c,
@@ -75,7 +76,11 @@ async fn keygen(c: &Client, order: &[usize]) -> anyhow::Result<(Value, f64)> {
         json!({ "threshold_n": order.len(), "threshold_t": 2, "participants": participants(order) }),
     )
     .await?;
-    Ok((s, t.elapsed().as_secs_f64()))
+    let secs = t.elapsed().as_secs_f64();
+    let account = s["result"]["account_id"]
+        .as_str()
+        .context("keygen result without account_id")?;
+    Ok((account.to_string(), secs))
 }
 
 async fn sign(c: &Client, account: &str, signers: &[usize]) -> anyhow::Result<f64> {
@@ -132,14 +137,9 @@ async fn pooled_keygen(
 
     // Pooled: another new group (other keygen order), primes from the pool.
     eprintln!("pooled keygen (aux info from pooled primes)...");
-    let (s, secs) = keygen(c, &[3, 1, 2]).await?;
+    let (pooled, secs) = keygen(c, &[3, 1, 2]).await?;
     report["keygen_pooled_s"] = json!(secs);
-    Ok(account.unwrap_or_else(|| {
-        s["result"]["account_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }))
+    Ok(account.unwrap_or(pooled))
 }
 
 /// Sustained signing with the presignature pool refilling: the pool is
@@ -257,24 +257,15 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
         None
     } else {
         eprintln!("cold keygen (primes generated now; about a minute with num-bigint)...");
-        let (s, secs) = keygen(&c, &[1, 2, 3]).await?;
+        let (cold, secs) = keygen(&c, &[1, 2, 3]).await?;
         report["keygen_cold_s"] = json!(secs);
-        Some(
-            s["result"]["account_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        )
+        Some(cold)
     };
 
     let account = if quick {
         report["prime_gen_s_per_party"] = Value::Null;
         report["keygen_pooled_s"] = Value::Null;
-        let (s, _) = keygen(&c, &[3, 1, 2]).await?;
-        s["result"]["account_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        keygen(&c, &[3, 1, 2]).await?.0
     } else {
         pooled_keygen(&sys, &c, &mut report, account).await?
     };

@@ -38,18 +38,7 @@ fn seq() -> Hub {
 /// signature is checked with k256.
 fn full_sign(f: &Fixture, shares: &[party_core::KeyShare]) -> Duration {
     let hash = random_hash();
-    let signed = f.sign_descriptor(f.descriptor(
-        SessionKind::Sign {
-            account_id: "bench".into(),
-            message_hash: hash,
-            derivation_path: vec![],
-        },
-        2,
-        &[0, 2],
-    ));
-    let sessions = f.sessions(&signed, |k| {
-        SessionInput::Share(Box::new(shares[usize::from(k)].clone()))
-    });
+    let sessions = f.sign_sessions(shares, &[0, 2], hash);
     let t = Instant::now();
     let sigs = signatures(seq().run(sessions).unwrap());
     let elapsed = t.elapsed();

@@ -164,6 +164,21 @@ impl Fixture {
         signers: &[u16],
         hash: [u8; 32],
     ) -> Vec<RecoverableSignature> {
+        signatures(
+            Hub::default()
+                .run(self.sign_sessions(shares, signers, hash))
+                .unwrap(),
+        )
+    }
+
+    /// The sessions of a full signing of `hash` by the parties with these
+    /// keygen indices, ready to run.
+    pub fn sign_sessions(
+        &self,
+        shares: &[KeyShare],
+        signers: &[u16],
+        hash: [u8; 32],
+    ) -> Vec<PartySession> {
         let t = shares[0].min_signers();
         let account = "acct-test".to_string();
         let signed = self.sign_descriptor(self.descriptor(
@@ -175,10 +190,9 @@ impl Fixture {
             t,
             signers,
         ));
-        let sessions = self.sessions(&signed, |k| {
+        self.sessions(&signed, |k| {
             SessionInput::Share(Box::new(shares[usize::from(k)].clone()))
-        });
-        signatures(Hub::default().run(sessions).unwrap())
+        })
     }
 }
 
