@@ -291,9 +291,8 @@ impl Readiness {
     /// Waits up to `wait` for the flag; returns whether it is set.
     pub async fn wait(&self, wait: Duration) -> bool {
         let mut rx = self.0.subscribe();
-        let set = tokio::time::timeout(wait, rx.wait_for(|set| *set))
+        tokio::time::timeout(wait, rx.wait_for(|set| *set))
             .await
-            .is_ok_and(|r| r.is_ok());
-        set
+            .is_ok_and(|r| r.is_ok())
     }
 }

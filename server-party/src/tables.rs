@@ -9,6 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use party_core::accel::MultiexpTables;
+use party_core::cggmp24::key_share::DirtyAuxInfo;
 use party_core::KeyShare;
 use tokio::sync::OnceCell;
 
@@ -51,23 +52,8 @@ impl TableCache {
     pub(crate) async fn accelerate(&self, share: KeyShare) -> KeyShare {
         let key = MultiexpTables::key_of(&share.aux);
         let slot = self.slot(key);
-        let aux = share.aux.clone();
-        let tables = slot
-            .get_or_init(|| async move {
-                match tokio::task::spawn_blocking(move || MultiexpTables::build(&aux)).await {
-                    Ok(Ok(t)) => Some(Arc::new(t)),
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "multiexp tables not built; signing without");
-                        None
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "multiexp table task failed");
-                        None
-                    }
-                }
-            })
-            .await
-            .clone();
+        // The aux info is copied only for the one build, not on every signing.
+        let tables = slot.get_or_init(|| build(share.aux.clone())).await.clone();
         match tables {
             Some(t) => match t.attach(&share) {
                 Ok(fast) => fast,
@@ -77,6 +63,22 @@ impl TableCache {
                 }
             },
             None => share,
+        }
+    }
+}
+
+/// Builds a group's tables off the async threads; `None` (logged) when they
+/// cannot be had.
+async fn build(aux: DirtyAuxInfo<party_core::Level>) -> Option<Arc<MultiexpTables>> {
+    match tokio::task::spawn_blocking(move || MultiexpTables::build(&aux)).await {
+        Ok(Ok(t)) => Some(Arc::new(t)),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "multiexp tables not built; signing without");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "multiexp table task failed");
+            None
         }
     }
 }
