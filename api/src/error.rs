@@ -1,0 +1,259 @@
+//! The one error body of every service: `{"error": message, "code": code}`.
+//!
+//! [`ErrorCode`] lists every failure a client can see, each with a stable
+//! snake_case code (its serde name, never renamed once shipped) and the HTTP
+//! status it is answered with. Messages are for people and never carry
+//! internals or secrets; clients branch on `code`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Every error code of the coordinator's and the router's HTTP APIs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    // 400
+    /// The body is not valid JSON for this route, or has unknown fields.
+    InvalidJson,
+    /// The query string is malformed or has unknown parameters.
+    InvalidQuery,
+    /// A request field is malformed (router internal API).
+    BadRequest,
+    /// `message_hash` is not 32 bytes of hex.
+    InvalidMessageHash,
+    /// `message` is not hex, is empty, or `digest` came without it.
+    InvalidMessage,
+    /// The participants list is malformed (count, roles, membership).
+    InvalidParticipants,
+    /// A participant is named twice.
+    DuplicateParticipant,
+    /// `threshold_t` / `threshold_n` out of range.
+    InvalidThreshold,
+    /// A party id is empty or too long.
+    InvalidPartyId,
+    /// A party report is malformed or does not fit its session.
+    InvalidReport,
+    /// The session is not in a state or shape that allows this.
+    InvalidSession,
+    /// `wait_ms` / `Prefer: wait` is not a number of milliseconds.
+    InvalidWait,
+    /// `Idempotency-Key` is empty, too long or not printable ASCII.
+    InvalidIdempotencyKey,
+    // 401
+    /// Missing or unknown API key / internal token.
+    Unauthorized,
+    /// A join token that is not valid for this session.
+    InvalidToken,
+    /// A signature that does not verify under the claimed identity.
+    BadSignature,
+    // 403
+    /// The caller's address is not in the allowlist.
+    Forbidden,
+    // 404
+    /// No such route, session, account or party.
+    NotFound,
+    /// A participant that is not a registered party or not in the account.
+    UnknownParticipant,
+    // 409
+    /// A state conflict (e.g. a session id registered twice).
+    Conflict,
+    /// `require_presignature` and no presignature is ready for the signers.
+    NoPresignature,
+    /// A report on a session still waiting for device keys.
+    SessionNotStarted,
+    /// A join token already bound to another identity.
+    TokenBound,
+    /// A party id already bound to another identity.
+    PartyBound,
+    /// An identity key already bound to another party.
+    IdentityInUse,
+    /// The same `Idempotency-Key` with a different request body.
+    IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` is still being created.
+    IdempotencyKeyInFlight,
+    // 410
+    /// The session has ended (expired, failed or completed).
+    SessionClosed,
+    // 413
+    /// The body is over the size limit.
+    PayloadTooLarge,
+    // 415
+    /// The body is not `Content-Type: application/json`.
+    UnsupportedMediaType,
+    // 422
+    /// A device type this deployment does not support.
+    UnsupportedDeviceType,
+    // 500
+    /// An internal failure; the cause is logged, not returned.
+    Internal,
+    // 503
+    /// Start-up has not finished (database not ready).
+    NotReady,
+    /// No router answered.
+    RouterUnavailable,
+    /// Shared state (Redis) did not answer.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is answered with.
+    pub fn status(self) -> u16 {
+        use ErrorCode::*;
+        match self {
+            InvalidJson | InvalidQuery | BadRequest | InvalidMessageHash | InvalidMessage
+            | InvalidParticipants | DuplicateParticipant | InvalidThreshold | InvalidPartyId
+            | InvalidReport | InvalidSession | InvalidWait | InvalidIdempotencyKey => 400,
+            Unauthorized | InvalidToken | BadSignature => 401,
+            Forbidden => 403,
+            NotFound | UnknownParticipant => 404,
+            Conflict | NoPresignature | SessionNotStarted | TokenBound | PartyBound
+            | IdentityInUse | IdempotencyKeyReused | IdempotencyKeyInFlight => 409,
+            SessionClosed => 410,
+            PayloadTooLarge => 413,
+            UnsupportedMediaType => 415,
+            UnsupportedDeviceType => 422,
+            Internal => 500,
+            NotReady | RouterUnavailable | Unavailable => 503,
+        }
+    }
+
+    /// The stable code string (the serde name).
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidJson => "invalid_json",
+            InvalidQuery => "invalid_query",
+            BadRequest => "bad_request",
+            InvalidMessageHash => "invalid_message_hash",
+            InvalidMessage => "invalid_message",
+            InvalidParticipants => "invalid_participants",
+            DuplicateParticipant => "duplicate_participant",
+            InvalidThreshold => "invalid_threshold",
+            InvalidPartyId => "invalid_party_id",
+            InvalidReport => "invalid_report",
+            InvalidSession => "invalid_session",
+            InvalidWait => "invalid_wait",
+            InvalidIdempotencyKey => "invalid_idempotency_key",
+            Unauthorized => "unauthorized",
+            InvalidToken => "invalid_token",
+            BadSignature => "bad_signature",
+            Forbidden => "forbidden",
+            NotFound => "not_found",
+            UnknownParticipant => "unknown_participant",
+            Conflict => "conflict",
+            NoPresignature => "no_presignature",
+            SessionNotStarted => "session_not_started",
+            TokenBound => "token_bound",
+            PartyBound => "party_bound",
+            IdentityInUse => "identity_in_use",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            IdempotencyKeyInFlight => "idempotency_key_in_flight",
+            SessionClosed => "session_closed",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            UnsupportedDeviceType => "unsupported_device_type",
+            Internal => "internal",
+            NotReady => "not_ready",
+            RouterUnavailable => "router_unavailable",
+            Unavailable => "unavailable",
+        }
+    }
+
+    /// Every code, for documentation and for the test that pins them.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidQuery,
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidMessageHash,
+        ErrorCode::InvalidMessage,
+        ErrorCode::InvalidParticipants,
+        ErrorCode::DuplicateParticipant,
+        ErrorCode::InvalidThreshold,
+        ErrorCode::InvalidPartyId,
+        ErrorCode::InvalidReport,
+        ErrorCode::InvalidSession,
+        ErrorCode::InvalidWait,
+        ErrorCode::InvalidIdempotencyKey,
+        ErrorCode::Unauthorized,
+        ErrorCode::InvalidToken,
+        ErrorCode::BadSignature,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::UnknownParticipant,
+        ErrorCode::Conflict,
+        ErrorCode::NoPresignature,
+        ErrorCode::SessionNotStarted,
+        ErrorCode::TokenBound,
+        ErrorCode::PartyBound,
+        ErrorCode::IdentityInUse,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::IdempotencyKeyInFlight,
+        ErrorCode::SessionClosed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::UnsupportedDeviceType,
+        ErrorCode::Internal,
+        ErrorCode::NotReady,
+        ErrorCode::RouterUnavailable,
+        ErrorCode::Unavailable,
+    ];
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The body of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// What went wrong, for people. Never carries internals or secrets.
+    pub error: String,
+    /// What went wrong, for programs: stable across releases.
+    pub code: ErrorCode,
+}
+
+impl ErrorBody {
+    /// An error body.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            error: message.into(),
+            code,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_serializes_as_its_stable_string_and_back() {
+        for &c in ErrorCode::ALL {
+            let json = serde_json::to_value(c).unwrap();
+            assert_eq!(json, serde_json::Value::String(c.as_str().to_string()));
+            let back: ErrorCode = serde_json::from_value(json).unwrap();
+            assert_eq!(back, c);
+            assert!((400..600).contains(&c.status()), "{c}");
+        }
+    }
+
+    #[test]
+    fn codes_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for &c in ErrorCode::ALL {
+            assert!(seen.insert(c.as_str()), "{c} twice");
+        }
+    }
+
+    #[test]
+    fn error_body_refuses_unknown_fields() {
+        let err = serde_json::from_str::<ErrorBody>(
+            r#"{"error":"x","code":"not_found","extra":1}"#,
+        );
+        assert!(err.is_err());
+    }
+}
