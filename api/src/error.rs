@@ -101,14 +101,30 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            InvalidJson | InvalidQuery | BadRequest | InvalidMessageHash | InvalidMessage
-            | InvalidParticipants | DuplicateParticipant | InvalidThreshold | InvalidPartyId
-            | InvalidReport | InvalidSession | InvalidWait | InvalidIdempotencyKey => 400,
+            InvalidJson
+            | InvalidQuery
+            | BadRequest
+            | InvalidMessageHash
+            | InvalidMessage
+            | InvalidParticipants
+            | DuplicateParticipant
+            | InvalidThreshold
+            | InvalidPartyId
+            | InvalidReport
+            | InvalidSession
+            | InvalidWait
+            | InvalidIdempotencyKey => 400,
             Unauthorized | InvalidToken | BadSignature => 401,
             Forbidden => 403,
             NotFound | UnknownParticipant => 404,
-            Conflict | NoPresignature | SessionNotStarted | TokenBound | PartyBound
-            | IdentityInUse | IdempotencyKeyReused | IdempotencyKeyInFlight => 409,
+            Conflict
+            | NoPresignature
+            | SessionNotStarted
+            | TokenBound
+            | PartyBound
+            | IdentityInUse
+            | IdempotencyKeyReused
+            | IdempotencyKeyInFlight => 409,
             SessionClosed => 410,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
@@ -251,9 +267,8 @@ mod tests {
 
     #[test]
     fn error_body_refuses_unknown_fields() {
-        let err = serde_json::from_str::<ErrorBody>(
-            r#"{"error":"x","code":"not_found","extra":1}"#,
-        );
+        let err =
+            serde_json::from_str::<ErrorBody>(r#"{"error":"x","code":"not_found","extra":1}"#);
         assert!(err.is_err());
     }
 }

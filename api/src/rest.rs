@@ -1,1 +1,495 @@
-//! (filled in by the redesign)
+//! The coordinator's public REST API (`/api/v1/mpc/...`, header `X-API-Key`).
+//!
+//! Requests refuse unknown fields. Hex values accept an optional `0x`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// What a session does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SessionKind {
+    /// Distributed key generation (with aux info for a new party group).
+    Keygen,
+    /// Signing: full interactive, or one round from a presignature.
+    Sign,
+    /// A presignature for the pool (started by the coordinator).
+    Presign,
+}
+
+impl SessionKind {
+    /// The stable name (as stored and sent).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keygen => "keygen",
+            Self::Sign => "sign",
+            Self::Presign => "presign",
+        }
+    }
+    /// Parses [`SessionKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "keygen" => Self::Keygen,
+            "sign" => Self::Sign,
+            "presign" => Self::Presign,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Created; parties joining.
+    Waiting,
+    /// Every party joined.
+    InProgress,
+    /// Finished with a result.
+    Completed,
+    /// Ended with a reason (and, where known, the blamed party).
+    Failed,
+    /// The deadline passed first.
+    Expired,
+}
+
+impl SessionStatus {
+    /// The stable name (as stored and sent).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+        }
+    }
+    /// Parses [`SessionStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "waiting" => Self::Waiting,
+            "in_progress" => Self::InProgress,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "expired" => Self::Expired,
+            _ => return None,
+        })
+    }
+    /// Completed, failed or expired: nothing changes any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Expired)
+    }
+}
+
+/// The kind of machine a party runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceType {
+    /// A registered server party: invited over its control connection.
+    Server,
+    /// A browser party.
+    Browser,
+    /// A mobile app party.
+    Mobile,
+    /// A desktop app party.
+    Desktop,
+    /// Any other device party.
+    Device,
+}
+
+impl DeviceType {
+    /// Every device type.
+    pub const ALL: [DeviceType; 5] = [
+        Self::Server,
+        Self::Browser,
+        Self::Mobile,
+        Self::Desktop,
+        Self::Device,
+    ];
+    /// The stable name (as stored and sent).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Browser => "browser",
+            Self::Mobile => "mobile",
+            Self::Desktop => "desktop",
+            Self::Device => "device",
+        }
+    }
+    /// Parses [`DeviceType::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+    /// A party that joins with a token instead of an invitation.
+    pub fn is_device(self) -> bool {
+        self != Self::Server
+    }
+}
+
+/// How the message of a presignature signing is hashed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Digest {
+    /// Keccak-256 (Ethereum); the default.
+    #[default]
+    Keccak256,
+    /// SHA-256.
+    Sha256,
+}
+
+/// A participant as callers name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Participant {
+    /// Registered party id (a device party's id is registered on its first join).
+    pub party_id: String,
+    /// `server` (the default) or a device type: `browser`, `mobile`,
+    /// `desktop`, `device`. A device party joins with the token returned in
+    /// `join_tokens`. Other values are refused with 422
+    /// `unsupported_device_type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_type: Option<String>,
+    /// Free-form device id (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+}
+
+impl Participant {
+    /// A server participant.
+    pub fn server(party_id: impl Into<String>) -> Self {
+        Self {
+            party_id: party_id.into(),
+            device_type: None,
+            device_id: None,
+        }
+    }
+}
+
+/// `POST /api/v1/mpc/keygen`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeygenRequest {
+    /// Number of parties n (2..=16).
+    pub threshold_n: u16,
+    /// Signers needed t (2..=n).
+    pub threshold_t: u16,
+    /// The n parties, in keygen-index order.
+    pub participants: Vec<Participant>,
+}
+
+/// `POST /api/v1/mpc/sign`: a 32-byte hash, or the message itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    /// The account (its keygen session id).
+    pub account_id: String,
+    /// The 32-byte hash to sign, hex. A bare hash is always signed with a
+    /// full (interactive) signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_hash: Option<String>,
+    /// The message itself, hex: with server signers the coordinator signs it
+    /// from a presignature when the pool has one for the signer set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// How `message` is hashed (default `keccak256`); needs `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// Answer 409 `no_presignature` rather than fall back to a full signing
+    /// when the pool has no presignature for the signer set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_presignature: bool,
+    /// The t signers.
+    pub participants: Vec<Participant>,
+}
+
+/// How a sign session signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SigningMode {
+    /// One round from a presignature of the pool.
+    Presignature,
+    /// The full interactive protocol.
+    Full,
+}
+
+/// A signature in every form callers use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    /// r, 32 bytes, `0x` hex.
+    pub r: String,
+    /// s (low-s), 32 bytes, `0x` hex.
+    pub s: String,
+    /// Recovery id (0 or 1).
+    pub v: u8,
+    /// DER encoding, hex.
+    pub der: String,
+    /// r ‖ s ‖ v, 65 bytes, `0x` hex.
+    pub signature: String,
+}
+
+/// What a completed session produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+pub struct SessionResult {
+    /// The account (keygen and sign).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// Compressed SEC1 public key, hex (keygen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// EIP-55 Ethereum address (keygen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The signature (sign).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+    /// The presignature made (presign).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presignature_id: Option<String>,
+    /// The signer set of a presignature: party ids in keygen-index order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signers: Option<String>,
+}
+
+/// Why a session failed or expired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionFailure {
+    /// What happened.
+    pub reason: String,
+    /// The party the protocol identified as the culprit, where it did.
+    pub blamed_party: Option<String>,
+}
+
+/// `201` answer of `POST /keygen` and `POST /sign`: the session to follow,
+/// or, when it ended within the requested wait, the finished session with
+/// its result also at the top level (`signature`; `account_id`,
+/// `public_key`, `address`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionCreated {
+    /// Session id.
+    pub session_id: Uuid,
+    /// Kind.
+    pub session_type: SessionKind,
+    /// n.
+    pub threshold_n: u16,
+    /// t.
+    pub threshold_t: u16,
+    /// Status (terminal when the session ended within the wait).
+    pub status: SessionStatus,
+    /// The account (sign; keygen once completed).
+    pub account_id: Option<String>,
+    /// Join tokens of device participants, by party id (server parties get
+    /// theirs in invitations).
+    pub join_tokens: BTreeMap<String, String>,
+    /// Sign sessions: from a presignature or full.
+    pub signing: Option<SigningMode>,
+    /// Deadline, unix seconds.
+    pub expires_at: u64,
+    /// The result, when completed within the wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<SessionResult>,
+    /// Why it failed or expired, when it ended within the wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<SessionFailure>,
+    /// The signature (a sign session completed within the wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+    /// The public key (a keygen completed within the wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// The address (a keygen completed within the wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// A party's progress through the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Progress {
+    /// Stage (`primes`, `aux_info`, `keygen`, `sign`, ...).
+    pub stage: String,
+    /// Round within the stage.
+    pub round: u16,
+    /// Percent of the stage, where known.
+    #[serde(default)]
+    pub percent: Option<u8>,
+}
+
+/// One participant of a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionParty {
+    /// Party id.
+    pub party_id: String,
+    /// Position in the descriptor.
+    pub position: u16,
+    /// Device type.
+    pub device_type: DeviceType,
+    /// Joined the session's traffic.
+    pub joined: bool,
+    /// Reported its result.
+    pub done: bool,
+    /// Last progress report.
+    pub progress: Option<Progress>,
+}
+
+/// `GET /api/v1/mpc/sessions/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    /// Session id.
+    pub session_id: Uuid,
+    /// Kind.
+    pub session_type: SessionKind,
+    /// Status.
+    pub status: SessionStatus,
+    /// t.
+    pub threshold_t: u16,
+    /// n.
+    pub threshold_n: u16,
+    /// Participants.
+    pub total_parties: usize,
+    /// Participants that joined.
+    pub joined_parties: usize,
+    /// Participants that reported a result.
+    pub completed_parties: usize,
+    /// The account (sign; keygen once completed).
+    pub account_id: Option<String>,
+    /// Whether this keygen generates aux info for a new party group.
+    pub generates_aux_info: bool,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Deadline, unix seconds.
+    pub expires_at: u64,
+    /// Participants in descriptor order.
+    pub parties: Vec<SessionParty>,
+    /// The hash signed (sign), `0x` hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_hash: Option<String>,
+    /// The result (completed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<SessionResult>,
+    /// Why it failed or expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<SessionFailure>,
+}
+
+/// `?wait_ms=N` on `GET /sessions/{id}`, `POST /keygen` and `POST /sign`
+/// (at most 30 000; `Prefer: wait=S` in seconds also works on the POSTs):
+/// answer once the session has ended, or after N ms.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Milliseconds to wait for the session to end (0..=30000).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// A party of an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountParty {
+    /// Party id.
+    pub party_id: String,
+    /// Its keygen index.
+    pub keygen_index: u16,
+}
+
+/// `GET /api/v1/mpc/accounts/{id}`: a distributed key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    /// Account id (the keygen session id).
+    pub account_id: String,
+    /// Compressed SEC1 public key, hex.
+    pub public_key: String,
+    /// EIP-55 Ethereum address.
+    pub address: String,
+    /// t.
+    pub threshold_t: u16,
+    /// n.
+    pub threshold_n: u16,
+    /// The parties and their keygen indices.
+    pub parties: Vec<AccountParty>,
+    /// The keygen session.
+    pub keygen_session_id: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// `GET /api/v1/mpc/accounts`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountList {
+    /// Newest first.
+    pub accounts: Vec<AccountView>,
+}
+
+/// `?limit=N` on `GET /accounts` (1..=1000, default 100).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// At most this many (1..=1000, default 100).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// `GET /health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// The service.
+    pub service: String,
+    /// `healthy`.
+    pub status: String,
+}
+
+/// `GET /ready`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Ready {
+    /// The service.
+    pub service: String,
+    /// Whether it serves its API.
+    pub ready: bool,
+    /// `up` or `down`.
+    pub database: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip_through_their_names() {
+        for k in [SessionKind::Keygen, SessionKind::Sign, SessionKind::Presign] {
+            assert_eq!(SessionKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for s in [
+            SessionStatus::Waiting,
+            SessionStatus::InProgress,
+            SessionStatus::Completed,
+            SessionStatus::Failed,
+            SessionStatus::Expired,
+        ] {
+            assert_eq!(SessionStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        for d in DeviceType::ALL {
+            assert_eq!(DeviceType::parse(d.as_str()), Some(d));
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+        assert_eq!(DeviceType::parse("toaster"), None);
+    }
+
+    #[test]
+    fn requests_refuse_unknown_fields() {
+        let r = serde_json::from_str::<KeygenRequest>(
+            r#"{"threshold_n":3,"threshold_t":2,"participants":[],"x":1}"#,
+        );
+        assert!(r.is_err());
+        let r = serde_json::from_str::<SignRequest>(
+            r#"{"account_id":"a","participants":[{"party_id":"p","role":"x"}]}"#,
+        );
+        assert!(r.is_err());
+    }
+}
