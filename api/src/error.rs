@@ -32,6 +32,9 @@ pub enum ErrorCode {
     InvalidThreshold,
     /// A party id is empty or too long.
     InvalidPartyId,
+    /// A participant that is not a registered party or holds no share of
+    /// the account.
+    UnknownParticipant,
     /// A party report is malformed or does not fit its session.
     InvalidReport,
     /// The session is not in a state or shape that allows this.
@@ -53,8 +56,6 @@ pub enum ErrorCode {
     // 404
     /// No such route, session, account or party.
     NotFound,
-    /// A participant that is not a registered party or not in the account.
-    UnknownParticipant,
     // 409
     /// A state conflict (e.g. a session id registered twice).
     Conflict,
@@ -110,13 +111,14 @@ impl ErrorCode {
             | DuplicateParticipant
             | InvalidThreshold
             | InvalidPartyId
+            | UnknownParticipant
             | InvalidReport
             | InvalidSession
             | InvalidWait
             | InvalidIdempotencyKey => 400,
             Unauthorized | InvalidToken | BadSignature => 401,
             Forbidden => 403,
-            NotFound | UnknownParticipant => 404,
+            NotFound => 404,
             Conflict
             | NoPresignature
             | SessionNotStarted

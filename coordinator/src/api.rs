@@ -12,8 +12,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::{AppError, StrictJson, StrictQuery};
-use crate::sessions::{Created, ParticipantRequest};
+use crate::service::Created;
 use crate::Coordinator;
+use mpc_api::rest::{KeygenRequest, SessionKind, SignRequest};
 
 /// The whole application.
 pub fn app(c: Coordinator) -> Router {
@@ -85,33 +86,6 @@ async fn require_ready(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeygenRequest {
-    threshold_n: u16,
-    threshold_t: u16,
-    participants: Vec<ParticipantRequest>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignRequest {
-    account_id: String,
-    /// The 32-byte hash to sign (hex). Signing a bare hash is always a full
-    /// (interactive) signing.
-    message_hash: Option<String>,
-    /// The message itself (hex): with server signers, the coordinator signs
-    /// it from a presignature when the pool has one for the signer set.
-    message: Option<String>,
-    /// How `message` is hashed: `keccak256` (default) or `sha256`.
-    digest: Option<party_core::descriptor::MessageDigest>,
-    /// Refuse (409 `no_presignature`) rather than fall back to a full
-    /// signing when the pool has no presignature for the signer set.
-    #[serde(default)]
-    require_presignature: bool,
-    participants: Vec<ParticipantRequest>,
-}
-
 fn created_json(c: &Created) -> serde_json::Value {
     let tokens: serde_json::Map<String, serde_json::Value> = c
         .device_tokens
@@ -126,7 +100,7 @@ fn created_json(c: &Created) -> serde_json::Value {
         "status": c.row.status,
         "account_id": c.row.account_id,
         "join_tokens": tokens,
-        "signing": if c.row.kind == "sign" { Some(if c.presignature { "presignature" } else { "full" }) } else { None },
+        "signing": if c.row.kind == SessionKind::Sign { Some(if c.presignature { "presignature" } else { "full" }) } else { None },
         "expires_at": c.row.expires_at,
     })
 }
@@ -135,9 +109,7 @@ async fn keygen(
     State(c): State<Coordinator>,
     StrictJson(req): StrictJson<KeygenRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
-    let created = c
-        .create_keygen(req.threshold_t, req.threshold_n, req.participants)
-        .await?;
+    let created = c.create_keygen(req).await?;
     Ok((StatusCode::CREATED, Json(created_json(&created))))
 }
 
@@ -145,38 +117,7 @@ async fn sign(
     State(c): State<Coordinator>,
     StrictJson(req): StrictJson<SignRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
-    let message = match &req.message {
-        Some(m) => {
-            let bytes = hex::decode(m.strip_prefix("0x").unwrap_or(m))
-                .map_err(|_| AppError::bad_request("invalid_message", "message must be hex"))?;
-            if bytes.is_empty() {
-                return Err(AppError::bad_request(
-                    "invalid_message",
-                    "message must not be empty",
-                ));
-            }
-            let digest = req
-                .digest
-                .unwrap_or(party_core::descriptor::MessageDigest::Keccak256);
-            Some((bytes, digest))
-        }
-        None if req.digest.is_some() => {
-            return Err(AppError::bad_request(
-                "invalid_message",
-                "digest needs a message",
-            ))
-        }
-        None => None,
-    };
-    let created = c
-        .create_sign(
-            &req.account_id,
-            req.message_hash.as_deref(),
-            message,
-            req.require_presignature,
-            req.participants,
-        )
-        .await?;
+    let created = c.create_sign(req).await?;
     Ok((StatusCode::CREATED, Json(created_json(&created))))
 }
 
@@ -198,10 +139,6 @@ const MAX_WAIT_MS: u64 = 30_000;
 /// instance ends do not wake this one).
 const LONG_POLL_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
-fn is_terminal(status: &str) -> bool {
-    matches!(status, "completed" | "failed" | "expired")
-}
-
 async fn session(
     State(c): State<Coordinator>,
     Path(id): Path<String>,
@@ -217,7 +154,7 @@ async fn session(
     if let Some(wait) = q.wait_ms.filter(|w| *w > 0) {
         let deadline =
             tokio::time::Instant::now() + std::time::Duration::from_millis(wait.min(MAX_WAIT_MS));
-        while !is_terminal(&s.status) && tokio::time::Instant::now() < deadline {
+        while !s.status.is_terminal() && tokio::time::Instant::now() < deadline {
             tokio::select! {
                 got = ended.recv() => {
                     if matches!(got, Ok(ended_id) if ended_id != id) {
@@ -262,7 +199,7 @@ async fn session(
         body["message_hash"] = serde_json::json!(format!("0x{}", hex::encode(h)));
     }
     if let Some(r) = s.result {
-        body["result"] = r;
+        body["result"] = serde_json::to_value(r).map_err(AppError::internal)?;
     }
     if let Some(e) = s.error {
         body["error"] = serde_json::json!({ "reason": e, "blamed_party": s.blamed_party });
@@ -336,12 +273,6 @@ async fn register_party(
     StrictJson(req): StrictJson<RegisterParty>,
 ) -> Result<StatusCode, AppError> {
     crate::auth::check_internal(&c, &headers)?;
-    if req.party_id.is_empty() || req.party_id.len() > 128 {
-        return Err(AppError::bad_request(
-            "invalid_party_id",
-            "party_id must be 1..128 characters",
-        ));
-    }
     c.register_party(&req.party_id, &req.device_type, req.identity)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -350,7 +281,7 @@ async fn register_party(
 async fn device_join(
     State(c): State<Coordinator>,
     Path(id): Path<String>,
-    StrictJson(req): StrictJson<crate::sessions::DeviceJoin>,
+    StrictJson(req): StrictJson<crate::service::DeviceJoin>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     let id = Uuid::parse_str(&id).map_err(|_| {
         AppError::new(
@@ -360,7 +291,7 @@ async fn device_join(
         )
     })?;
     Ok(match c.device_join(id, req).await? {
-        crate::sessions::Joined::Ready {
+        crate::service::Joined::Ready {
             descriptor,
             position,
         } => (
@@ -372,7 +303,7 @@ async fn device_join(
                 "descriptor": descriptor,
             })),
         ),
-        crate::sessions::Joined::WaitingForDevices => (
+        crate::service::Joined::WaitingForDevices => (
             StatusCode::ACCEPTED,
             Json(serde_json::json!({
                 "session_id": id,

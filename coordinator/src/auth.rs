@@ -21,11 +21,7 @@ pub fn new_api_key() -> String {
     format!("mpc_{}", hex::encode(b))
 }
 
-/// SHA-256 of an API key: keys are random 256-bit strings, so a plain hash is
-/// enough to make a database leak useless.
-pub fn hash_api_key(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
+pub use crate::store::hash_api_key;
 
 /// The hashes of valid API keys, held in memory.
 #[derive(Debug, Clone, Default)]

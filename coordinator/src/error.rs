@@ -5,6 +5,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::service::ServiceError;
+use crate::store::StoreError;
+
 /// An API error: `{"error": message, "code": code}` with `status`.
 #[derive(Debug)]
 pub struct AppError {
@@ -61,6 +64,23 @@ impl IntoResponse for AppError {
 impl From<mpc_db::sqlx::Error> for AppError {
     fn from(e: mpc_db::sqlx::Error) -> Self {
         Self::internal(e)
+    }
+}
+
+/// The service's refusal, answered with its code's status.
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
+        Self::new(
+            StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            e.code.as_str(),
+            e.message,
+        )
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::from(e).into()
     }
 }
 

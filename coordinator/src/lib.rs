@@ -4,24 +4,33 @@
 //! ([`api`]); parties send signed reports to the internal API; the router
 //! relays protocol traffic and invitations ([`router_client`]).
 //!
-//! - [`config`] — configuration.
-//! - [`auth`] — API keys (stored hashed, compared in constant time) and the IP
-//!   allowlist.
+//! Three layers, each using only the one below:
+//!
+//! - [`api`] — HTTP: handlers, authentication ([`auth`]: API keys, stored
+//!   hashed and compared in constant time, and the IP allowlist) and
+//!   [`error`], which answers a [`service::ServiceError`] with its code's
+//!   status.
+//! - [`service`] — what the coordinator does, on typed kinds, statuses and
+//!   device types: session creation and validation, router launch, party
+//!   reports, the presignature pool, device joins.
 //! - [`store`] — the database (sqlx, migrations) and the session state machine
 //!   `waiting → in_progress → completed | failed | expired`, with every
 //!   transition conditional on the current status so completion is recorded
-//!   once, and an append-only event log.
-//! - [`sessions`] — creating sessions (descriptors, join tokens, invitations)
-//!   and applying party reports.
-//! - [`api`] — HTTP handlers.
+//!   once, and an append-only event log; its own [`store::StoreError`], no
+//!   HTTP.
+//!
+//! Beside them: [`config`], and the router behind
+//! [`router_client::RouterApi`] (HTTP in [`router_client::RouterClient`], a
+//! recording [`fake_router::FakeRouter`] for tests).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fake_router;
 pub mod router_client;
-pub mod sessions;
+pub mod service;
 pub mod store;
 
 use std::future::Future;
@@ -42,7 +51,9 @@ pub struct Coordinator {
 struct Inner {
     config: CoordinatorConfig,
     store: store::Store,
-    router: router_client::RouterClient,
+    router: Arc<dyn router_client::RouterApi>,
+    /// Parsed signed descriptors of running sessions, for their reports.
+    descriptors: service::DescriptorCache,
     api_keys: auth::ApiKeys,
     /// Set once the database is migrated and the bootstrap keys are stored.
     ready: mpc_db::Readiness,
@@ -67,6 +78,9 @@ pub enum StartError {
     /// A database query failed.
     #[error("database: {0}")]
     Query(#[from] mpc_db::sqlx::Error),
+    /// The store failed.
+    #[error("{0}")]
+    Store(#[from] store::StoreError),
     /// Configuration.
     #[error("configuration: {0}")]
     Config(&'static str),
@@ -89,15 +103,25 @@ impl Coordinator {
         if config.router_internal_urls.is_empty() {
             return Err(StartError::Config("at least one router URL is needed"));
         }
-        let store = store::Store::open_lazy(&config.database_url)?;
         let router =
             router_client::RouterClient::new(&config.router_internal_urls, &config.internal_token);
+        Self::with_router(config, Arc::new(router))
+    }
+
+    /// [`Coordinator::new`] with another router implementation (tests pass a
+    /// [`fake_router::FakeRouter`]).
+    pub fn with_router(
+        config: CoordinatorConfig,
+        router: Arc<dyn router_client::RouterApi>,
+    ) -> Result<Self, StartError> {
+        let store = store::Store::open_lazy(&config.database_url)?;
         let presign_pool = config.presign_pool;
         let c = Self {
             inner: Arc::new(Inner {
                 config,
                 store,
                 router,
+                descriptors: service::DescriptorCache::default(),
                 api_keys: auth::ApiKeys::default(),
                 ready: mpc_db::Readiness::default(),
                 presign_pool: AtomicUsize::new(presign_pool),
@@ -130,7 +154,7 @@ impl Coordinator {
         }
     }
 
-    async fn load_keys(&self) -> Result<(), mpc_db::sqlx::Error> {
+    async fn load_keys(&self) -> Result<(), store::StoreError> {
         for key in &self.config().bootstrap_api_keys {
             self.store().ensure_api_key(key, "bootstrap").await?;
         }
@@ -179,32 +203,22 @@ impl Coordinator {
     pub fn store(&self) -> &store::Store {
         &self.inner.store
     }
-    pub(crate) fn router(&self) -> &router_client::RouterClient {
-        &self.inner.router
+    pub(crate) fn router(&self) -> &dyn router_client::RouterApi {
+        self.inner.router.as_ref()
+    }
+    pub(crate) fn descriptors(&self) -> &service::DescriptorCache {
+        &self.inner.descriptors
     }
     pub(crate) fn api_keys(&self) -> &auth::ApiKeys {
         &self.inner.api_keys
     }
 
     /// Creates a new API key, returning its plaintext once.
-    pub async fn create_api_key(&self, label: &str) -> Result<String, mpc_db::sqlx::Error> {
+    pub async fn create_api_key(&self, label: &str) -> Result<String, store::StoreError> {
         let key = auth::new_api_key();
         self.inner.store.ensure_api_key(&key, label).await?;
-        self.inner.api_keys.add(auth::hash_api_key(&key));
+        self.inner.api_keys.add(store::hash_api_key(&key));
         Ok(key)
-    }
-
-    /// Registers (or confirms) a party's identity.
-    pub async fn register_party(
-        &self,
-        party_id: &str,
-        device_type: &str,
-        identity: party_core::identity::PartyPublicKey,
-    ) -> Result<(), error::AppError> {
-        self.inner
-            .store
-            .register_party(party_id, device_type, identity)
-            .await
     }
 
     /// The axum application.
@@ -311,7 +325,7 @@ impl Coordinator {
             Ok(expired) => {
                 for id in expired {
                     tracing::warn!(session_id = %id, "session expired");
-                    self.inner.router.close_session(id);
+                    self.close_session(id);
                 }
             }
             Err(e) => tracing::error!(error = %e, "deadline sweep failed"),

@@ -1,5 +1,9 @@
-//! Calls to the router's internal API.
+//! Calls to the router's internal API: the [`RouterApi`] the service layer
+//! uses, and [`RouterClient`], its HTTP implementation. Tests use
+//! [`crate::fake_router::FakeRouter`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +53,55 @@ pub enum RouterError {
     /// The router refused.
     #[error("router refused: HTTP {0}")]
     Refused(u16),
+}
+
+/// What a [`RouterApi`] call returns.
+pub type RouterFuture<'a> = Pin<Box<dyn Future<Output = Result<(), RouterError>> + Send + 'a>>;
+
+/// The router as the coordinator's service layer sees it.
+pub trait RouterApi: Send + Sync + std::fmt::Debug {
+    /// Registers a session's slots.
+    fn register_session(
+        &self,
+        session_id: Uuid,
+        expires_at: u64,
+        slots: Vec<Slot>,
+    ) -> RouterFuture<'_>;
+
+    /// Sends an invitation to a server party's control connection.
+    fn invite<'a>(
+        &'a self,
+        identity: &'a PartyPublicKey,
+        invitation: &'a Invitation,
+    ) -> RouterFuture<'a>;
+
+    /// Tells the router a session ended (best effort, in the background).
+    fn close_session(&self, session_id: Uuid);
+}
+
+impl RouterApi for RouterClient {
+    fn register_session(
+        &self,
+        session_id: Uuid,
+        expires_at: u64,
+        slots: Vec<Slot>,
+    ) -> RouterFuture<'_> {
+        Box::pin(RouterClient::register_session(
+            self, session_id, expires_at, slots,
+        ))
+    }
+
+    fn invite<'a>(
+        &'a self,
+        identity: &'a PartyPublicKey,
+        invitation: &'a Invitation,
+    ) -> RouterFuture<'a> {
+        Box::pin(RouterClient::invite(self, identity, invitation))
+    }
+
+    fn close_session(&self, session_id: Uuid) {
+        RouterClient::close_session(self, session_id);
+    }
 }
 
 impl RouterClient {

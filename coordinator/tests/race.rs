@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use coordinator::store::{Account, NewSession, SessionRow, Store};
+use coordinator::store::{
+    Account, DeviceType, NewSession, PartyResult, SessionKind, SessionRow, SessionStatus, Store,
+};
+use mpc_api::rest::SessionResult;
 use mpc_db::sqlx::{self, Row as _};
 use uuid::Uuid;
 
@@ -15,11 +18,11 @@ async fn open(url: &str) -> Store {
     s
 }
 
-fn row(kind: &str) -> SessionRow {
+fn row(kind: SessionKind) -> SessionRow {
     SessionRow {
         session_id: Uuid::new_v4(),
-        kind: kind.into(),
-        status: "waiting".into(),
+        kind,
+        status: SessionStatus::Waiting,
         threshold_t: 2,
         threshold_n: 3,
         account_id: None,
@@ -40,7 +43,7 @@ async fn insert(store: &Store, r: &SessionRow) {
         .insert_session(NewSession {
             row: r,
             participants: (0..3u16)
-                .map(|p| (p, format!("p{p}"), "server".to_string(), [p as u8; 32]))
+                .map(|p| (p, format!("p{p}"), DeviceType::Server, [p as u8; 32]))
                 .collect(),
         })
         .await
@@ -61,7 +64,7 @@ async fn count(store: &Store, sql: &str, id: &str) -> i64 {
 async fn keygen_completion_is_recorded_once(url: String) {
     let a = open(&url).await;
     let b = open(&url).await;
-    let r = row("keygen");
+    let r = row(SessionKind::Keygen);
     insert(&a, &r).await;
     let id = r.session_id;
     let account = Account {
@@ -96,14 +99,17 @@ async fn keygen_completion_is_recorded_once(url: String) {
     assert_eq!(winners, 1, "exactly one transition to a terminal state");
     let sid = id.to_string();
     let status = a.session(id).await.unwrap().unwrap().status;
-    assert!(status == "completed" || status == "failed", "{status}");
+    assert!(
+        status == SessionStatus::Completed || status == SessionStatus::Failed,
+        "{status:?}"
+    );
     let accounts = count(
         &a,
         "SELECT COUNT(*) FROM accounts WHERE account_id = $1",
         &sid,
     )
     .await;
-    assert_eq!(accounts, i64::from(status == "completed"));
+    assert_eq!(accounts, i64::from(status == SessionStatus::Completed));
     let terminal = count(
         &a,
         "SELECT COUNT(*) FROM session_events WHERE session_id = $1 AND kind IN ('completed','failed','expired')",
@@ -117,7 +123,7 @@ async fn keygen_completion_is_recorded_once(url: String) {
 async fn party_results_are_recorded_once(url: String) {
     let a = open(&url).await;
     let b = open(&url).await;
-    let r = row("sign");
+    let r = row(SessionKind::Sign);
     insert(&a, &r).await;
     let id = r.session_id;
     let mut tasks = Vec::new();
@@ -125,7 +131,13 @@ async fn party_results_are_recorded_once(url: String) {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
             store
-                .set_party_result(id, i % 3, &serde_json::json!({ "attempt": i }))
+                .set_party_result(
+                    id,
+                    i % 3,
+                    &PartyResult::Keygen {
+                        public_key: format!("attempt {i}"),
+                    },
+                )
                 .await
                 .unwrap()
         }));
@@ -146,7 +158,13 @@ async fn party_results_are_recorded_once(url: String) {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
             store
-                .complete(id, &serde_json::json!({ "by": i }))
+                .complete(
+                    id,
+                    &SessionResult {
+                        account_id: Some(format!("by {i}")),
+                        ..SessionResult::default()
+                    },
+                )
                 .await
                 .unwrap()
         }));
@@ -171,7 +189,7 @@ async fn the_last_result_sees_all_results(url: String) {
     let a = open(&url).await;
     let b = open(&url).await;
     for round in 0..40 {
-        let r = row("sign");
+        let r = row(SessionKind::Sign);
         insert(&a, &r).await;
         let id = r.session_id;
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(3));
@@ -186,7 +204,13 @@ async fn the_last_result_sees_all_results(url: String) {
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
                 store
-                    .set_party_result(id, position, &serde_json::json!({ "p": position }))
+                    .set_party_result(
+                        id,
+                        position,
+                        &PartyResult::Keygen {
+                            public_key: format!("p {position}"),
+                        },
+                    )
                     .await
                     .unwrap()
             }));

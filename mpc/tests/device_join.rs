@@ -187,7 +187,7 @@ async fn device_join_binds_the_token_signs_the_descriptor_and_invites_the_server
         .unwrap()
         .unwrap();
     assert_eq!(rec.identity, device.public());
-    assert_eq!(rec.device_type, "browser");
+    assert_eq!(rec.device_type.as_str(), "browser");
 
     // The server parties were invited: both join the router.
     wait_for(&c, &sid, |s| s["joined_parties"] == 2).await;

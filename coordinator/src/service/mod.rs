@@ -1,0 +1,132 @@
+//! The service layer: what the coordinator does, without HTTP. Every call
+//! answers a [`ServiceError`] (an [`ErrorCode`] and a message); the HTTP layer
+//! turns it into a response with the code's status.
+//!
+//! - [`create`] — request validation and creation of every session kind.
+//! - [`launch`] — router registration and the server parties' invitations.
+//! - [`reports`] — applying party reports; completing sessions.
+//! - [`pool`] — the presignature refill policy.
+//! - [`devices`] — the device join and the launch of pending keygens.
+//! - [`descriptors`] — the bounded cache of parsed signed descriptors.
+
+pub mod create;
+pub mod descriptors;
+pub mod devices;
+pub mod launch;
+pub mod pool;
+pub mod reports;
+
+use mpc_api::error::ErrorCode;
+use mpc_api::rest::DeviceType;
+use party_core::identity::PartyPublicKey;
+
+use crate::store::StoreError;
+use crate::Coordinator;
+
+pub use create::{parse_hash, Created, MAX_PARTIES};
+pub use descriptors::DescriptorCache;
+pub use devices::{DeviceJoin, Joined};
+pub use reports::signature_view;
+
+/// A refused or failed service call: a stable code (with its HTTP status)
+/// and a message for people. Never carries internals or secrets: internal
+/// causes are logged and answered as "internal error".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ServiceError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl ServiceError {
+    /// An error with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    /// `not_found`: "`what` not found".
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+    /// `internal`, logging the real cause and returning a generic message.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::PartyIdTaken => Self::new(
+                ErrorCode::Conflict,
+                "party id already registered with another key",
+            ),
+            StoreError::IdentityTaken => {
+                Self::new(ErrorCode::Conflict, "identity key already registered")
+            }
+            StoreError::SlotBound => Self::new(
+                ErrorCode::TokenBound,
+                "this join token is bound to another identity",
+            ),
+            StoreError::PartyBound => Self::new(
+                ErrorCode::PartyBound,
+                "the party is bound to another identity key",
+            ),
+            StoreError::KeyInUse => Self::new(
+                ErrorCode::IdentityInUse,
+                "this identity key belongs to another party",
+            ),
+            e @ (StoreError::Open(_) | StoreError::Db(_) | StoreError::Malformed(_)) => {
+                Self::internal(e)
+            }
+        }
+    }
+}
+
+/// Longest party id.
+const MAX_PARTY_ID: usize = 128;
+
+impl Coordinator {
+    /// Registers (or confirms) a party's identity (`POST /internal/v1/parties`).
+    pub async fn register_party(
+        &self,
+        party_id: &str,
+        device_type: &str,
+        identity: PartyPublicKey,
+    ) -> Result<(), ServiceError> {
+        if party_id.is_empty() || party_id.len() > MAX_PARTY_ID {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidPartyId,
+                "party_id must be 1..128 characters",
+            ));
+        }
+        let device_type = parse_device_type(device_type)?;
+        Ok(self
+            .store()
+            .register_party(party_id, device_type, identity)
+            .await?)
+    }
+}
+
+/// A device type named by a caller; 422 `unsupported_device_type` otherwise.
+fn parse_device_type(s: &str) -> Result<DeviceType, ServiceError> {
+    DeviceType::parse(s).ok_or_else(|| {
+        let devices: Vec<&str> = DeviceType::ALL
+            .iter()
+            .filter(|d| d.is_device())
+            .map(|d| d.as_str())
+            .collect();
+        ServiceError::new(
+            ErrorCode::UnsupportedDeviceType,
+            format!(
+                "device_type must be server or one of {}",
+                devices.join(", ")
+            ),
+        )
+    })
+}

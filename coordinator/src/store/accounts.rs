@@ -1,0 +1,113 @@
+//! Accounts: the distributed keys keygens made.
+
+use mpc_db::sqlx::any::AnyRow;
+use mpc_db::sqlx::{self, Row as _};
+use party_core::identity::PartyPublicKey;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{i, now, u, u16_, Store, StoreError, Tx};
+
+/// A party of an account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountParty {
+    /// Party id.
+    pub party_id: String,
+    /// Keygen index.
+    pub keygen_index: u16,
+    /// Identity at keygen time.
+    pub identity: PartyPublicKey,
+}
+
+/// An account (a distributed key).
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    /// Account id (the keygen session id).
+    pub account_id: String,
+    /// Compressed SEC1 public key, hex.
+    pub public_key: String,
+    /// EIP-55 Ethereum address.
+    pub address: String,
+    /// Threshold t.
+    pub threshold_t: u16,
+    /// Parties n.
+    pub threshold_n: u16,
+    /// The parties and their keygen indices.
+    pub parties: Vec<AccountParty>,
+    /// Keygen session.
+    pub keygen_session_id: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+impl Store {
+    /// An account.
+    pub async fn account(&self, account_id: &str) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query(
+            "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
+             FROM accounts WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| account_from_row(&r)))
+    }
+
+    /// All accounts, newest first.
+    pub async fn accounts(&self, limit: i64) -> Result<Vec<Account>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
+             FROM accounts ORDER BY created_at DESC, account_id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(account_from_row).collect())
+    }
+}
+
+fn account_from_row(r: &AnyRow) -> Account {
+    Account {
+        account_id: r.get(0),
+        public_key: hex::encode(r.get::<Vec<u8>, _>(1)),
+        address: r.get(2),
+        threshold_t: u16_(r.get(3)),
+        threshold_n: u16_(r.get(4)),
+        parties: serde_json::from_str(&r.get::<String, _>(5)).unwrap_or_default(),
+        keygen_session_id: r.get(6),
+        created_at: u(r.get(7)),
+    }
+}
+
+/// Inserts a keygen's account, and its party group if the keygen (session
+/// `id`) generated the group's aux info, inside the caller's transaction.
+pub(super) async fn insert_account(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    account: &Account,
+    aux_group: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO accounts (account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&account.account_id)
+    .bind(hex::decode(&account.public_key).unwrap_or_default())
+    .bind(&account.address)
+    .bind(i64::from(account.threshold_t))
+    .bind(i64::from(account.threshold_n))
+    .bind(serde_json::to_string(&account.parties).unwrap_or_default())
+    .bind(&account.keygen_session_id)
+    .bind(i(account.created_at))
+    .execute(&mut **tx)
+    .await?;
+    if let Some(group) = aux_group {
+        sqlx::query("INSERT INTO aux_groups (group_id, session_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (group_id) DO NOTHING")
+            .bind(group)
+            .bind(id.to_string())
+            .bind(i(now()))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
