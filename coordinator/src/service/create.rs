@@ -2,22 +2,19 @@
 //! rows of every session kind (keygen, sign, presign).
 
 use mpc_api::error::ErrorCode;
-use mpc_api::rest::{
-    Digest, KeygenRequest, Participant as ParticipantRequest, SessionKind, SessionStatus,
-    SignRequest,
-};
+use mpc_api::rest::{KeygenRequest, Participant as ParticipantRequest, SignRequest};
 use party_core::descriptor::{
-    CurveName, MessageDigest, Participant, SessionDescriptor, SessionKind as ProtocolKind,
-    DESCRIPTOR_VERSION,
+    CurveName, Participant, SessionDescriptor, SessionKind as ProtocolKind, DESCRIPTOR_VERSION,
 };
 use party_core::identity::PartyPublicKey;
-use rand_core::{OsRng, RngCore};
-use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use super::pool::signers_key;
-use super::{parse_device_type, ServiceError};
-use crate::store::{now, Account, AccountParty, DeviceSlot, DeviceType, NewSession, SessionRow};
+use super::validate::{
+    bad, check_device_party_id, check_unique, parse_device_type, parse_hash, parse_message,
+};
+use super::ServiceError;
+use crate::store::{now, Account, AccountParty, DeviceSlot, DeviceType, SessionRow};
 use crate::Coordinator;
 
 /// Largest n accepted through the API.
@@ -32,96 +29,6 @@ pub struct Created {
     pub device_tokens: Vec<(String, String)>,
     /// A signing session that uses a presignature from the pool.
     pub presignature: bool,
-}
-
-/// A new join token and its SHA-256.
-pub(super) fn new_token() -> (String, [u8; 32]) {
-    let mut b = [0u8; 32];
-    OsRng.fill_bytes(&mut b);
-    let token = hex::encode(b);
-    let hash = Sha256::digest(token.as_bytes()).into();
-    (token, hash)
-}
-
-fn bad(code: ErrorCode, message: impl Into<String>) -> ServiceError {
-    ServiceError::new(code, message)
-}
-
-/// Parses a 32-byte hash given as 64 hex digits with an optional `0x`.
-pub fn parse_hash(s: &str) -> Result<[u8; 32], ServiceError> {
-    let h = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
-    if h.len() != 64 {
-        return Err(bad(
-            ErrorCode::InvalidMessageHash,
-            format!(
-                "message_hash must be 32 bytes (64 hex digits), got {} digits",
-                h.len()
-            ),
-        ));
-    }
-    let bytes = hex::decode(h)
-        .map_err(|_| bad(ErrorCode::InvalidMessageHash, "message_hash is not hex"))?;
-    bytes.try_into().map_err(|_| {
-        bad(
-            ErrorCode::InvalidMessageHash,
-            "message_hash must be 32 bytes",
-        )
-    })
-}
-
-/// The message of a sign request (hex, optional `0x`) with its digest.
-fn parse_message(req: &SignRequest) -> Result<Option<(Vec<u8>, MessageDigest)>, ServiceError> {
-    match &req.message {
-        Some(m) => {
-            let bytes = hex::decode(m.strip_prefix("0x").unwrap_or(m))
-                .map_err(|_| bad(ErrorCode::InvalidMessage, "message must be hex"))?;
-            if bytes.is_empty() {
-                return Err(bad(ErrorCode::InvalidMessage, "message must not be empty"));
-            }
-            let digest = match req.digest.unwrap_or_default() {
-                Digest::Keccak256 => MessageDigest::Keccak256,
-                Digest::Sha256 => MessageDigest::Sha256,
-            };
-            Ok(Some((bytes, digest)))
-        }
-        None if req.digest.is_some() => {
-            Err(bad(ErrorCode::InvalidMessage, "digest needs a message"))
-        }
-        None => Ok(None),
-    }
-}
-
-fn check_unique(participants: &[ParticipantRequest]) -> Result<(), ServiceError> {
-    let mut seen = std::collections::BTreeSet::new();
-    for p in participants {
-        if !seen.insert(p.party_id.as_str()) {
-            return Err(bad(
-                ErrorCode::DuplicateParticipant,
-                format!("participant {} is listed twice", p.party_id),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A device party id: 1..=128 characters of `[A-Za-z0-9._-]`.
-fn check_device_party_id(id: &str) -> Result<(), ServiceError> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            ErrorCode::InvalidPartyId,
-            "a device party_id must be 1..128 characters of A-Z a-z 0-9 . _ -",
-        ))
-    }
 }
 
 impl Coordinator {
@@ -423,108 +330,5 @@ impl Coordinator {
             }
         }
         Ok((rec.party_id, rec.device_type, Some(rec.identity)))
-    }
-
-    /// Stores a new session (signed, or pending device keys) and launches a
-    /// signed one.
-    async fn start_session(
-        &self,
-        descriptor: SessionDescriptor,
-        message_hash: Option<Vec<u8>>,
-        group_id: Option<String>,
-        generate_aux: bool,
-        devices: Vec<DeviceSlot>,
-    ) -> Result<Created, ServiceError> {
-        let session_id = descriptor.session_id;
-        let expires_at = descriptor.expires_at;
-        let kind = match descriptor.kind {
-            ProtocolKind::Keygen { .. } => SessionKind::Keygen,
-            ProtocolKind::Presign { .. } => SessionKind::Presign,
-            ProtocolKind::Sign { .. } | ProtocolKind::OnlineSign { .. } => SessionKind::Sign,
-        };
-        let account_id = descriptor.kind.account_id().map(str::to_owned);
-        let participants = descriptor.participants.clone();
-        let (threshold_t, threshold_n) = (descriptor.threshold, descriptor.parties);
-        let pending = devices.iter().any(|d| d.identity.is_none());
-        let (descriptor_json, pending_json, signed) = if pending {
-            let unsigned = serde_json::to_string(&descriptor).map_err(ServiceError::internal)?;
-            (String::new(), Some(unsigned), None)
-        } else {
-            let signed = descriptor
-                .sign(&self.config().signing_key)
-                .map_err(|e| bad(ErrorCode::InvalidSession, e.to_string()))?;
-            let json = serde_json::to_string(&signed).map_err(ServiceError::internal)?;
-            (json, None, Some(signed))
-        };
-        let tokens: Vec<(String, [u8; 32])> = participants.iter().map(|_| new_token()).collect();
-        let device_type_at = |pos: usize| {
-            devices
-                .iter()
-                .find(|d| usize::from(d.position) == pos)
-                .map_or(DeviceType::Server, |d| d.device_type)
-        };
-        let row = SessionRow {
-            session_id,
-            kind,
-            status: SessionStatus::Waiting,
-            threshold_t,
-            threshold_n,
-            account_id,
-            message_hash,
-            descriptor: descriptor_json,
-            group_id,
-            generate_aux,
-            result: None,
-            error: None,
-            blamed_party: None,
-            created_at: now(),
-            expires_at,
-        };
-        let new = NewSession {
-            row: &row,
-            participants: participants
-                .iter()
-                .zip(&tokens)
-                .enumerate()
-                .map(|(pos, (p, (_, h)))| {
-                    (
-                        u16::try_from(pos).unwrap_or(u16::MAX),
-                        p.party_id.clone(),
-                        device_type_at(pos),
-                        *h,
-                    )
-                })
-                .collect(),
-        };
-        if devices.is_empty() {
-            self.store().insert_session(new).await?;
-        } else {
-            self.store()
-                .insert_device_session(new, &devices, pending_json.as_deref())
-                .await?;
-        }
-        let device_tokens: Vec<(String, String)> = devices
-            .iter()
-            .filter_map(|d| {
-                tokens
-                    .get(usize::from(d.position))
-                    .map(|(t, _)| (d.party_id.clone(), t.clone()))
-            })
-            .collect();
-        if let Some(signed) = signed {
-            let token_hashes: Vec<[u8; 32]> = tokens.iter().map(|(_, h)| *h).collect();
-            let server_tokens: Vec<Option<String>> = tokens
-                .iter()
-                .enumerate()
-                .map(|(pos, (t, _))| (device_type_at(pos) == DeviceType::Server).then(|| t.clone()))
-                .collect();
-            self.launch(signed, &token_hashes, &server_tokens).await?;
-        }
-        tracing::info!(session_id = %session_id, kind = kind.as_str(), generate_aux, pending, "session created");
-        Ok(Created {
-            row,
-            device_tokens,
-            presignature: false,
-        })
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
-use super::create::new_token;
+use super::launch::new_token;
 use super::ServiceError;
 use crate::store::{now, DeviceType, StoreError};
 use crate::Coordinator;

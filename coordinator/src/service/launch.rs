@@ -1,15 +1,21 @@
-//! Launching a signed session: its slots registered with the router, its
-//! server parties invited over their control connections.
+//! Storing a new session and launching a signed one: its slots registered
+//! with the router, its server parties invited over their control
+//! connections.
 
 use std::sync::Arc;
 
 use mpc_api::error::ErrorCode;
-use party_core::descriptor::SignedDescriptor;
+use mpc_api::rest::{SessionKind, SessionStatus};
+use party_core::descriptor::{SessionDescriptor, SessionKind as ProtocolKind, SignedDescriptor};
 use party_core::wire::Invitation;
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
-use super::ServiceError;
+use super::validate::bad;
+use super::{Created, ServiceError};
 use crate::router_client::Slot;
+use crate::store::{now, DeviceSlot, DeviceType, NewSession, SessionRow};
 use crate::Coordinator;
 
 fn router_unavailable() -> ServiceError {
@@ -78,5 +84,119 @@ impl Coordinator {
     pub(crate) fn close_session(&self, session_id: Uuid) {
         self.descriptors().remove(session_id);
         self.router().close_session(session_id);
+    }
+}
+
+/// A new join token and its SHA-256.
+pub(super) fn new_token() -> (String, [u8; 32]) {
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    let token = hex::encode(b);
+    let hash = Sha256::digest(token.as_bytes()).into();
+    (token, hash)
+}
+
+impl Coordinator {
+    /// Stores a new session (signed, or pending device keys) and launches a
+    /// signed one.
+    pub(super) async fn start_session(
+        &self,
+        descriptor: SessionDescriptor,
+        message_hash: Option<Vec<u8>>,
+        group_id: Option<String>,
+        generate_aux: bool,
+        devices: Vec<DeviceSlot>,
+    ) -> Result<Created, ServiceError> {
+        let session_id = descriptor.session_id;
+        let expires_at = descriptor.expires_at;
+        let kind = match descriptor.kind {
+            ProtocolKind::Keygen { .. } => SessionKind::Keygen,
+            ProtocolKind::Presign { .. } => SessionKind::Presign,
+            ProtocolKind::Sign { .. } | ProtocolKind::OnlineSign { .. } => SessionKind::Sign,
+        };
+        let account_id = descriptor.kind.account_id().map(str::to_owned);
+        let participants = descriptor.participants.clone();
+        let (threshold_t, threshold_n) = (descriptor.threshold, descriptor.parties);
+        let pending = devices.iter().any(|d| d.identity.is_none());
+        let (descriptor_json, pending_json, signed) = if pending {
+            let unsigned = serde_json::to_string(&descriptor).map_err(ServiceError::internal)?;
+            (String::new(), Some(unsigned), None)
+        } else {
+            let signed = descriptor
+                .sign(&self.config().signing_key)
+                .map_err(|e| bad(ErrorCode::InvalidSession, e.to_string()))?;
+            let json = serde_json::to_string(&signed).map_err(ServiceError::internal)?;
+            (json, None, Some(signed))
+        };
+        let tokens: Vec<(String, [u8; 32])> = participants.iter().map(|_| new_token()).collect();
+        let device_type_at = |pos: usize| {
+            devices
+                .iter()
+                .find(|d| usize::from(d.position) == pos)
+                .map_or(DeviceType::Server, |d| d.device_type)
+        };
+        let row = SessionRow {
+            session_id,
+            kind,
+            status: SessionStatus::Waiting,
+            threshold_t,
+            threshold_n,
+            account_id,
+            message_hash,
+            descriptor: descriptor_json,
+            group_id,
+            generate_aux,
+            result: None,
+            error: None,
+            blamed_party: None,
+            created_at: now(),
+            expires_at,
+        };
+        let new = NewSession {
+            row: &row,
+            participants: participants
+                .iter()
+                .zip(&tokens)
+                .enumerate()
+                .map(|(pos, (p, (_, h)))| {
+                    (
+                        u16::try_from(pos).unwrap_or(u16::MAX),
+                        p.party_id.clone(),
+                        device_type_at(pos),
+                        *h,
+                    )
+                })
+                .collect(),
+        };
+        if devices.is_empty() {
+            self.store().insert_session(new).await?;
+        } else {
+            self.store()
+                .insert_device_session(new, &devices, pending_json.as_deref())
+                .await?;
+        }
+        let device_tokens: Vec<(String, String)> = devices
+            .iter()
+            .filter_map(|d| {
+                tokens
+                    .get(usize::from(d.position))
+                    .map(|(t, _)| (d.party_id.clone(), t.clone()))
+            })
+            .collect();
+        if let Some(signed) = signed {
+            let token_hashes: Vec<[u8; 32]> = tokens.iter().map(|(_, h)| *h).collect();
+            let server_tokens: Vec<Option<String>> = tokens
+                .iter()
+                .enumerate()
+                .map(|(pos, (t, _))| (device_type_at(pos) == DeviceType::Server).then(|| t.clone()))
+                .collect();
+            self.launch(signed, &token_hashes, &server_tokens).await?;
+        }
+        tracing::info!(session_id = %session_id, kind = kind.as_str(), generate_aux, pending, "session created");
+        Ok(Created {
+            row,
+            device_tokens,
+            presignature: false,
+        })
     }
 }

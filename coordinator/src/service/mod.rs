@@ -8,6 +8,7 @@
 //! - [`pool`] — the presignature refill policy.
 //! - [`devices`] — the device join and the launch of pending keygens.
 //! - [`descriptors`] — the bounded cache of parsed signed descriptors.
+//! - [`validate`] — request validation shared by the above.
 
 pub mod create;
 pub mod descriptors;
@@ -15,18 +16,19 @@ pub mod devices;
 pub mod launch;
 pub mod pool;
 pub mod reports;
+pub mod validate;
 
 use mpc_api::error::ErrorCode;
-use mpc_api::rest::DeviceType;
 use party_core::identity::PartyPublicKey;
 
 use crate::store::StoreError;
 use crate::Coordinator;
 
-pub use create::{parse_hash, Created, MAX_PARTIES};
+pub use create::{Created, MAX_PARTIES};
 pub use descriptors::DescriptorCache;
 pub use devices::{DeviceJoin, Joined};
 pub use reports::signature_view;
+pub use validate::parse_hash;
 
 /// A refused or failed service call: a stable code (with its HTTP status)
 /// and a message for people. Never carries internals or secrets: internal
@@ -88,9 +90,6 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-/// Longest party id.
-const MAX_PARTY_ID: usize = 128;
-
 impl Coordinator {
     /// Registers (or confirms) a party's identity (`POST /internal/v1/parties`).
     pub async fn register_party(
@@ -99,34 +98,16 @@ impl Coordinator {
         device_type: &str,
         identity: PartyPublicKey,
     ) -> Result<(), ServiceError> {
-        if party_id.is_empty() || party_id.len() > MAX_PARTY_ID {
+        if party_id.is_empty() || party_id.len() > validate::MAX_PARTY_ID {
             return Err(ServiceError::new(
                 ErrorCode::InvalidPartyId,
                 "party_id must be 1..128 characters",
             ));
         }
-        let device_type = parse_device_type(device_type)?;
+        let device_type = validate::parse_device_type(device_type)?;
         Ok(self
             .store()
             .register_party(party_id, device_type, identity)
             .await?)
     }
-}
-
-/// A device type named by a caller; 422 `unsupported_device_type` otherwise.
-fn parse_device_type(s: &str) -> Result<DeviceType, ServiceError> {
-    DeviceType::parse(s).ok_or_else(|| {
-        let devices: Vec<&str> = DeviceType::ALL
-            .iter()
-            .filter(|d| d.is_device())
-            .map(|d| d.as_str())
-            .collect();
-        ServiceError::new(
-            ErrorCode::UnsupportedDeviceType,
-            format!(
-                "device_type must be server or one of {}",
-                devices.join(", ")
-            ),
-        )
-    })
 }

@@ -11,7 +11,8 @@
 //! - [`keys`] — API key hashes.
 //! - [`parties`] — registered parties and aux-info party groups.
 //! - [`accounts`] — accounts (distributed keys).
-//! - [`sessions`] — sessions, participants, results and the terminal states.
+//! - [`sessions`] — sessions, participants, joins, progress, party results.
+//! - [`outcomes`] — the terminal states, each written once.
 //! - [`presignatures`] — the presignature pool.
 //! - [`devices`] — device slots, pending descriptors, token binding.
 //! - [`events`] — the append-only event log.
@@ -24,6 +25,7 @@ pub mod accounts;
 pub mod devices;
 pub mod events;
 pub mod keys;
+pub mod outcomes;
 pub mod parties;
 pub mod presignatures;
 pub mod sessions;

@@ -8,11 +8,9 @@ use party_core::signature::RecoverableSignature;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::accounts::insert_account;
 use super::events::event;
 use super::{
-    i, lock_session, now, u, u16_, Account, DeviceType, SessionKind, SessionStatus, Store,
-    StoreError, Tx, OPEN,
+    i, lock_session, now, u, u16_, DeviceType, SessionKind, SessionStatus, Store, StoreError, Tx,
 };
 
 /// A session row.
@@ -292,142 +290,6 @@ impl Store {
             .map(|r| parse_json(json_column(r, 0), "party result"))
             .collect()
     }
-
-    /// Completes a keygen: inserts the account and marks the session completed,
-    /// once. Returns whether this call did it.
-    pub async fn complete_keygen(
-        &self,
-        id: Uuid,
-        account: &Account,
-        generate_aux_group: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let result = SessionResult {
-            account_id: Some(account.account_id.clone()),
-            public_key: Some(account.public_key.clone()),
-            address: Some(account.address.clone()),
-            ..SessionResult::default()
-        };
-        self.close_one(
-            id,
-            Close::Completed {
-                result: &result,
-                account_id: Some(&account.account_id),
-            },
-            Insert::Account {
-                account,
-                aux_group: generate_aux_group,
-            },
-        )
-        .await
-    }
-
-    /// Completes a session with a result, once. Returns whether this call did it.
-    pub async fn complete(&self, id: Uuid, result: &SessionResult) -> Result<bool, StoreError> {
-        self.close_one(
-            id,
-            Close::Completed {
-                result,
-                account_id: None,
-            },
-            Insert::Nothing,
-        )
-        .await
-    }
-
-    /// Completes a presign session and adds its presignature to the pool, in
-    /// one transaction, once. Returns whether this call did it.
-    pub async fn complete_presign(
-        &self,
-        id: Uuid,
-        account_id: &str,
-        signers: &str,
-    ) -> Result<bool, StoreError> {
-        let result = SessionResult {
-            presignature_id: Some(id.to_string()),
-            signers: Some(signers.to_string()),
-            ..SessionResult::default()
-        };
-        self.close_one(
-            id,
-            Close::Completed {
-                result: &result,
-                account_id: None,
-            },
-            Insert::Presignature {
-                account_id,
-                signers,
-            },
-        )
-        .await
-    }
-
-    /// Fails a session, once. Returns whether this call did it.
-    pub async fn fail(
-        &self,
-        id: Uuid,
-        reason: &str,
-        blamed: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        self.close_one(id, Close::Failed { reason, blamed }, Insert::Nothing)
-            .await
-    }
-
-    /// Closes a session and inserts what its outcome adds, in one
-    /// transaction, once; tells the long polls. Returns whether this call
-    /// did it.
-    async fn close_one(
-        &self,
-        id: Uuid,
-        how: Close<'_>,
-        insert: Insert<'_>,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if !close(&mut tx, id, how).await? {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert.run(&mut tx, id).await?;
-        tx.commit().await?;
-        let _ = self.ended.send(id);
-        Ok(true)
-    }
-
-    /// Expires open sessions past their deadline; returns their ids.
-    pub async fn expire_overdue(&self, now: u64) -> Result<Vec<Uuid>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT session_id FROM sessions WHERE status IN {OPEN} AND expires_at <= $1"
-        ))
-        .bind(i(now))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut expired = Vec::new();
-        for r in rows {
-            let Ok(id) = Uuid::parse_str(&r.get::<String, _>(0)) else {
-                continue;
-            };
-            let parts = self.participants(id).await?;
-            let missing: Vec<&str> = parts
-                .iter()
-                .filter(|p| p.result.is_none())
-                .map(|p| p.party_id.as_str())
-                .collect();
-            let reason = if missing.is_empty() {
-                "deadline passed before the party results were combined".to_string()
-            } else {
-                format!(
-                    "deadline passed without a result from: {}",
-                    missing.join(", ")
-                )
-            };
-            if self
-                .close_one(id, Close::Expired { reason: &reason }, Insert::Nothing)
-                .await?
-            {
-                expired.push(id);
-            }
-        }
-        Ok(expired)
-    }
 }
 
 /// The inserts of [`Store::insert_session`], inside the caller's transaction.
@@ -478,101 +340,102 @@ pub(super) async fn insert_session_rows(
     .await
 }
 
-/// What a session's outcome adds, in the transaction that closes it.
-enum Insert<'a> {
-    Nothing,
-    /// A completed keygen: the account, and the party group if this keygen
-    /// generated its aux info.
-    Account {
-        account: &'a Account,
-        aux_group: Option<&'a str>,
-    },
-    /// A completed presign session: its presignature, available.
-    Presignature {
-        account_id: &'a str,
-        signers: &'a str,
-    },
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use mpc_api::rest::Signature;
+    use serde_json::json;
 
-impl Insert<'_> {
-    async fn run(self, tx: &mut Tx<'_>, id: Uuid) -> Result<(), sqlx::Error> {
-        match self {
-            Insert::Nothing => Ok(()),
-            Insert::Account { account, aux_group } => {
-                insert_account(tx, id, account, aux_group).await
-            }
-            Insert::Presignature {
-                account_id,
-                signers,
-            } => super::presignatures::insert_presignature(tx, id, account_id, signers).await,
-        }
-    }
-}
-
-/// How a session ends.
-enum Close<'a> {
-    Completed {
-        result: &'a SessionResult,
-        account_id: Option<&'a str>,
-    },
-    Failed {
-        reason: &'a str,
-        blamed: Option<&'a str>,
-    },
-    Expired {
-        reason: &'a str,
-    },
-}
-
-/// Moves an open session to its terminal state and logs the event; false if
-/// it was already terminal (so each ending is recorded once).
-async fn close(tx: &mut Tx<'_>, id: Uuid, how: Close<'_>) -> Result<bool, StoreError> {
-    let (status, result, account_id, error, blamed, detail) = match how {
-        Close::Completed { result, account_id } => {
-            let detail = serde_json::to_value(result)
-                .map_err(|_| StoreError::Malformed("session result to store"))?;
+    /// The typed values are stored as the same bytes the `json!` values of
+    /// earlier versions were, and those rows read back as the typed values.
+    #[test]
+    fn stored_json_is_byte_compatible_with_earlier_rows() {
+        let sig = RecoverableSignature {
+            r: [1; 32],
+            s: [2; 32],
+            v: 1,
+        };
+        let cases: Vec<(String, String)> = vec![
             (
-                SessionStatus::Completed,
-                Some(detail.to_string()),
-                account_id,
-                None,
-                None,
-                detail,
-            )
+                json_text(&PartyResult::Keygen {
+                    public_key: "02ab".into(),
+                })
+                .unwrap(),
+                json!({ "public_key": "02ab" }).to_string(),
+            ),
+            (
+                json_text(&PartyResult::Signature {
+                    signature: sig,
+                    valid: true,
+                })
+                .unwrap(),
+                json!({ "signature": sig, "valid": true }).to_string(),
+            ),
+            (
+                json_text(&PartyResult::Presignature {
+                    presignature: Stored::Stored,
+                })
+                .unwrap(),
+                json!({ "presignature": "stored" }).to_string(),
+            ),
+            (
+                json_text(&Progress {
+                    stage: "sign".into(),
+                    round: 3,
+                    percent: None,
+                })
+                .unwrap(),
+                json!({ "stage": "sign", "round": 3, "percent": None::<u8> }).to_string(),
+            ),
+            (
+                json_text(&SessionResult {
+                    account_id: Some("acc".into()),
+                    public_key: Some("02ab".into()),
+                    address: Some("0xAb".into()),
+                    ..SessionResult::default()
+                })
+                .unwrap(),
+                json!({ "account_id": "acc", "public_key": "02ab", "address": "0xAb" }).to_string(),
+            ),
+            (
+                json_text(&SessionResult {
+                    account_id: Some("acc".into()),
+                    signature: Some(Signature {
+                        r: "0x01".into(),
+                        s: "0x02".into(),
+                        v: 1,
+                        der: "30".into(),
+                        signature: "0x0102".into(),
+                    }),
+                    ..SessionResult::default()
+                })
+                .unwrap(),
+                json!({ "signature": { "r": "0x01", "s": "0x02", "v": 1, "der": "30", "signature": "0x0102" }, "account_id": "acc" }).to_string(),
+            ),
+            (
+                json_text(&SessionResult {
+                    presignature_id: Some("p".into()),
+                    signers: Some("a,b".into()),
+                    ..SessionResult::default()
+                })
+                .unwrap(),
+                json!({ "presignature_id": "p", "signers": "a,b" }).to_string(),
+            ),
+        ];
+        for (typed, earlier) in &cases {
+            assert_eq!(typed, earlier);
         }
-        Close::Failed { reason, blamed } => (
-            SessionStatus::Failed,
-            None,
-            None,
-            Some(reason),
-            blamed,
-            serde_json::json!({ "reason": reason, "blamed_party": blamed }),
-        ),
-        Close::Expired { reason } => (
-            SessionStatus::Expired,
-            None,
-            None,
-            Some(reason),
-            None,
-            serde_json::json!({ "reason": reason }),
-        ),
-    };
-    let changed = sqlx::query(&format!(
-        "UPDATE sessions SET status = $1, result = COALESCE($2, result), account_id = COALESCE($3, account_id),
-         error = $4, blamed_party = $5, updated_at = $6 WHERE session_id = $7 AND status IN {OPEN}"
-    ))
-    .bind(status.as_str())
-    .bind(result)
-    .bind(account_id)
-    .bind(error)
-    .bind(blamed)
-    .bind(i(now()))
-    .bind(id.to_string())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if changed == 1 {
-        event(tx, id, status.as_str(), None, &detail).await?;
+        let read: PartyResult =
+            serde_json::from_str(&json!({ "signature": sig, "valid": false }).to_string()).unwrap();
+        assert_eq!(
+            read,
+            PartyResult::Signature {
+                signature: sig,
+                valid: false
+            }
+        );
+        let read: SessionResult = serde_json::from_str(&cases[5].1).unwrap();
+        assert_eq!(read.signature.unwrap().v, 1);
     }
-    Ok(changed == 1)
 }

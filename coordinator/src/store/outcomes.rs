@@ -1,0 +1,248 @@
+//! How sessions end: completed (with what the outcome adds — an account, a
+//! presignature — in the same transaction), failed or expired, each written
+//! once whatever the order or repetition of the calls.
+
+use mpc_api::rest::SessionResult;
+use mpc_db::sqlx::{self, Row as _};
+use uuid::Uuid;
+
+use super::accounts::insert_account;
+use super::events::event;
+use super::{i, now, Account, SessionStatus, Store, StoreError, Tx, OPEN};
+
+impl Store {
+    /// Completes a keygen: inserts the account and marks the session completed,
+    /// once. Returns whether this call did it.
+    pub async fn complete_keygen(
+        &self,
+        id: Uuid,
+        account: &Account,
+        generate_aux_group: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let result = SessionResult {
+            account_id: Some(account.account_id.clone()),
+            public_key: Some(account.public_key.clone()),
+            address: Some(account.address.clone()),
+            ..SessionResult::default()
+        };
+        self.close_one(
+            id,
+            Close::Completed {
+                result: &result,
+                account_id: Some(&account.account_id),
+            },
+            Insert::Account {
+                account,
+                aux_group: generate_aux_group,
+            },
+        )
+        .await
+    }
+
+    /// Completes a session with a result, once. Returns whether this call did it.
+    pub async fn complete(&self, id: Uuid, result: &SessionResult) -> Result<bool, StoreError> {
+        self.close_one(
+            id,
+            Close::Completed {
+                result,
+                account_id: None,
+            },
+            Insert::Nothing,
+        )
+        .await
+    }
+
+    /// Completes a presign session and adds its presignature to the pool, in
+    /// one transaction, once. Returns whether this call did it.
+    pub async fn complete_presign(
+        &self,
+        id: Uuid,
+        account_id: &str,
+        signers: &str,
+    ) -> Result<bool, StoreError> {
+        let result = SessionResult {
+            presignature_id: Some(id.to_string()),
+            signers: Some(signers.to_string()),
+            ..SessionResult::default()
+        };
+        self.close_one(
+            id,
+            Close::Completed {
+                result: &result,
+                account_id: None,
+            },
+            Insert::Presignature {
+                account_id,
+                signers,
+            },
+        )
+        .await
+    }
+
+    /// Fails a session, once. Returns whether this call did it.
+    pub async fn fail(
+        &self,
+        id: Uuid,
+        reason: &str,
+        blamed: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.close_one(id, Close::Failed { reason, blamed }, Insert::Nothing)
+            .await
+    }
+
+    /// Closes a session and inserts what its outcome adds, in one
+    /// transaction, once; tells the long polls. Returns whether this call
+    /// did it.
+    async fn close_one(
+        &self,
+        id: Uuid,
+        how: Close<'_>,
+        insert: Insert<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !close(&mut tx, id, how).await? {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert.run(&mut tx, id).await?;
+        tx.commit().await?;
+        let _ = self.ended.send(id);
+        Ok(true)
+    }
+
+    /// Expires open sessions past their deadline; returns their ids.
+    pub async fn expire_overdue(&self, now: u64) -> Result<Vec<Uuid>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT session_id FROM sessions WHERE status IN {OPEN} AND expires_at <= $1"
+        ))
+        .bind(i(now))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut expired = Vec::new();
+        for r in rows {
+            let Ok(id) = Uuid::parse_str(&r.get::<String, _>(0)) else {
+                continue;
+            };
+            let parts = self.participants(id).await?;
+            let missing: Vec<&str> = parts
+                .iter()
+                .filter(|p| p.result.is_none())
+                .map(|p| p.party_id.as_str())
+                .collect();
+            let reason = if missing.is_empty() {
+                "deadline passed before the party results were combined".to_string()
+            } else {
+                format!(
+                    "deadline passed without a result from: {}",
+                    missing.join(", ")
+                )
+            };
+            if self
+                .close_one(id, Close::Expired { reason: &reason }, Insert::Nothing)
+                .await?
+            {
+                expired.push(id);
+            }
+        }
+        Ok(expired)
+    }
+}
+
+/// What a session's outcome adds, in the transaction that closes it.
+enum Insert<'a> {
+    Nothing,
+    /// A completed keygen: the account, and the party group if this keygen
+    /// generated its aux info.
+    Account {
+        account: &'a Account,
+        aux_group: Option<&'a str>,
+    },
+    /// A completed presign session: its presignature, available.
+    Presignature {
+        account_id: &'a str,
+        signers: &'a str,
+    },
+}
+
+impl Insert<'_> {
+    async fn run(self, tx: &mut Tx<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+        match self {
+            Insert::Nothing => Ok(()),
+            Insert::Account { account, aux_group } => {
+                insert_account(tx, id, account, aux_group).await
+            }
+            Insert::Presignature {
+                account_id,
+                signers,
+            } => super::presignatures::insert_presignature(tx, id, account_id, signers).await,
+        }
+    }
+}
+
+/// How a session ends.
+enum Close<'a> {
+    Completed {
+        result: &'a SessionResult,
+        account_id: Option<&'a str>,
+    },
+    Failed {
+        reason: &'a str,
+        blamed: Option<&'a str>,
+    },
+    Expired {
+        reason: &'a str,
+    },
+}
+
+/// Moves an open session to its terminal state and logs the event; false if
+/// it was already terminal (so each ending is recorded once).
+async fn close(tx: &mut Tx<'_>, id: Uuid, how: Close<'_>) -> Result<bool, StoreError> {
+    let (status, result, account_id, error, blamed, detail) = match how {
+        Close::Completed { result, account_id } => {
+            let detail = serde_json::to_value(result)
+                .map_err(|_| StoreError::Malformed("session result to store"))?;
+            (
+                SessionStatus::Completed,
+                Some(detail.to_string()),
+                account_id,
+                None,
+                None,
+                detail,
+            )
+        }
+        Close::Failed { reason, blamed } => (
+            SessionStatus::Failed,
+            None,
+            None,
+            Some(reason),
+            blamed,
+            serde_json::json!({ "reason": reason, "blamed_party": blamed }),
+        ),
+        Close::Expired { reason } => (
+            SessionStatus::Expired,
+            None,
+            None,
+            Some(reason),
+            None,
+            serde_json::json!({ "reason": reason }),
+        ),
+    };
+    let changed = sqlx::query(&format!(
+        "UPDATE sessions SET status = $1, result = COALESCE($2, result), account_id = COALESCE($3, account_id),
+         error = $4, blamed_party = $5, updated_at = $6 WHERE session_id = $7 AND status IN {OPEN}"
+    ))
+    .bind(status.as_str())
+    .bind(result)
+    .bind(account_id)
+    .bind(error)
+    .bind(blamed)
+    .bind(i(now()))
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if changed == 1 {
+        event(tx, id, status.as_str(), None, &detail).await?;
+    }
+    Ok(changed == 1)
+}
