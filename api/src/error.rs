@@ -68,8 +68,6 @@ pub enum ErrorCode {
     PartyBound,
     /// An identity key already bound to another party.
     IdentityInUse,
-    /// The same `Idempotency-Key` with a different request body.
-    IdempotencyKeyReused,
     /// The first request with this `Idempotency-Key` is still being created.
     IdempotencyKeyInFlight,
     // 410
@@ -84,6 +82,9 @@ pub enum ErrorCode {
     // 422
     /// A device type this deployment does not support.
     UnsupportedDeviceType,
+    /// The same `Idempotency-Key` with a different request (422, as the
+    /// IETF idempotency-key draft asks).
+    IdempotencyKeyReused,
     // 500
     /// An internal failure; the cause is logged, not returned.
     Internal,
@@ -123,12 +124,11 @@ impl ErrorCode {
             | TokenBound
             | PartyBound
             | IdentityInUse
-            | IdempotencyKeyReused
             | IdempotencyKeyInFlight => 409,
             SessionClosed => 410,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
-            UnsupportedDeviceType => 422,
+            UnsupportedDeviceType | IdempotencyKeyReused => 422,
             Internal => 500,
             NotReady | RouterUnavailable | Unavailable => 503,
         }
@@ -243,6 +243,7 @@ impl ErrorBody {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
