@@ -75,6 +75,16 @@ impl Client {
         self.post_raw(path, body.to_string()).await
     }
 
+    /// POST a typed request (an `mpc-api` type) to `path`.
+    pub async fn post_typed<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> anyhow::Result<Answer> {
+        self.post_raw_with(path, serde_json::to_string(body)?, &[])
+            .await
+    }
+
     /// POST JSON to `path` with extra headers (`Idempotency-Key`, `Prefer`).
     pub async fn post_with(
         &self,
@@ -121,14 +131,14 @@ impl Client {
         wait: Duration,
     ) -> anyhow::Result<SessionCreated> {
         let path = format!("/api/v1/mpc/keygen?wait_ms={}", wait.as_millis());
-        let a = self.post(&path, &serde_json::to_value(req)?).await?;
+        let a = self.post_typed(&path, req).await?;
         Self::typed(a, &[200, 201]).await
     }
 
     /// `POST /sign`, waiting up to `wait` for the signing to end.
     pub async fn sign(&self, req: &SignRequest, wait: Duration) -> anyhow::Result<SessionCreated> {
         let path = format!("/api/v1/mpc/sign?wait_ms={}", wait.as_millis());
-        let a = self.post(&path, &serde_json::to_value(req)?).await?;
+        let a = self.post_typed(&path, req).await?;
         Self::typed(a, &[200, 201]).await
     }
 
