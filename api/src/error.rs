@@ -53,6 +53,9 @@ pub enum ErrorCode {
     // 404
     /// No such route, session, account or party.
     NotFound,
+    /// A session the router does not know, or one already ended (router
+    /// internal API).
+    UnknownSession,
     /// A participant that is not a registered party or not in the account.
     UnknownParticipant,
     // 409
@@ -101,14 +104,30 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            InvalidJson | InvalidQuery | BadRequest | InvalidMessageHash | InvalidMessage
-            | InvalidParticipants | DuplicateParticipant | InvalidThreshold | InvalidPartyId
-            | InvalidReport | InvalidSession | InvalidWait | InvalidIdempotencyKey => 400,
+            InvalidJson
+            | InvalidQuery
+            | BadRequest
+            | InvalidMessageHash
+            | InvalidMessage
+            | InvalidParticipants
+            | DuplicateParticipant
+            | InvalidThreshold
+            | InvalidPartyId
+            | InvalidReport
+            | InvalidSession
+            | InvalidWait
+            | InvalidIdempotencyKey => 400,
             Unauthorized | InvalidToken | BadSignature => 401,
             Forbidden => 403,
-            NotFound | UnknownParticipant => 404,
-            Conflict | NoPresignature | SessionNotStarted | TokenBound | PartyBound
-            | IdentityInUse | IdempotencyKeyReused | IdempotencyKeyInFlight => 409,
+            NotFound | UnknownSession | UnknownParticipant => 404,
+            Conflict
+            | NoPresignature
+            | SessionNotStarted
+            | TokenBound
+            | PartyBound
+            | IdentityInUse
+            | IdempotencyKeyReused
+            | IdempotencyKeyInFlight => 409,
             SessionClosed => 410,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
@@ -140,6 +159,7 @@ impl ErrorCode {
             BadSignature => "bad_signature",
             Forbidden => "forbidden",
             NotFound => "not_found",
+            UnknownSession => "unknown_session",
             UnknownParticipant => "unknown_participant",
             Conflict => "conflict",
             NoPresignature => "no_presignature",
@@ -180,6 +200,7 @@ impl ErrorCode {
         ErrorCode::BadSignature,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::UnknownSession,
         ErrorCode::UnknownParticipant,
         ErrorCode::Conflict,
         ErrorCode::NoPresignature,
@@ -228,6 +249,8 @@ impl ErrorBody {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -251,9 +274,8 @@ mod tests {
 
     #[test]
     fn error_body_refuses_unknown_fields() {
-        let err = serde_json::from_str::<ErrorBody>(
-            r#"{"error":"x","code":"not_found","extra":1}"#,
-        );
+        let err =
+            serde_json::from_str::<ErrorBody>(r#"{"error":"x","code":"not_found","extra":1}"#);
         assert!(err.is_err());
     }
 }
