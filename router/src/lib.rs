@@ -6,7 +6,7 @@
 //! session so late joiners and reconnecting parties get what they missed, and
 //! delivers session invitations to server parties over control connections.
 //!
-//! State lives in a [`backend`](crate::backend) chosen by the configuration:
+//! State lives in a backend chosen by the configuration (`redis_url`):
 //! in this process (one instance, `mpc dev`) or in Redis, shared by every
 //! instance using it, so a party may join, reconnect or fail over to any of
 //! them. Layout:
@@ -125,9 +125,8 @@ impl Router {
     }
 
     /// All routes: `GET /health`, `GET /ready`, `GET /metrics`, `GET /ws` and
-    /// the internal API. Sessions
-    /// expire only while [`Router::serve`] runs its sweeper (joins to an
-    /// expired session are refused either way).
+    /// the internal API. Sessions expire only while [`Router::serve`] runs
+    /// its sweeper (joins to an expired session are refused either way).
     pub fn app(&self) -> axum::Router {
         axum::Router::new()
             .route("/health", get(health))

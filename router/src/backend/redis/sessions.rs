@@ -162,19 +162,23 @@ impl Inner {
             }
             s.notify.clone()
         };
+        // Other instances drop an older connection of this position.
+        let published = async {
+            let mut con = self.con()?;
+            let owner = format!("{position}:{}:{conn_id}", self.instance);
+            let _: i64 = con.publish(format!("mpc:r:{session_id}"), owner).await?;
+            Ok::<(), BackendError>(())
+        }
+        .await;
+        if let Err(e) = published {
+            self.leave(session_id, position, conn_id);
+            return Err(e);
+        }
         let me = self.clone();
         tokio::spawn(async move {
             me.forward(session_id, position, conn, stop_rx, notify)
                 .await
         });
-        // Other instances drop an older connection of this position.
-        let mut con = self.con()?;
-        let _: i64 = con
-            .publish(
-                format!("mpc:r:{session_id}"),
-                format!("{position}:{}:{conn_id}", self.instance),
-            )
-            .await?;
         Ok(true)
     }
 

@@ -1,147 +1,15 @@
-//! The rules every backend shares, written once: who may join a session and
-//! at which position, which frames are relayed, who may hold a control
-//! connection and which invitations are still worth delivering. The
-//! [`Backend`](crate::backend::Backend) only stores and fetches; the metrics
-//! of each decision are recorded here too.
+//! Sessions: registration, joins, frames, closing and expiry.
 
 use axum::body::Bytes;
 use party_core::envelope::{FrameHeader, BROADCAST};
-use party_core::identity::PartyPublicKey;
-use party_core::wire::{Invitation, RouterToClient};
+use party_core::wire::RouterToClient;
 use subtle::{Choice, ConstantTimeEq};
 use uuid::Uuid;
 
-use crate::backend::{invitation_expired, AppendError, BackendError, LogEntry, NewSlot};
+use super::{JoinError, JoinRequest, Joined, RelayError};
+use crate::backend::{BackendError, LogEntry, NewSlot};
 use crate::conn::Conn;
 use crate::{metrics, Router};
-
-/// Longest party id accepted on a control connection.
-pub(crate) const MAX_PARTY_ID_LEN: usize = 128;
-
-/// A checked-over join request (the token only as its hash).
-#[derive(Debug)]
-pub(crate) struct JoinRequest {
-    pub(crate) session_id: Uuid,
-    pub(crate) token_sha256: [u8; 32],
-    pub(crate) identity: PartyPublicKey,
-    /// The caller's check of the signature over the challenge, reported
-    /// only after the token checks.
-    pub(crate) signature_ok: bool,
-}
-
-/// An admitted party.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Joined {
-    pub(crate) position: u16,
-    /// Positions in the session.
-    pub(crate) parties: u16,
-}
-
-/// Why a join was refused; `code()` is what the client sees.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum JoinError {
-    #[error("unknown session")]
-    UnknownSession,
-    #[error("session expired")]
-    Expired,
-    #[error("join token not valid for this session")]
-    BadToken,
-    #[error("join token is bound to another identity")]
-    TokenBound,
-    #[error("signature over the challenge does not verify")]
-    BadSignature,
-    #[error("the router cannot reach its state store")]
-    Unavailable(#[source] BackendError),
-}
-
-impl From<BackendError> for JoinError {
-    fn from(e: BackendError) -> Self {
-        JoinError::Unavailable(e)
-    }
-}
-
-impl JoinError {
-    /// Machine-readable code sent in `RouterToClient::Error` (and the
-    /// `reason` label of the refusal counter).
-    pub(crate) fn code(&self) -> &'static str {
-        match self {
-            JoinError::UnknownSession => "unknown_session",
-            JoinError::Expired => "expired",
-            JoinError::BadToken => "bad_token",
-            JoinError::TokenBound => "token_bound",
-            JoinError::BadSignature => "bad_signature",
-            JoinError::Unavailable(_) => "not_ready",
-        }
-    }
-}
-
-/// Why a frame was not relayed (it is dropped; the connection stays).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RelayError {
-    #[error("frame too large")]
-    TooLarge,
-    #[error("{0}")]
-    Malformed(String),
-    #[error("frame names another session")]
-    WrongSession,
-    #[error("spoofed sender index {0}")]
-    SpoofedSender(u16),
-    #[error("recipient {0} is not another position of the session")]
-    BadRecipient(u16),
-    #[error("session buffer full")]
-    BufferFull,
-    #[error("session is gone")]
-    SessionGone,
-    #[error("connection was replaced")]
-    Replaced,
-    #[error("shared state unavailable: {0}")]
-    Unavailable(#[source] BackendError),
-}
-
-impl RelayError {
-    /// The `reason` label of the dropped-frames counter.
-    pub(crate) fn reason(&self) -> &'static str {
-        match self {
-            RelayError::TooLarge => "too_large",
-            RelayError::Malformed(_) => "malformed",
-            RelayError::WrongSession => "wrong_session",
-            RelayError::SpoofedSender(_) => "spoofed_sender",
-            RelayError::BadRecipient(_) => "bad_recipient",
-            RelayError::BufferFull => "buffer_full",
-            RelayError::SessionGone => "session_gone",
-            RelayError::Replaced => "replaced",
-            RelayError::Unavailable(_) => "unavailable",
-        }
-    }
-}
-
-impl From<AppendError> for RelayError {
-    fn from(e: AppendError) -> Self {
-        match e {
-            AppendError::SessionGone => RelayError::SessionGone,
-            AppendError::Replaced => RelayError::Replaced,
-            AppendError::BufferFull => RelayError::BufferFull,
-        }
-    }
-}
-
-/// Why a control connection was refused: `(code, message)` for the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ControlError {
-    #[error("invalid party id")]
-    BadPartyId,
-    #[error("signature over the challenge does not verify")]
-    BadSignature,
-}
-
-impl ControlError {
-    pub(crate) fn code(self) -> &'static str {
-        match self {
-            ControlError::BadPartyId => "bad_request",
-            ControlError::BadSignature => "bad_signature",
-        }
-    }
-}
 
 /// The slot whose token hash is `token_sha256`, comparing against every slot
 /// in constant time without stopping early.
@@ -315,49 +183,6 @@ impl Router {
         metrics::sessions_expired(expired.len());
         expired
     }
-
-    /// Whether a control connection may be registered.
-    pub(crate) fn check_control(party_id: &str, signature_ok: bool) -> Result<(), ControlError> {
-        if party_id.is_empty() || party_id.len() > MAX_PARTY_ID_LEN {
-            return Err(ControlError::BadPartyId);
-        }
-        if !signature_ok {
-            return Err(ControlError::BadSignature);
-        }
-        Ok(())
-    }
-
-    /// Queues `Registered` on `conn` and makes it the party's control
-    /// connection, then the invitations waiting for the party; returns how
-    /// many invitations it got.
-    pub(crate) async fn attach_control(
-        &self,
-        key: [u8; 32],
-        party_id: &str,
-        conn: Conn,
-        now: u64,
-    ) -> usize {
-        conn.send_json(&RouterToClient::Registered {
-            party_id: party_id.to_owned(),
-        });
-        self.backend()
-            .attach_control(key, party_id, conn, now)
-            .await
-    }
-
-    /// Delivers or queues an invitation; one past its deadline is dropped.
-    /// True if it went to a control connection of this instance.
-    pub(crate) async fn invite(
-        &self,
-        key: [u8; 32],
-        invitation: Invitation,
-        now: u64,
-    ) -> Result<bool, BackendError> {
-        if invitation_expired(&invitation, now) {
-            return Ok(false);
-        }
-        self.backend().invite(key, invitation).await
-    }
 }
 
 #[cfg(test)]
@@ -367,6 +192,7 @@ mod tests {
     use super::*;
     use crate::conn::Outbound;
     use crate::RouterConfig;
+    use party_core::identity::PartyPublicKey;
     use tokio::sync::mpsc::UnboundedReceiver;
 
     fn key(b: u8) -> PartyPublicKey {
@@ -488,23 +314,5 @@ mod tests {
         assert!(matches!(full, Err(RelayError::BufferFull)), "{full:?}");
         // Only Joined reached the sender itself.
         assert_eq!(drain(&mut rx).len(), 1);
-    }
-
-    #[test]
-    fn control_party_ids_and_signatures_are_checked() {
-        assert_eq!(Router::check_control("p", true), Ok(()));
-        assert_eq!(
-            Router::check_control("", true),
-            Err(ControlError::BadPartyId)
-        );
-        let long = "p".repeat(MAX_PARTY_ID_LEN + 1);
-        assert_eq!(
-            Router::check_control(&long, true),
-            Err(ControlError::BadPartyId)
-        );
-        assert_eq!(
-            Router::check_control("p", false),
-            Err(ControlError::BadSignature)
-        );
     }
 }
