@@ -21,6 +21,7 @@ on_both_backends!(
     invitation_waits_for_the_party_to_connect,
     control_connection_is_replaced_by_a_newer_one,
     control_connection_with_bad_signature_is_refused,
+    an_invitation_past_its_deadline_is_dropped_even_for_a_connected_party,
 );
 
 fn invitation(for_party: &PartyIdentity, expires_at: u64) -> Invitation {
@@ -232,4 +233,18 @@ async fn control_connection_with_bad_signature_is_refused(backend: TestBackend) 
     c.expect_error(reply, "bad_signature").await;
     // Nothing was registered for that key.
     assert!(!invite(&r, &party, &invitation(&party, now() + 600)).await);
+}
+
+async fn an_invitation_past_its_deadline_is_dropped_even_for_a_connected_party(
+    backend: TestBackend,
+) {
+    let r = TestRouter::start(&backend).await;
+    let party = PartyIdentity::generate(&mut OsRng);
+    let mut c = r.client().await;
+    expect_registered(c.control("server-party-1", &party).await, "server-party-1");
+    assert!(!invite(&r, &party, &invitation(&party, now().saturating_sub(1))).await);
+    // The next message on the connection is the fresh invitation.
+    let fresh = invitation(&party, now() + 600);
+    assert!(invite(&r, &party, &fresh).await);
+    expect_invitation(c.next_json().await, &fresh);
 }

@@ -20,6 +20,7 @@ on_both_backends!(
     join_with_valid_token_gets_its_position,
     wrong_token_is_refused,
     bound_slot_refuses_another_identity,
+    two_identities_racing_for_one_slot_bind_it_once,
     bad_signature_is_refused,
     unknown_session_is_refused,
     handshake_times_out,
@@ -83,6 +84,34 @@ async fn bound_slot_refuses_another_identity(backend: TestBackend) {
     c.expect_error(reply, "token_bound").await;
     // The identity it is bound to may come back.
     let _again = s.join(&r, 1).await;
+}
+
+async fn two_identities_racing_for_one_slot_bind_it_once(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
+    let s = r.session(2, &[]).await;
+    let token = &s.parties[1].token;
+    let (first, second) = (
+        PartyIdentity::generate(&mut OsRng),
+        PartyIdentity::generate(&mut OsRng),
+    );
+    let mut a = r.client().await;
+    let mut b = r.client().await;
+    let (ra, rb) = tokio::join!(
+        a.join(s.session_id, token, &first),
+        b.join(s.session_id, token, &second)
+    );
+    let (winner, mut loser, refusal) = match (&ra, &rb) {
+        (RouterToClient::Joined { .. }, _) => (&first, b, rb),
+        (_, RouterToClient::Joined { .. }) => (&second, a, ra),
+        other => panic!("neither join was admitted: {other:?}"),
+    };
+    loser.expect_error(refusal, "token_bound").await;
+    // The slot stays bound to the winner.
+    let mut again = r.client().await;
+    match again.join(s.session_id, token, winner).await {
+        RouterToClient::Joined { position, .. } => assert_eq!(position, 1),
+        other => panic!("expected Joined, got {other:?}"),
+    }
 }
 
 async fn bad_signature_is_refused(backend: TestBackend) {

@@ -114,9 +114,10 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Redis, already past its deadline).
     fn close(&self, session_id: Uuid) -> BoxFuture<'_, Result<bool, BackendError>>;
 
-    /// Ends the sessions past their deadline at `now` whose connections this
-    /// instance holds and drops expired queued invitations; returns the ids
-    /// of the sessions it ended.
+    /// Ends the sessions past their deadline at `now` (`SessionClosed` to
+    /// their connections) and drops expired queued invitations; returns the
+    /// ids of the sessions it ended. In Redis, which expires keys itself,
+    /// that is the sessions with connections on this instance.
     fn expire(&self, now: u64) -> Vec<Uuid>;
 
     /// Makes `conn` the control connection of the party with Ed25519 key

@@ -15,8 +15,8 @@ use crate::backend::{AppendError, BackendError};
 /// Longest party id accepted on a control connection.
 pub(crate) const MAX_PARTY_ID_LEN: usize = 128;
 
-/// A checked-over join request (the token only as its hash).
-#[derive(Debug)]
+/// A checked-over join request (the token only as its hash; no `Debug`, so
+/// not even that is printed).
 pub(crate) struct JoinRequest {
     pub(crate) session_id: Uuid,
     pub(crate) token_sha256: [u8; 32],
