@@ -6,6 +6,8 @@ mod common;
 use common::{
     now, on_both_backends, random_token, random_uuid, token_hash, TestBackend, TestRouter,
 };
+use mpc_api::error::{ErrorBody, ErrorCode};
+use mpc_api::router::{InviteRequest, InviteResponse, INVITATIONS_PATH};
 use party_core::descriptor::{
     CurveName, Participant, SessionDescriptor, SessionKind, SignedDescriptor, DESCRIPTOR_VERSION,
 };
@@ -61,17 +63,19 @@ fn invitation(for_party: &PartyIdentity, expires_at: u64) -> Invitation {
 }
 
 async fn invite(r: &TestRouter, party: &PartyIdentity, inv: &Invitation) -> bool {
+    // The request as the coordinator sends it (`mpc_api::router`).
+    let request = InviteRequest {
+        identity_ed25519: hex::encode(party.public().ed25519),
+        invitation: inv,
+    };
     let (status, body) = r
-        .post(
-            "/internal/v1/invitations",
-            &json!({
-                "identity_ed25519": hex::encode(party.public().ed25519),
-                "invitation": inv,
-            }),
-        )
+        .post(INVITATIONS_PATH, &serde_json::to_value(&request).unwrap())
         .await;
     assert_eq!(status, 202, "{body}");
-    body["delivered"].as_bool().unwrap()
+    let delivered = body["delivered"].as_bool().unwrap();
+    let answer: InviteResponse = serde_json::from_value(body).unwrap();
+    assert_eq!(answer, InviteResponse { delivered });
+    delivered
 }
 
 fn expect_invitation(msg: RouterToClient, sent: &Invitation) {
@@ -155,6 +159,9 @@ async fn session_registration_is_validated(backend: TestBackend) {
         let (status, resp) = r.post("/internal/v1/sessions", &b).await;
         assert_eq!(status, 400, "{b} -> {resp}");
         assert_eq!(resp["code"], "bad_request");
+        // Exactly the shared error body.
+        let e: ErrorBody = serde_json::from_value(resp).unwrap();
+        assert_eq!(e.code, ErrorCode::BadRequest);
     }
 
     let (status, body) = r.delete("/internal/v1/sessions/not-a-uuid").await;
@@ -164,6 +171,8 @@ async fn session_registration_is_validated(backend: TestBackend) {
         .await;
     assert_eq!(status, 404);
     assert_eq!(body["code"], "unknown_session");
+    let e: ErrorBody = serde_json::from_value(body).unwrap();
+    assert_eq!(e.code, ErrorCode::UnknownSession);
 }
 
 async fn invitation_reaches_a_connected_party(backend: TestBackend) {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use mpc_api::router::{ParticipantSlot, RegisterSession, SessionRegistered, SESSIONS_PATH};
 use party_core::envelope::Channel;
 use party_core::identity::{PartyIdentity, PartyPublicKey};
 use party_core::wire::{control_message, join_message, ClientToRouter, RouterToClient};
@@ -212,30 +213,31 @@ impl TestRouter {
                 token: random_token(),
             })
             .collect();
-        let participants: Vec<Value> = parties
+        // The request as the coordinator sends it (`mpc_api::router`).
+        let participants = parties
             .iter()
             .enumerate()
             .map(|(i, p)| {
                 let position = u16::try_from(i).unwrap();
-                json!({
-                    "position": position,
-                    "token_sha256": token_hash(&p.token),
-                    "identity": bound.contains(&position).then(|| p.identity.public()),
-                })
+                ParticipantSlot {
+                    position,
+                    token_sha256: token_hash(&p.token),
+                    identity: bound.contains(&position).then(|| p.identity.public()),
+                }
             })
             .collect();
+        let request: RegisterSession<PartyPublicKey> = RegisterSession {
+            session_id,
+            expires_at,
+            participants,
+        };
         let (status, body) = self
-            .post(
-                "/internal/v1/sessions",
-                &json!({
-                    "session_id": session_id,
-                    "expires_at": expires_at,
-                    "participants": participants,
-                }),
-            )
+            .post(SESSIONS_PATH, &serde_json::to_value(&request).unwrap())
             .await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["session_id"], json!(session_id));
+        let answer: SessionRegistered = serde_json::from_value(body).unwrap();
+        assert_eq!(answer, SessionRegistered { session_id });
         TestSession {
             session_id,
             parties,
