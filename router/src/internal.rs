@@ -26,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 
-use crate::backend::{BackendError, NewSlot};
+use crate::backend::{BackendError, Slot};
 use crate::{now_unix, Router};
 
 /// An API error: a stable code (which gives the status) and a message
@@ -107,14 +107,14 @@ fn decode_32(hex_str: &str, what: &str) -> Result<[u8; 32], ApiError> {
 
 /// Slots in position order, checked: positions 0..n without gaps or repeats,
 /// distinct token hashes and bound identities.
-fn slots(participants: Vec<ParticipantSlot<PartyPublicKey>>) -> Result<Vec<NewSlot>, ApiError> {
+fn slots(participants: Vec<ParticipantSlot<PartyPublicKey>>) -> Result<Vec<Slot>, ApiError> {
     let n = participants.len();
     if n == 0 || n > usize::from(MAX_PARTIES) {
         return Err(ApiError::bad_request(format!(
             "a session has 1 to {MAX_PARTIES} participants"
         )));
     }
-    let mut slots: Vec<Option<NewSlot>> = vec![None; n];
+    let mut slots: Vec<Option<Slot>> = vec![None; n];
     for p in participants {
         let token_sha256 = decode_32(&p.token_sha256, "token_sha256")?;
         let entry = slots
@@ -126,12 +126,12 @@ fn slots(participants: Vec<ParticipantSlot<PartyPublicKey>>) -> Result<Vec<NewSl
                 p.position
             )));
         }
-        *entry = Some(NewSlot {
+        *entry = Some(Slot {
             token_sha256,
             identity: p.identity,
         });
     }
-    let slots: Vec<NewSlot> = slots.into_iter().flatten().collect();
+    let slots: Vec<Slot> = slots.into_iter().flatten().collect();
     for (i, a) in slots.iter().enumerate() {
         for b in &slots[i + 1..] {
             if a.token_sha256 == b.token_sha256 {

@@ -61,7 +61,7 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
         &self,
         session_id: Uuid,
         expires_at: u64,
-        slots: Vec<NewSlot>,
+        slots: Vec<Slot>,
     ) -> BoxFuture<'_, Result<bool, BackendError>>;
 
     /// A session's deadline and slots, with the identities bound so far;
@@ -163,12 +163,13 @@ pub(crate) enum BackendError {
     Store(#[from] ::redis::RedisError),
 }
 
-/// A slot of a session being registered.
+/// A slot of a session: who may take its position.
 #[derive(Debug, Clone)]
-pub(crate) struct NewSlot {
+pub(crate) struct Slot {
     /// SHA-256 of the slot's join token.
     pub(crate) token_sha256: [u8; 32],
-    /// Identity the slot is bound to from the start (server parties).
+    /// Identity the slot is bound to: from the start (server parties, at
+    /// registration) or on first use (browser and device parties).
     pub(crate) identity: Option<PartyPublicKey>,
 }
 
@@ -179,7 +180,7 @@ pub(crate) struct SessionRecord {
     pub(crate) expires_at: u64,
     /// In position order; `identity` is the one bound at registration or on
     /// first use.
-    pub(crate) slots: Vec<NewSlot>,
+    pub(crate) slots: Vec<Slot>,
 }
 
 impl SessionRecord {

@@ -7,13 +7,13 @@ use subtle::{Choice, ConstantTimeEq};
 use uuid::Uuid;
 
 use super::{JoinError, JoinRequest, Joined, RelayError};
-use crate::backend::{BackendError, LogEntry, NewSlot};
+use crate::backend::{BackendError, LogEntry, Slot};
 use crate::conn::Conn;
 use crate::{metrics, Router};
 
 /// The slot whose token hash is `token_sha256`, comparing against every slot
 /// in constant time without stopping early.
-fn find_slot(slots: &[NewSlot], token_sha256: &[u8; 32]) -> Option<usize> {
+fn find_slot(slots: &[Slot], token_sha256: &[u8; 32]) -> Option<usize> {
     let mut found: Option<usize> = None;
     for (i, slot) in slots.iter().enumerate() {
         let eq: Choice = slot.token_sha256.ct_eq(token_sha256);
@@ -30,7 +30,7 @@ impl Router {
         &self,
         session_id: Uuid,
         expires_at: u64,
-        slots: Vec<NewSlot>,
+        slots: Vec<Slot>,
     ) -> Result<bool, BackendError> {
         let fresh = self
             .backend()
@@ -208,7 +208,7 @@ mod tests {
         let router = Router::new(config).unwrap();
         let id = Uuid::from_bytes([1; 16]);
         let slots = (0..slots)
-            .map(|i| NewSlot {
+            .map(|i| Slot {
                 token_sha256: [u8::try_from(i).unwrap(); 32],
                 identity: None,
             })

@@ -20,13 +20,13 @@ use uuid::Uuid;
 
 use self::control::ControlRegistry;
 use super::{
-    AppendError, Backend, BackendError, BoxFuture, FrameTap, LogEntry, NewSlot, SessionRecord,
-    SessionShape,
+    AppendError, Backend, BackendError, BoxFuture, FrameTap, LogEntry, SessionRecord, SessionShape,
+    Slot,
 };
 use crate::conn::Conn;
 
 #[derive(Debug)]
-struct Slot {
+struct StoredSlot {
     token_sha256: [u8; 32],
     identity: Option<PartyPublicKey>,
     conn: Option<Conn>,
@@ -35,7 +35,7 @@ struct Slot {
 #[derive(Debug)]
 struct Session {
     expires_at: u64,
-    slots: Vec<Slot>,
+    slots: Vec<StoredSlot>,
     log: Vec<LogEntry>,
     logged_bytes: usize,
 }
@@ -97,14 +97,14 @@ impl Backend for MemoryBackend {
         &self,
         session_id: Uuid,
         expires_at: u64,
-        slots: Vec<NewSlot>,
+        slots: Vec<Slot>,
     ) -> BoxFuture<'_, Result<bool, BackendError>> {
         let mut sessions = self.sessions();
         let fresh = !sessions.contains_key(&session_id);
         if fresh {
             let slots = slots
                 .into_iter()
-                .map(|s| Slot {
+                .map(|s| StoredSlot {
                     token_sha256: s.token_sha256,
                     identity: s.identity,
                     conn: None,
@@ -132,7 +132,7 @@ impl Backend for MemoryBackend {
             slots: s
                 .slots
                 .iter()
-                .map(|slot| NewSlot {
+                .map(|slot| Slot {
                     token_sha256: slot.token_sha256,
                     identity: slot.identity,
                 })

@@ -38,8 +38,8 @@ use tokio::sync::{watch, Notify, OnceCell};
 use uuid::Uuid;
 
 use super::{
-    AppendError, Backend, BackendError, BoxFuture, FrameTap, LogEntry, NewSlot, SessionRecord,
-    SessionShape,
+    AppendError, Backend, BackendError, BoxFuture, FrameTap, LogEntry, SessionRecord, SessionShape,
+    Slot,
 };
 use crate::conn::Conn;
 
@@ -252,7 +252,7 @@ impl Backend for RedisBackend {
         &self,
         session_id: Uuid,
         expires_at: u64,
-        slots: Vec<NewSlot>,
+        slots: Vec<Slot>,
     ) -> BoxFuture<'_, Result<bool, BackendError>> {
         Box::pin(self.inner.register(session_id, expires_at, slots))
     }

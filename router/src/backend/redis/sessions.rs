@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{session_key, ttl, Inner, Live, LocalSession, Stop};
 use crate::backend::{
-    is_for, AppendError, BackendError, LogEntry, NewSlot, SessionRecord, SessionShape,
+    is_for, AppendError, BackendError, LogEntry, SessionRecord, SessionShape, Slot,
 };
 use crate::conn::Conn;
 
@@ -48,7 +48,7 @@ impl Inner {
         &self,
         session_id: Uuid,
         expires_at: u64,
-        slots: Vec<NewSlot>,
+        slots: Vec<Slot>,
     ) -> Result<bool, BackendError> {
         let meta = Meta {
             expires_at,
@@ -92,7 +92,7 @@ impl Inner {
             .slots
             .into_iter()
             .enumerate()
-            .map(|(i, s)| NewSlot {
+            .map(|(i, s)| Slot {
                 token_sha256: s.token_sha256,
                 identity: s.identity.or_else(|| {
                     u16::try_from(i)
