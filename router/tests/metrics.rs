@@ -7,7 +7,9 @@ mod common;
 
 use common::{on_both_backends, TestBackend, TestRouter};
 use party_core::envelope::Stage;
+use party_core::identity::PartyIdentity;
 use party_core::wire::RouterToClient;
+use rand_core::OsRng;
 
 on_both_backends!(metrics_count_sessions_joins_and_frames);
 
@@ -71,6 +73,18 @@ async fn metrics_count_sessions_joins_and_frames(backend: TestBackend) {
     assert!(
         value(&during, "mpc_router_connections{kind=\"session\"}") >= 2.0,
         "{during}"
+    );
+    // And a control connection.
+    let server = PartyIdentity::generate(&mut OsRng);
+    let mut control = r.client().await;
+    assert!(matches!(
+        control.control("server-party-1", &server).await,
+        RouterToClient::Registered { .. }
+    ));
+    let (_, with_control) = r.metrics().await;
+    assert!(
+        value(&with_control, "mpc_router_connections{kind=\"control\"}") >= 1.0,
+        "{with_control}"
     );
 
     let (status, _) = r

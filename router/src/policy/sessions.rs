@@ -255,6 +255,13 @@ mod tests {
         assert_eq!(join(&r, req(id, 0, 1, true), 99, 2).await, Ok(0));
         assert_eq!(r.expire(99), Vec::<Uuid>::new());
         assert_eq!(r.expire(100), vec![id]);
+        // Counted in the expired-sessions series.
+        let text = mpc_telemetry::render();
+        let expired = text
+            .lines()
+            .find_map(|l| l.strip_prefix("mpc_router_sessions_expired_total "))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(expired.is_some_and(|n| n >= 1.0), "{text}");
         assert_eq!(
             join(&r, req(id, 0, 1, true), 50, 3).await,
             Err("unknown_session".into())
