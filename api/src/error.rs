@@ -53,6 +53,9 @@ pub enum ErrorCode {
     // 404
     /// No such route, session, account or party.
     NotFound,
+    /// A session the router does not know, or one already ended (router
+    /// internal API).
+    UnknownSession,
     /// A participant that is not a registered party or not in the account.
     UnknownParticipant,
     // 409
@@ -114,10 +117,11 @@ impl ErrorCode {
             | InvalidReport
             | InvalidSession
             | InvalidWait
-            | InvalidIdempotencyKey => 400,
+            | InvalidIdempotencyKey
+            | UnknownParticipant => 400,
             Unauthorized | InvalidToken | BadSignature => 401,
             Forbidden => 403,
-            NotFound | UnknownParticipant => 404,
+            NotFound | UnknownSession => 404,
             Conflict
             | NoPresignature
             | SessionNotStarted
@@ -156,6 +160,7 @@ impl ErrorCode {
             BadSignature => "bad_signature",
             Forbidden => "forbidden",
             NotFound => "not_found",
+            UnknownSession => "unknown_session",
             UnknownParticipant => "unknown_participant",
             Conflict => "conflict",
             NoPresignature => "no_presignature",
@@ -196,6 +201,7 @@ impl ErrorCode {
         ErrorCode::BadSignature,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::UnknownSession,
         ErrorCode::UnknownParticipant,
         ErrorCode::Conflict,
         ErrorCode::NoPresignature,
@@ -243,8 +249,9 @@ impl ErrorBody {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
