@@ -19,9 +19,12 @@
 //!   once, and an append-only event log; its own [`store::StoreError`], no
 //!   HTTP.
 //!
-//! Beside them: [`config`], and the router behind
-//! [`router_client::RouterApi`] (HTTP in [`router_client::RouterClient`], a
-//! recording [`fake_router::FakeRouter`] for tests).
+//! Beside them: [`config`]; [`idempotency`] (`Idempotency-Key` on session
+//! creation); `metrics` (Prometheus series, `/metrics`); and the router
+//! behind [`router_client::RouterApi`] (HTTP in
+//! [`router_client::RouterClient`], a recording [`fake_router::FakeRouter`]
+//! for tests). The [`api`] layer's handlers speak the `mpc-api` types and
+//! serve the OpenAPI document.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -29,6 +32,8 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fake_router;
+pub mod idempotency;
+mod metrics;
 pub mod router_client;
 pub mod service;
 pub mod store;
@@ -114,6 +119,7 @@ impl Coordinator {
         config: CoordinatorConfig,
         router: Arc<dyn router_client::RouterApi>,
     ) -> Result<Self, StartError> {
+        mpc_telemetry::init();
         let store = store::Store::open_lazy(&config.database_url)?;
         let presign_pool = config.presign_pool;
         let c = Self {
@@ -260,6 +266,7 @@ impl Coordinator {
             })
         };
         let refiller = tokio::spawn(self.clone().refill_loop(stop_rx));
+        let recorder = tokio::spawn(self.clone().record_ended_sessions());
         let app = self
             .app()
             .merge(extra)
@@ -272,6 +279,7 @@ impl Coordinator {
             .await;
         sweeper.abort();
         refiller.abort();
+        recorder.abort();
         result
     }
 

@@ -175,6 +175,7 @@ impl Coordinator {
                 .insert_device_session(new, &devices, pending_json.as_deref())
                 .await?;
         }
+        crate::metrics::session_created(kind.as_str());
         let device_tokens: Vec<(String, String)> = devices
             .iter()
             .filter_map(|d| {
