@@ -704,7 +704,7 @@ export interface operations {
                     "application/json": components["schemas"]["SessionCreated"];
                 };
             };
-            /** @description Invalid request */
+            /** @description Invalid request, or a participant that is not a registered party */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -724,15 +724,6 @@ export interface operations {
             };
             /** @description Caller address not allowed */
             403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Unknown participant */
-            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -996,7 +987,7 @@ export interface operations {
                     "application/json": components["schemas"]["SessionCreated"];
                 };
             };
-            /** @description Invalid request */
+            /** @description Invalid request, or a participant not in the account */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1023,7 +1014,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown account or participant */
+            /** @description Unknown account */
             404: {
                 headers: {
                     [name: string]: unknown;
