@@ -278,7 +278,7 @@ export interface components {
          * @description Every error code of the coordinator's and the router's HTTP APIs.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "not_found" | "unknown_participant" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "internal" | "not_ready" | "router_unavailable" | "unavailable";
+        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "not_found" | "unknown_session" | "unknown_participant" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "internal" | "not_ready" | "router_unavailable" | "unavailable";
         /** @description `GET /health`. */
         Health: {
             /** @description The service. */
@@ -704,7 +704,7 @@ export interface operations {
                     "application/json": components["schemas"]["SessionCreated"];
                 };
             };
-            /** @description Invalid request */
+            /** @description Invalid request, or a participant that is not a registered party */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -724,15 +724,6 @@ export interface operations {
             };
             /** @description Caller address not allowed */
             403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Unknown participant */
-            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -996,7 +987,7 @@ export interface operations {
                     "application/json": components["schemas"]["SessionCreated"];
                 };
             };
-            /** @description Invalid request */
+            /** @description Invalid request, or a participant not in the account */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1023,7 +1014,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown account or participant */
+            /** @description Unknown account */
             404: {
                 headers: {
                     [name: string]: unknown;
