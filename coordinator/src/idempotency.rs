@@ -26,7 +26,6 @@ use std::time::Duration;
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use mpc_api::error::ErrorCode;
-use mpc_db::sqlx::{self, Row};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -162,69 +161,42 @@ impl Coordinator {
         T: serde::Serialize + serde::de::DeserializeOwned,
         F: std::future::Future<Output = Result<(T, uuid::Uuid), AppError>>,
     {
-        let pool = self.store().pool();
+        let store = self.store();
         let t = now();
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(i64::try_from(t.saturating_sub(RETENTION_SECS)).unwrap_or(0))
-            .execute(pool)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (key_hash, fingerprint, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (key_hash) DO NOTHING",
-        )
-        .bind(&key.id)
-        .bind(fingerprint)
-        .bind(i64::try_from(t).unwrap_or(i64::MAX))
-        .execute(pool)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
+        if store
+            .claim_idempotency_key(&key.id, fingerprint, t, t.saturating_sub(RETENTION_SECS))
+            .await?
+        {
             return match create.await {
                 Ok((answer, session_id)) => {
                     let plain =
                         Zeroizing::new(serde_json::to_vec(&answer).map_err(AppError::internal)?);
                     let sealed = key.seal(&plain)?;
-                    sqlx::query(
-                        "UPDATE idempotency_keys SET session_id = $1, response = $2 WHERE key_hash = $3",
-                    )
-                    .bind(session_id.to_string())
-                    .bind(sealed)
-                    .bind(&key.id)
-                    .execute(pool)
-                    .await?;
+                    store
+                        .finish_idempotency_key(&key.id, session_id, sealed)
+                        .await?;
                     Ok(Outcome::First(answer))
                 }
                 Err(e) => {
-                    sqlx::query("DELETE FROM idempotency_keys WHERE key_hash = $1")
-                        .bind(&key.id)
-                        .execute(pool)
-                        .await?;
+                    store.release_idempotency_key(&key.id).await?;
                     Err(e)
                 }
             };
         }
         let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
         loop {
-            let row = sqlx::query(
-                "SELECT fingerprint, response FROM idempotency_keys WHERE key_hash = $1",
-            )
-            .bind(&key.id)
-            .fetch_optional(pool)
-            .await?;
-            let Some(row) = row else {
+            let Some(row) = store.idempotency_key(&key.id).await? else {
                 // The first request failed and let the key go: this one may
                 // create (the client retried after an error).
                 return Box::pin(self.idempotent(key, fingerprint, create)).await;
             };
-            let stored: String = row.try_get(0)?;
-            if stored != fingerprint {
+            if row.fingerprint != fingerprint {
                 return Err(AppError::code(
                     ErrorCode::IdempotencyKeyReused,
                     "this Idempotency-Key was used with a different request",
                 ));
             }
-            if let Some(sealed) = row.try_get::<Option<Vec<u8>>, _>(1)? {
+            if let Some(sealed) = row.sealed_answer {
                 let plain = Zeroizing::new(key.open(&sealed)?);
                 let answer = serde_json::from_slice(&plain).map_err(AppError::internal)?;
                 return Ok(Outcome::Repeat(answer));

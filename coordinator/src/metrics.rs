@@ -14,7 +14,7 @@
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use mpc_db::sqlx::{self, Row};
+use mpc_api::rest::SessionKind;
 use mpc_telemetry::metrics::{counter, gauge, histogram};
 
 use crate::Coordinator;
@@ -66,29 +66,16 @@ impl Coordinator {
         if !self.is_ready() {
             return;
         }
-        let pool = self.store().pool();
-        let open = sqlx::query(
-            "SELECT kind, COUNT(*) FROM sessions WHERE status IN ('waiting','in_progress') GROUP BY kind",
-        )
-        .fetch_all(pool)
-        .await;
-        if let Ok(rows) = open {
-            for kind in ["keygen", "sign", "presign"] {
-                let n = rows
+        if let Ok(g) = self.store().gauges().await {
+            for kind in [SessionKind::Keygen, SessionKind::Sign, SessionKind::Presign] {
+                let n = g
+                    .open_sessions
                     .iter()
-                    .find(|r| r.try_get::<String, _>(0).is_ok_and(|k| k == kind))
-                    .and_then(|r| r.try_get::<i64, _>(1).ok())
-                    .unwrap_or(0);
-                gauge!("mpc_sessions_open", "kind" => kind).set(n as f64);
+                    .find(|(k, _)| k == kind.as_str())
+                    .map_or(0, |(_, n)| *n);
+                gauge!("mpc_sessions_open", "kind" => kind.as_str()).set(n as f64);
             }
-        }
-        let available =
-            sqlx::query("SELECT COUNT(*) FROM presignatures WHERE status = 'available'")
-                .fetch_one(pool)
-                .await
-                .and_then(|r| r.try_get::<i64, _>(0));
-        if let Ok(n) = available {
-            gauge!("mpc_presignatures_available").set(n as f64);
+            gauge!("mpc_presignatures_available").set(g.presignatures_available as f64);
         }
         if let Ok(n) = self.store().running_presigns().await {
             gauge!("mpc_presign_sessions_running").set(n as f64);

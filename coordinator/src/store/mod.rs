@@ -16,6 +16,7 @@
 //! - [`presignatures`] — the presignature pool.
 //! - [`devices`] — device slots, pending descriptors, token binding.
 //! - [`events`] — the append-only event log.
+//! - [`idempotency`] — idempotency keys; the gauges of `/metrics`.
 //!
 //! Kinds, statuses and device types are typed ([`SessionKind`],
 //! [`SessionStatus`], [`DeviceType`]) and parsed where a row is read; the
@@ -24,6 +25,7 @@
 pub mod accounts;
 pub mod devices;
 pub mod events;
+pub mod idempotency;
 pub mod keys;
 pub mod outcomes;
 pub mod parties;
