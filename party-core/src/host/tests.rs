@@ -523,3 +523,39 @@ fn three_hosts_complete_a_keygen_through_a_router_that_drops_one_of_them() {
         "everyone reports the same key"
     );
 }
+
+#[test]
+fn a_protocol_failure_is_reported_with_its_culprit() {
+    let s = setup();
+    let mut h = host(&s, 0, &URLS, 1);
+    join_first(&s, &mut h, 0);
+    // Party 1 sends a well-sealed frame whose payload is no keygen message.
+    let d = s.descriptor.descriptor();
+    let peers = s.ids.iter().map(PartyIdentity::public).collect();
+    let mut ch1 = crate::envelope::Channel::new(
+        d.session_id,
+        s.descriptor.execution_id(),
+        1,
+        s.ids[1].clone(),
+        peers,
+    );
+    let frame = ch1
+        .seal_broadcast(crate::envelope::Stage::Keygen, b"not a keygen message")
+        .unwrap();
+    h.frame_received(&frame, T0 + 1);
+    let a = drain(&mut h);
+    assert!(matches!(a[0], Action::CloseConnection), "{a:?}");
+    let r = reports(&a);
+    assert!(
+        matches!(&r[..], [(_, ReportBody::Failed { blamed: Some(1), reason }, false)] if reason.contains("party 1")),
+        "{r:?}"
+    );
+    h.report_result(r[0].0, ReportOutcome::Delivered, T0 + 2);
+    assert!(matches!(
+        &drain(&mut h)[..],
+        [Action::Finished(Outcome::Failed {
+            blamed: Some(1),
+            ..
+        })]
+    ));
+}
