@@ -142,13 +142,19 @@ impl Shell {
         let Some(mut host) = self.host.take() else {
             return;
         };
-        match tokio::task::spawn_blocking(move || {
-            f(&mut host);
-            host
+        let ran = tokio::task::spawn_blocking(move || {
+            let panicked =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut host))).is_err();
+            (host, panicked)
         })
-        .await
-        {
-            Ok(h) => self.host = Some(h),
+        .await;
+        match ran {
+            Ok((mut host, panicked)) => {
+                if panicked {
+                    host.host_failed("protocol task panicked".to_string(), unix_now_ms());
+                }
+                self.host = Some(host);
+            }
             Err(e) => {
                 tracing::error!(party_id = %self.state.config.party_id, session_id = %self.session_id, error = %e, "protocol task failed");
             }

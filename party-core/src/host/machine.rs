@@ -310,6 +310,13 @@ impl PartyHost {
         }
     }
 
+    /// The host could not carry out a step (e.g. a protocol task it ran
+    /// died): the session fails with `reason` and a failure report.
+    pub fn host_failed(&mut self, reason: String, now: u64) {
+        self.tick(now);
+        self.fail(reason, None, now);
+    }
+
     /// The outcome of one [`Action::SendReport`].
     pub fn report_result(&mut self, id: u64, outcome: ReportOutcome, now: u64) {
         if self.is_finished() {

@@ -559,3 +559,17 @@ fn a_protocol_failure_is_reported_with_its_culprit() {
         })]
     ));
 }
+
+#[test]
+fn a_step_the_host_could_not_run_fails_the_session_once() {
+    let s = setup();
+    let mut h = host(&s, 0, &URLS, 1);
+    join_first(&s, &mut h, 0);
+    h.host_failed("protocol task panicked".into(), T0 + 1);
+    h.host_failed("again".into(), T0 + 2);
+    let r = reports(&drain(&mut h));
+    assert!(
+        matches!(&r[..], [(_, ReportBody::Failed { reason, blamed: None }, false)] if reason == "protocol task panicked"),
+        "{r:?}"
+    );
+}
