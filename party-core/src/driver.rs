@@ -44,12 +44,25 @@ pub enum DriverError {
         /// sender position
         sender: u16,
     },
-    /// The protocol aborted (invalid proof, inconsistent broadcast, ...).
+    /// The protocol aborted (invalid proof, inconsistent broadcast, ...)
+    /// without naming a culprit.
     #[error("{stage} failed: {reason}")]
     Protocol {
         /// protocol stage
         stage: &'static str,
-        /// library's reason, naming the culprit where it knows it
+        /// library's reason
+        reason: String,
+    },
+    /// The protocol library aborted and blamed these parties (their
+    /// positions in the session, ascending) for it: an invalid proof, a
+    /// decommitment that does not match, an inconsistent share or broadcast.
+    #[error("{stage} aborted by party {}: {reason}", culprits_text(.culprits))]
+    Aborted {
+        /// protocol stage
+        stage: &'static str,
+        /// positions of the blamed parties (never empty)
+        culprits: Vec<u16>,
+        /// library's reason
         reason: String,
     },
     /// The driver was used after it finished, or an internal invariant broke.
@@ -60,6 +73,26 @@ pub enum DriverError {
         /// what went wrong
         reason: &'static str,
     },
+}
+
+fn culprits_text(culprits: &[u16]) -> String {
+    culprits
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl DriverError {
+    /// The party the failure is blamed on (the first culprit the library
+    /// named, or the sender of an undecodable message), if any.
+    pub fn culprit(&self) -> Option<u16> {
+        match self {
+            DriverError::BadMessage { sender, .. } => Some(*sender),
+            DriverError::Aborted { culprits, .. } => culprits.first().copied(),
+            _ => None,
+        }
+    }
 }
 
 /// A progress event: which stage, which round, optional names.
@@ -349,11 +382,68 @@ fn sub_execution_id(eid: &[u8; 32], stage: Stage) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn protocol_error(stage: Stage, e: impl std::fmt::Display) -> DriverError {
-    DriverError::Protocol {
-        stage: stage.name(),
-        reason: e.to_string(),
+/// Maps a protocol library error to a [`DriverError`], keeping its culprits.
+///
+/// cggmp24's error types keep the blamed parties in private enums
+/// (`AbortBlame { faulty_party, .. }` lists, `parties: [..]` lists,
+/// `Round1NotReliable([(party, msg), ..])`); the only public view of them is
+/// the error's `Debug` form, which is read here. The reason is the error's
+/// `Display` chain (no secrets: proofs and indices only).
+fn protocol_error<E>(stage: Stage, e: E) -> DriverError
+where
+    E: std::error::Error,
+{
+    let mut reason = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        source = s.source();
     }
+    let culprits = culprits_in(&format!("{e:?}"));
+    let stage = stage.name();
+    if culprits.is_empty() {
+        DriverError::Protocol { stage, reason }
+    } else {
+        DriverError::Aborted {
+            stage,
+            culprits,
+            reason,
+        }
+    }
+}
+
+/// Reads the blamed party indices from the `Debug` form of a cggmp24 abort:
+/// `faulty_party: N`, `parties: [N, ..]` and `NotReliable([(N, msg), ..])`.
+fn culprits_in(debug: &str) -> Vec<u16> {
+    let mut found = Vec::new();
+    let number_at = |s: &str| -> Option<u16> {
+        let digits: String = s
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    for (i, _) in debug.match_indices("faulty_party:") {
+        found.extend(number_at(&debug[i + "faulty_party:".len()..]));
+    }
+    for (i, _) in debug.match_indices("parties: [") {
+        let rest = &debug[i + "parties: [".len()..];
+        let list = rest.split(']').next().unwrap_or_default();
+        found.extend(list.split(',').filter_map(number_at));
+    }
+    for (i, _) in debug.match_indices("NotReliable([") {
+        let rest = &debug[i + "NotReliable([".len()..];
+        let list = rest.split("])").next().unwrap_or_default();
+        // Entries are `(party, msg)` pairs or `AbortBlame { .. }` (counted above).
+        for entry in list.split('(').skip(1) {
+            found.extend(number_at(entry));
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
 }
 
 fn boxed<M, F>(
@@ -474,4 +564,43 @@ fn signing(
         .map_err(|e| protocol_error(stage, e))
     };
     boxed::<cggmp24::signing::msg::Msg<Curve, Sha256>, _>(stage, progress, protocol)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn culprits_are_read_from_every_blame_form() {
+        let blame = "KeygenError(Aborted(InvalidSchnorrProof([AbortBlame { faulty_party: 2, data_message: 5, proof_message: 9 }, AbortBlame { faulty_party: 0, data_message: 1, proof_message: 3 }])))";
+        assert_eq!(culprits_in(blame), vec![0, 2]);
+        let feldman = "KeygenError(Aborted(FeldmanVerificationFailed { parties: [1, 3] }))";
+        assert_eq!(culprits_in(feldman), vec![1, 3]);
+        let reliable = "KeygenError(Aborted(Round1NotReliable([(4, 17), (1, 2)])))";
+        assert_eq!(culprits_in(reliable), vec![1, 4]);
+        assert!(culprits_in("SigningError(Aborted(MismatchedDelta))").is_empty());
+        assert!(culprits_in("parties: []").is_empty());
+    }
+
+    #[test]
+    fn a_library_abort_keeps_its_culprit() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("signing protocol failed")]
+        struct Fake(Vec<AbortLike>);
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct AbortLike {
+            faulty_party: u16,
+        }
+        let e = protocol_error(Stage::Sign, Fake(vec![AbortLike { faulty_party: 1 }]));
+        assert_eq!(e.culprit(), Some(1));
+        assert!(matches!(e, DriverError::Aborted { ref culprits, .. } if culprits == &[1]));
+        assert_eq!(
+            e.to_string(),
+            "sign aborted by party 1: signing protocol failed"
+        );
+        let plain = protocol_error(Stage::Sign, Fake(vec![]));
+        assert_eq!(plain.culprit(), None);
+        assert!(matches!(plain, DriverError::Protocol { .. }));
+    }
 }

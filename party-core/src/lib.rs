@@ -14,6 +14,9 @@
 //!   encrypted end to end, replay and spoofing rejected with typed errors.
 //! - [`driver`] — a sans-I/O wrapper around one CGGMP24 protocol run.
 //! - [`session`] — a party's whole session (descriptor + envelopes + drivers).
+//! - [`host`] — the party-side session logic around it (inputs, router
+//!   connection and failover, resends, deadline, reports) as a sans-I/O state
+//!   machine that server-party and the JS host drive.
 //! - [`seal`] — AES-256-GCM sealing of shares, aux info, primes, presignatures.
 //! - [`signature`] — low-s `r`, `s`, recovery id, DER, 65-byte form, addresses.
 //! - [`primes`] — safe-prime generation for aux info.
@@ -39,6 +42,7 @@ pub mod codec;
 pub mod descriptor;
 pub mod driver;
 pub mod envelope;
+pub mod host;
 pub mod identity;
 pub mod primes;
 pub mod seal;

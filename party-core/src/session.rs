@@ -65,6 +65,17 @@ impl SessionError {
     pub fn is_fatal(&self) -> bool {
         !matches!(self, SessionError::Frame(_))
     }
+
+    /// The position of the party the failure is blamed on, where known: the
+    /// protocol library's culprit, the sender of an undecodable message, or
+    /// the signer whose partial signature does not combine.
+    pub fn culprit(&self) -> Option<u16> {
+        match self {
+            SessionError::Protocol(e) => e.culprit(),
+            SessionError::Combine { suspect } => *suspect,
+            _ => None,
+        }
+    }
 }
 
 /// Where a keygen's aux info comes from.

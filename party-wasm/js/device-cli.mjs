@@ -8,6 +8,8 @@
 //        --coordinator http://127.0.0.1:8080 --router ws://127.0.0.1:8081/ws \
 //        --coordinator-key HEX [--insecure-test-data party-core/test-data]
 //
+// --router takes a comma-separated list: the party fails over between them.
+//
 // The token can also come from the MPC_JOIN_TOKEN environment variable.
 // --insecure-test-data: PUBLIC test primes (index 4) and test aux info, for
 // tests only; loudly logged.
@@ -59,7 +61,8 @@ if (command === 'identity') {
   try {
     const { info, result } = await device.run({
       coordinatorUrl: values.coordinator.replace(/\/$/, ''),
-      routerWsUrl: values.router,
+      // Several routers, comma-separated: the next one after a connection failure.
+      routerWsUrls: values.router.split(',').map((u) => u.trim()).filter(Boolean),
       coordinatorPublicKey: values['coordinator-key'],
       sessionId: values.session,
       joinToken: token,

@@ -1,7 +1,9 @@
-// The JS host of a device party: the same steps as the native server party
-// (server-party/src/runner.rs) around the party-wasm Session: join the
-// coordinator with the join token, verify the descriptor, gather the inputs,
-// join the router's WebSocket, drive the protocol, report signed results.
+// The JS host of a device party: a thin I/O shell over party-core's session
+// machine (party-wasm's `PartyHost`, the same machine server-party's runner
+// drives). The machine decides what to do: which input it needs, which router
+// to (re)join, what to send and resend, which reports to send and when to
+// retry them, when the deadline fails the session. This shell does it
+// (WebSocket, timers, fetch) and tells the machine what happened.
 //
 // Runs in a browser (page or Web Worker, native WebSocket and fetch) and in
 // Node (pass `WebSocket` from the `ws` package). No secrets are logged: the
@@ -9,19 +11,22 @@
 
 /** Error with the coordinator's or router's error code. */
 export class PartyError extends Error {
-  constructor(code, message) {
+  constructor(code, message, blamed = null) {
     super(`${code}: ${message}`);
     this.code = code;
+    this.blamed = blamed;
   }
 }
 
 const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function postJson(fetchImpl, url, body) {
+async function postJson(fetchImpl, url, body, timeoutMs) {
+  const signal = timeoutMs && globalThis.AbortSignal?.timeout ? AbortSignal.timeout(timeoutMs) : undefined;
   const resp = await fetchImpl(url, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body,
+    signal,
   });
   const text = await resp.text();
   let json = null;
@@ -53,138 +58,21 @@ export async function joinCoordinator({ coordinatorUrl, sessionId, joinToken, id
   }
 }
 
-/** Sends a signed report to the coordinator (best effort, like the server party). */
-async function report(ctx, body) {
-  const text = JSON.stringify({ session_id: ctx.sessionId, position: ctx.position, body });
-  try {
-    const r = await postJson(ctx.fetch, `${ctx.coordinatorUrl}/internal/v1/reports`, ctx.identity.signReport(text));
-    if (r.status >= 300) ctx.log(`report ${body.type} refused: HTTP ${r.status} ${r.body?.code ?? ''}`);
-  } catch (e) {
-    ctx.log(`report ${body.type} failed: ${e.message}`);
+/** The input bytes for a `need_input` request, or why there are none. */
+async function gatherInput(o, info, request) {
+  if (request.kind === 'presignature') return { reason: 'online_sign sessions are not served by device parties' };
+  if (request.kind === 'share' && info.kind !== 'sign') return { reason: `${info.kind} sessions are not served by device parties` };
+  const input = (await o.inputs(info, request)) ?? {};
+  if (request.kind === 'primes') {
+    return input.primes ? { bytes: input.primes } : { reason: 'this keygen generates aux info: primes are needed' };
   }
-}
-
-/**
- * Opens the session connection to the router: challenge, signed join, joined.
- * Resolves to { ws, takeEarly }: the router replays buffered frames right
- * after `joined`, so frames are held from that moment until `drive` takes
- * them (`takeEarly()` stops holding and returns them in order).
- */
-function connectRouter(ctx) {
-  return new Promise((resolve, reject) => {
-    const ws = new ctx.WebSocket(ctx.routerWsUrl);
-    ws.binaryType = 'arraybuffer';
-    let state = 'challenge';
-    const fail = (e) => {
-      if (state !== 'done') {
-        state = 'done';
-        try { ws.close(); } catch { /* closing anyway */ }
-        reject(e);
-      }
-    };
-    ws.addEventListener('error', () => fail(new PartyError('router_unreachable', 'router connection failed')));
-    ws.addEventListener('close', () => fail(new PartyError('router_closed', 'router closed the connection during the handshake')));
-    const onHandshake = (ev) => {
-      if (typeof ev.data !== 'string') return;
-      try {
-        if (state === 'challenge') {
-          ws.send(ctx.identity.routerJoin(ev.data, ctx.sessionId, ctx.joinToken));
-          state = 'joining';
-        } else if (state === 'joining') {
-          const msg = JSON.parse(ev.data);
-          if (msg.type !== 'joined') throw new PartyError(msg.code ?? 'router_refused', msg.message ?? 'router refused the join');
-          state = 'done';
-          ws.removeEventListener('message', onHandshake);
-          const early = [];
-          const hold = (e) => early.push(e);
-          ws.addEventListener('message', hold);
-          resolve({
-            ws,
-            takeEarly: () => {
-              ws.removeEventListener('message', hold);
-              return early;
-            },
-          });
-        }
-      } catch (e) {
-        fail(e);
-      }
-    };
-    ws.addEventListener('message', onHandshake);
-  });
-}
-
-function createSession(ctx, info, input) {
-  const { wasm } = ctx;
-  const args = [JSON.stringify(ctx.descriptor), ctx.coordinatorPublicKey, ctx.identity];
-  const now = ctx.now();
-  if (info.kind === 'keygen' && info.generate_aux) {
-    if (!input.primes) throw new PartyError('missing_input', 'this keygen generates aux info: primes are needed');
-    return wasm.Session.keygenGenerateAux(...args, input.primes, now);
+  if (request.kind === 'aux_info') {
+    return input.auxInfo ? { bytes: input.auxInfo } : { reason: 'no aux info stored for this party group' };
   }
-  if (info.kind === 'keygen') {
-    if (!input.auxInfo) throw new PartyError('missing_input', 'no aux info stored for this party group');
-    return wasm.Session.keygenWithAux(...args, input.auxInfo, now);
+  if (request.kind === 'share') {
+    return input.share ? { bytes: input.share } : { reason: `this party holds no share of account ${request.account_id}` };
   }
-  if (info.kind === 'sign') {
-    if (!input.share) throw new PartyError('missing_input', `this party holds no share of account ${info.account_id}`);
-    return wasm.Session.sign(...args, input.share, now);
-  }
-  throw new PartyError('unsupported', `${info.kind} sessions are not served by device parties`);
-}
-
-/** Drives a session over an open router connection until it finishes. */
-function drive(ctx, conn, session) {
-  const { ws } = conn;
-  return new Promise((resolve, reject) => {
-    let lastProgress = '';
-    let finished = false;
-    const finish = (fn) => {
-      if (finished) return;
-      finished = true;
-      ws.removeEventListener('message', onMessage);
-      try { ws.close(); } catch { /* done anyway */ }
-      fn();
-    };
-    const apply = (step) => {
-      for (const frame of step.frames) ws.send(frame);
-      if (step.dropped) ctx.log(`frame dropped: ${step.dropped}`);
-      const p = step.progress.at(-1);
-      if (p) {
-        const key = `${p.stage}/${p.round}`;
-        if (key !== lastProgress) {
-          lastProgress = key;
-          ctx.onProgress({ stage: p.stage, round: p.round, percent: null, detail: p.detail });
-          report(ctx, { type: 'progress', stage: p.stage, round: p.round, percent: null });
-        }
-      }
-      if (step.finished) finish(() => resolve(session.takeOutput()));
-    };
-    const onMessage = (ev) => {
-      if (finished) return;
-      try {
-        if (typeof ev.data === 'string') {
-          const msg = JSON.parse(ev.data);
-          if (msg.type === 'session_closed') finish(() => reject(new PartyError('session_closed', 'the router closed the session')));
-          return;
-        }
-        apply(session.handleFrame(new Uint8Array(ev.data)));
-      } catch (e) {
-        finish(() => reject(e));
-      }
-    };
-    // Listener swap and the held frames in one task: nothing is lost or
-    // reordered in between.
-    const early = conn.takeEarly();
-    ws.addEventListener('message', onMessage);
-    ws.addEventListener('close', () => finish(() => reject(new PartyError('router_closed', 'router connection lost'))));
-    try {
-      apply(session.start());
-    } catch (e) {
-      finish(() => reject(e));
-    }
-    for (const ev of early) onMessage(ev);
-  });
+  return { reason: `unsupported input ${request.kind}` };
 }
 
 /**
@@ -194,61 +82,197 @@ function drive(ctx, conn, session) {
  * @param {object} o.wasm the initialised party-wasm module
  * @param {object} o.identity a wasm `Identity`
  * @param {string} o.coordinatorUrl coordinator base URL ('' for same origin)
- * @param {string} o.routerWsUrl router WebSocket URL (ws://.../ws)
+ * @param {string[]} [o.coordinatorUrls] several coordinator base URLs, tried in turn
+ * @param {string} [o.routerWsUrl] router WebSocket URL (ws://.../ws)
+ * @param {string[]} [o.routerWsUrls] several router WebSocket URLs: the next
+ *   one after a connection failure (round-robin, with backoff)
  * @param {string} o.coordinatorPublicKey the coordinator's descriptor key, hex
  * @param {string} o.sessionId
  * @param {string} o.joinToken
- * @param {(info) => Promise<{primes?: Uint8Array, auxInfo?: Uint8Array, share?: Uint8Array}>} o.inputs
+ * @param {(info, request) => Promise<{primes?: Uint8Array, auxInfo?: Uint8Array, share?: Uint8Array}>} o.inputs
  *   picks this party's secret input for the verified descriptor
+ * @param {(info, result) => Promise<void>} [o.store] keeps a keygen's
+ *   share and aux info (sealed) before the result is reported
  * @param {(p: {stage: string, round: number, percent: number|null}) => void} [o.onProgress]
  * @returns {Promise<{info: object, result: object}>} the descriptor info and the session result
  *   (keygen: public_key, address, share, aux_info — seal them at once; sign: r, s, v, signature)
  */
 export async function runDeviceSession(o) {
-  const ctx = {
-    wasm: o.wasm,
-    identity: o.identity,
-    coordinatorUrl: o.coordinatorUrl ?? '',
-    routerWsUrl: o.routerWsUrl,
-    coordinatorPublicKey: o.coordinatorPublicKey,
-    sessionId: o.sessionId,
-    joinToken: o.joinToken,
-    WebSocket: o.WebSocket ?? globalThis.WebSocket,
-    fetch: o.fetch ?? globalThis.fetch.bind(globalThis),
-    onProgress: o.onProgress ?? (() => {}),
-    log: o.log ?? (() => {}),
-    now: o.now ?? (() => Date.now() / 1000),
-    position: null,
-    descriptor: null,
-  };
-  const joined = await joinCoordinator({ ...ctx, timeoutMs: o.joinTimeoutMs });
-  ctx.descriptor = joined.descriptor;
+  const fetchImpl = o.fetch ?? globalThis.fetch.bind(globalThis);
+  const coordinators = o.coordinatorUrls ?? [o.coordinatorUrl ?? ''];
+  const routers = o.routerWsUrls ?? [o.routerWsUrl];
+  const WebSocketImpl = o.WebSocket ?? globalThis.WebSocket;
+  const onProgress = o.onProgress ?? (() => {});
+  const log = o.log ?? (() => {});
+  const now = o.nowMs ?? (() => Date.now());
+  const { wasm, identity, sessionId, joinToken, coordinatorPublicKey } = o;
+
+  const joined = await joinCoordinator({ coordinatorUrl: coordinators[0], sessionId, joinToken, identity, fetch: fetchImpl, timeoutMs: o.joinTimeoutMs });
+  const descriptorJson = JSON.stringify(joined.descriptor);
   // Verified against the configured coordinator key, never trusted as sent.
-  const info = o.wasm.verifyDescriptor(JSON.stringify(ctx.descriptor), ctx.coordinatorPublicKey, ctx.identity);
-  ctx.position = info.position;
-  ctx.log(`session ${info.session_id}: ${info.kind}, position ${info.position}`);
-  try {
-    if (info.kind === 'keygen' && info.generate_aux) {
-      ctx.onProgress({ stage: 'primes', round: 0, percent: null });
-    }
-    const input = await o.inputs(info);
-    const session = createSession(ctx, info, input);
-    const conn = await connectRouter(ctx);
-    // Beside the protocol, as the server parties do: the session never
-    // waits for the coordinator's answer.
-    report(ctx, { type: 'joined' });
-    ctx.onProgress({ stage: 'joined', round: 0, percent: null });
-    const result = await drive(ctx, conn, session);
-    if (result.kind === 'keygen') {
-      await report(ctx, { type: 'keygen_result', public_key: result.public_key });
-    } else if (result.kind === 'signature') {
-      await report(ctx, { type: 'signature', signature: { r: result.r, s: result.s, v: result.v } });
-    }
-    ctx.onProgress({ stage: 'done', round: 0, percent: 100 });
-    return { info, result };
-  } catch (e) {
-    const reason = e instanceof Error ? e.message : String(e);
-    await report(ctx, { type: 'failed', reason, blamed: null });
-    throw e;
-  }
+  const info = wasm.verifyDescriptor(descriptorJson, coordinatorPublicKey, identity);
+  log(`session ${info.session_id}: ${info.kind}, position ${info.position}`);
+  const host = new wasm.PartyHost(descriptorJson, coordinatorPublicKey, identity, routers, joinToken, coordinators.length, now());
+
+  return new Promise((resolve, reject) => {
+    let ws = null; // the session connection in use
+    let timer = null;
+    let coordinator = 0;
+    let result = null;
+    let over = false;
+
+    const closeSocket = () => {
+      const old = ws;
+      ws = null;
+      if (old) {
+        try { old.close(); } catch { /* closing anyway */ }
+      }
+    };
+    const end = (fn) => {
+      over = true;
+      clearTimeout(timer);
+      closeSocket();
+      queueMicrotask(() => host.free());
+      fn();
+    };
+    // Feeds one event into the machine, then executes what it asks.
+    const feed = (event) => {
+      if (over) return;
+      try {
+        event();
+        for (const a of host.takeActions()) execute(a);
+      } catch (e) {
+        end(() => reject(e));
+        return;
+      }
+      if (over) return;
+      clearTimeout(timer);
+      const at = host.wakeAt();
+      if (at != null) timer = setTimeout(() => feed(() => host.tick(now())), Math.max(0, at - Date.now()));
+    };
+
+    const connect = (url) => {
+      closeSocket();
+      let socket;
+      try {
+        socket = new WebSocketImpl(url);
+      } catch (e) {
+        log(`router ${url}: ${e.message}`);
+        queueMicrotask(() => feed(() => host.connectionClosed(now())));
+        return;
+      }
+      socket.binaryType = 'arraybuffer';
+      ws = socket;
+      let closed = false;
+      const lost = () => {
+        if (closed) return;
+        closed = true;
+        if (ws === socket) {
+          ws = null;
+          log('router connection lost');
+          feed(() => host.connectionClosed(now()));
+        }
+      };
+      socket.addEventListener('error', lost);
+      socket.addEventListener('close', lost);
+      socket.addEventListener('message', (ev) => {
+        if (ws !== socket) return;
+        if (typeof ev.data === 'string') feed(() => host.textReceived(ev.data, now()));
+        else feed(() => host.frameReceived(new Uint8Array(ev.data), now()));
+      });
+    };
+
+    const send = (data) => {
+      if (!ws) return; // lost already: the machine resends after the rejoin
+      try {
+        ws.send(data);
+      } catch {
+        const socket = ws;
+        ws = null;
+        try { socket.close(); } catch { /* closing anyway */ }
+        queueMicrotask(() => feed(() => host.connectionClosed(now())));
+      }
+    };
+
+    const sendReport = async (a) => {
+      let outcome = 'unavailable';
+      const base = coordinators[coordinator % coordinators.length];
+      try {
+        const r = await postJson(fetchImpl, `${base}/internal/v1/reports`, a.body, a.best_effort ? 2_000 : 10_000);
+        if (r.status >= 200 && r.status < 300) outcome = 'delivered';
+        else if (r.status >= 400 && r.status < 500) {
+          outcome = 'refused';
+          log(`report refused: HTTP ${r.status} ${r.body?.code ?? ''}`);
+        } else log(`coordinator unavailable for report: HTTP ${r.status}`);
+      } catch (e) {
+        log(`report failed: ${e.message}`);
+      }
+      if (outcome === 'unavailable') coordinator += 1;
+      feed(() => host.reportResult(a.id, outcome, now()));
+    };
+
+    const execute = (a) => {
+      switch (a.type) {
+        case 'need_input':
+          if (a.input.kind === 'primes') onProgress({ stage: 'primes', round: 0, percent: null });
+          Promise.resolve()
+            .then(() => gatherInput(o, info, a.input))
+            .then(
+              (r) => feed(() => (r.bytes ? host.provideInput(a.input.kind, r.bytes, now()) : host.inputFailed(r.reason, now()))),
+              (e) => feed(() => host.inputFailed(e instanceof Error ? e.message : String(e), now())),
+            );
+          break;
+        case 'connect':
+          log(`joining through router ${a.router}`);
+          connect(a.url);
+          break;
+        case 'send_text':
+          send(a.text);
+          break;
+        case 'send_frame':
+          send(a.frame);
+          break;
+        case 'close':
+          closeSocket();
+          break;
+        case 'router_failed':
+          log(`router ${a.router} failed, trying the next`);
+          break;
+        case 'joined':
+          if (a.rejoin) log(`rejoined through router ${a.router}, frames resent`);
+          else onProgress({ stage: 'joined', round: 0, percent: null });
+          break;
+        case 'progress':
+          onProgress({ stage: a.stage, round: a.round, percent: a.percent, detail: a.detail });
+          break;
+        case 'frame_dropped':
+          log(`frame dropped: ${a.reason}`);
+          break;
+        case 'send_report':
+          sendReport(a);
+          break;
+        case 'store_output':
+          result = a.result;
+          Promise.resolve()
+            .then(() => (o.store ? o.store(info, result) : undefined))
+            .then(
+              () => feed(() => host.outputStored(now())),
+              (e) => feed(() => host.outputStoreFailed(e instanceof Error ? e.message : String(e), now())),
+            );
+          break;
+        case 'finished':
+          if (a.status === 'completed') {
+            onProgress({ stage: 'done', round: 0, percent: 100 });
+            end(() => resolve({ info, result }));
+          } else {
+            end(() => reject(new PartyError('session_failed', a.reason, a.blamed)));
+          }
+          break;
+        default:
+          break;
+      }
+    };
+
+    feed(() => {});
+  });
 }

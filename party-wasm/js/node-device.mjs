@@ -79,13 +79,16 @@ export class NodeDevice {
    * Joins and runs a session. `primes` (async () => prime set bytes) is
    * called when the keygen generates aux info; `testAux` (info => bytes or
    * null) supplies PUBLIC test aux info when no aux info is stored.
+   * `routerWsUrls` (or one `routerWsUrl`): the routers, the next one after
+   * a connection failure.
    */
-  async run({ coordinatorUrl, routerWsUrl, coordinatorPublicKey, sessionId, joinToken, primes, testAux, onProgress, log }) {
+  async run({ coordinatorUrl, routerWsUrl, routerWsUrls, coordinatorPublicKey, sessionId, joinToken, primes, testAux, onProgress, log }) {
     const { info, result } = await runDeviceSession({
       wasm: this.wasm,
       identity: this.identity,
       coordinatorUrl,
       routerWsUrl,
+      routerWsUrls,
       coordinatorPublicKey,
       sessionId,
       joinToken,
@@ -102,11 +105,15 @@ export class NodeDevice {
         }
         return { auxInfo: aux };
       },
+      // Sealed before the result is reported.
+      store: async (i, result) => {
+        if (result.kind !== 'keygen') return;
+        // The account id is the keygen session id.
+        await this.#put('shares', i.session_id, 'key_share', result.share);
+        if (result.aux_info) await this.#put('aux', i.group_id, 'aux_info', result.aux_info);
+      },
     });
     if (result.kind === 'keygen') {
-      // The account id is the keygen session id.
-      await this.#put('shares', info.session_id, 'key_share', result.share);
-      if (result.aux_info) await this.#put('aux', info.group_id, 'aux_info', result.aux_info);
       result.share.fill(0);
       result.aux_info?.fill(0);
       delete result.share;

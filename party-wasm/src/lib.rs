@@ -2,8 +2,11 @@
 //!
 //! A thin `wasm-bindgen` adapter of [`party_core`] for browsers and JS devices
 //! (Node). It does no I/O: the host (see `party-wasm/js/host.mjs`) owns the
-//! WebSocket to the router and the HTTP calls to the coordinator, feeds
-//! received binary frames into a [`Session`] and sends the frames it returns.
+//! WebSocket to the router and the HTTP calls to the coordinator and executes
+//! the actions of a [`Host`] (`PartyHost` in JS: party-core's session
+//! machine: router failover, rejoin and resends, deadline, reports), feeding
+//! it what happens. [`Session`] is the bare protocol session (frames in,
+//! frames out) underneath.
 //!
 //! Secrets cross the boundary only as bytes the host seals at once: the
 //! identity seed ([`Identity::seed`]), a key share and aux info
@@ -24,6 +27,9 @@ use rand_core::OsRng;
 use uuid::Uuid;
 use wasm_bindgen::prelude::*;
 use zeroize::Zeroizing;
+
+mod host;
+pub use host::Host;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -63,6 +69,22 @@ export interface StepResult {
   /** A received frame was rejected (not fatal): why. */
   dropped: string | null;
 }
+
+/** What the session machine (PartyHost) asks its host to do. */
+export type HostAction =
+  | { type: "need_input"; input: { kind: "primes" } | { kind: "aux_info"; group_id: string; parties: number; index: number } | { kind: "share"; account_id: string } | { kind: "presignature"; presignature_id: string; account_id: string } }
+  | { type: "connect"; router: number; url: string }
+  | { type: "send_text"; text: string }
+  | { type: "send_frame"; frame: Uint8Array }
+  | { type: "close" }
+  | { type: "router_failed"; router: number }
+  | { type: "joined"; router: number; rejoin: boolean }
+  | { type: "progress"; stage: string; round: number; percent: number | null; detail: string | null }
+  | { type: "frame_dropped"; reason: string }
+  | { type: "send_report"; id: number; body: string; best_effort: boolean }
+  | { type: "store_output"; result: SessionResult }
+  | { type: "finished"; status: "completed" }
+  | { type: "finished"; status: "failed"; reason: string; blamed: number | null };
 
 /** */
 export type SessionResult =
@@ -409,31 +431,38 @@ impl Session {
             .output
             .take()
             .ok_or_else(|| JsError::new("the session has not finished"))?;
-        let o = js_sys::Object::new();
-        match out {
-            SessionOutput::Keygen {
-                share,
-                public_key,
-                new_aux_info,
-            } => {
-                set(&o, "kind", "keygen")?;
-                set(&o, "public_key", hex::encode(public_key))?;
-                set(&o, "address", ethereum_address(&public_key).map_err(err)?)?;
-                let share = Zeroizing::new(party_core::codec::encode(&*share).map_err(err)?);
-                set(&o, "share", bytes(&share))?;
-                let aux = match new_aux_info {
-                    Some(a) => bytes(&Zeroizing::new(
-                        party_core::codec::encode(&*a).map_err(err)?,
-                    )),
-                    None => JsValue::NULL,
-                };
-                set(&o, "aux_info", aux)?;
-            }
-            SessionOutput::Signature(sig) => signature_fields(&o, &sig)?,
-            _ => return Err(JsError::new("unexpected session output")),
-        }
-        Ok(o.into())
+        output_js(out)
     }
+}
+
+/// A session output as the JS `SessionResult`. A keygen result holds the
+/// encoded key share (and new aux info): the host seals them at once.
+fn output_js(out: SessionOutput) -> Result<JsValue, JsError> {
+    let o = js_sys::Object::new();
+    match out {
+        SessionOutput::Keygen {
+            share,
+            public_key,
+            new_aux_info,
+        } => {
+            set(&o, "kind", "keygen")?;
+            set(&o, "public_key", hex::encode(public_key))?;
+            set(&o, "address", ethereum_address(&public_key).map_err(err)?)?;
+            let share = Zeroizing::new(party_core::codec::encode(&*share).map_err(err)?);
+            set(&o, "share", bytes(&share))?;
+            let aux = match new_aux_info {
+                Some(a) => bytes(&Zeroizing::new(
+                    party_core::codec::encode(&*a).map_err(err)?,
+                )),
+                None => JsValue::NULL,
+            };
+            set(&o, "aux_info", aux)?;
+        }
+        SessionOutput::Signature(sig) => signature_fields(&o, &sig)?,
+        SessionOutput::Presignature(_) => set(&o, "kind", "presignature")?,
+        _ => return Err(JsError::new("unexpected session output")),
+    }
+    Ok(o.into())
 }
 
 fn signature_fields(o: &js_sys::Object, sig: &RecoverableSignature) -> Result<(), JsError> {

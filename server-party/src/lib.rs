@@ -8,6 +8,7 @@
 //! of, and reports results signed with its identity key.
 #![forbid(unsafe_code)]
 
+mod inputs;
 pub mod runner;
 pub mod store;
 mod tables;
@@ -18,11 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use party_core::host::ReportOutcome;
 use party_core::identity::PartyIdentity;
 use party_core::seal::MasterKey;
-use party_core::wire::{
-    control_message, ClientToRouter, Report, ReportBody, RouterToClient, SignedReport,
-};
+use party_core::wire::{control_message, ClientToRouter, RouterToClient};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
@@ -497,69 +497,52 @@ async fn control_connection(
 }
 
 impl PartyState {
-    /// Sends a signed report to the coordinator. Progress is best effort (one
-    /// try per coordinator); every other report is retried with backoff,
-    /// moving through the coordinators, until `expires_at` plus a grace period,
-    /// so a coordinator restart mid-session loses no result.
-    pub(crate) async fn report(
+    /// One attempt to deliver a signed report (the request body) to the
+    /// coordinator in use; moves to the next coordinator when this one is
+    /// unavailable. The retry schedule is the session machine's
+    /// (`party_core::host`).
+    pub(crate) async fn post_report(
         &self,
         session_id: Uuid,
-        position: u16,
-        body: ReportBody,
-        expires_at: u64,
-    ) {
-        let best_effort = matches!(body, ReportBody::Progress { .. });
-        let report = Report {
-            session_id,
-            position,
-            body,
-        };
-        let Ok(signed) = SignedReport::sign(&report, &self.identity) else {
-            return;
-        };
-        let give_up = expires_at.saturating_add(REPORT_GRACE_SECS);
-        let mut backoff = Duration::from_millis(100);
-        let mut attempts = 0usize;
-        loop {
-            let (index, base) = self.coordinators.current();
-            let url = format!("{}/internal/v1/reports", base.trim_end_matches('/'));
-            let mut request = self.http.post(&url).json(&signed);
-            if best_effort {
-                request = request.timeout(Duration::from_secs(2));
+        body: String,
+        best_effort: bool,
+    ) -> ReportOutcome {
+        let (index, base) = self.coordinators.current();
+        let url = format!("{}/internal/v1/reports", base.trim_end_matches('/'));
+        let mut request = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if best_effort {
+            request = request.timeout(Duration::from_secs(2));
+        }
+        match request.send().await {
+            Ok(r) if r.status().is_success() => ReportOutcome::Delivered,
+            // A refusal is final (bad report, unknown session): retrying
+            // the same signed bytes cannot change it.
+            Ok(r) if r.status().is_client_error() => {
+                tracing::warn!(%session_id, status = %r.status(), "coordinator refused report");
+                ReportOutcome::Refused
             }
-            match request.send().await {
-                Ok(r) if r.status().is_success() => return,
-                // A refusal is final (bad report, unknown session): retrying
-                // the same signed bytes cannot change it.
-                Ok(r) if r.status().is_client_error() => {
-                    tracing::warn!(%session_id, status = %r.status(), "coordinator refused report");
-                    return;
-                }
-                Ok(r) => {
-                    tracing::warn!(%session_id, status = %r.status(), "coordinator unavailable for report");
-                    self.coordinators.failed(index);
-                }
-                Err(e) => {
-                    tracing::warn!(%session_id, error = %e.without_url(), "report failed");
-                    self.coordinators.failed(index);
-                }
+            Ok(r) => {
+                tracing::warn!(%session_id, status = %r.status(), "coordinator unavailable for report");
+                self.coordinators.failed(index);
+                ReportOutcome::Unavailable
             }
-            attempts += 1;
-            if (best_effort && attempts >= self.coordinators.len()) || unix_now() >= give_up {
-                return;
+            Err(e) => {
+                tracing::warn!(%session_id, error = %e.without_url(), "report failed");
+                self.coordinators.failed(index);
+                ReportOutcome::Unavailable
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 }
 
-/// Seconds past a session's deadline during which a final report is retried.
-const REPORT_GRACE_SECS: u64 = 30;
-
-pub(crate) fn unix_now() -> u64 {
+/// Now, in Unix milliseconds (the session machine's clock).
+pub(crate) fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }

@@ -1,28 +1,38 @@
-//! Runs one invited session: verify, gather inputs, join, drive the protocol,
-//! store the result, report.
+//! Runs one invited session: a tokio/tungstenite shell over party-core's
+//! session machine ([`party_core::host::PartyHost`]), which decides what to
+//! do (join which router, resend, report, give up); this module does it
+//! (WebSocket, HTTP, store, timers) and feeds the results back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use party_core::descriptor::{SessionKind, VerifiedDescriptor};
-use party_core::primes::PrimeSet;
-use party_core::session::{
-    AuxSource, PartySession, Pump, SessionError, SessionInput, SessionOutput,
-};
-use party_core::wire::{join_message, ClientToRouter, Invitation, ReportBody, RouterToClient};
+use party_core::host::{Action, HostConfig, Outcome, PartyHost};
+use party_core::wire::Invitation;
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::{router_handshake, unix_now, HandshakeError, PartyState, PrimeSource};
+use crate::{inputs, unix_now_ms, PartyState};
 
-/// A failure to report: reason and blamed position.
-struct Failure(String, Option<u16>);
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-impl From<String> for Failure {
-    fn from(s: String) -> Self {
-        Failure(s, None)
-    }
+/// How long opening a router connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Results of the shell's background work, fed to the machine.
+enum Event {
+    /// A connection attempt (by attempt number) finished.
+    Connected(u64, Result<Box<Ws>, String>),
+    /// The session's input, or why there is none.
+    Input(Result<party_core::session::SessionInput, String>),
+    /// Percent of a prime generation done.
+    InputProgress(u8),
+    /// The output was kept, or why not.
+    Stored(Result<(), String>),
+    /// What became of a report.
+    Report(u64, party_core::host::ReportOutcome),
 }
 
 /// Handles one invitation end to end. Never panics; every failure after the
@@ -38,439 +48,272 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
             return;
         }
     };
-    let Ok(position) = verified.position_of(&state.identity.public()) else {
-        tracing::warn!(%party_id, %session_id, "invited to a session that does not list this party");
-        return;
+    let config = HostConfig {
+        router_urls: state.config.router_ws_urls.clone(),
+        first_router: state.routers.current().0,
+        join_token: inv.join_token,
+        coordinators: state.coordinators.len(),
     };
-    let expires_at = verified.descriptor().expires_at;
-    let remaining = Duration::from_secs(expires_at.saturating_sub(unix_now()));
-    let work = run_session(&state, verified, position, &inv.join_token);
-    let outcome = match tokio::time::timeout(remaining, work).await {
-        Ok(r) => r,
-        Err(_) => Err(Failure(
-            "deadline passed before the protocol finished".into(),
-            None,
-        )),
+    let host = match PartyHost::new(verified, state.identity.clone(), config, unix_now_ms()) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(%party_id, %session_id, error = %e, "invited to a session that does not list this party");
+            return;
+        }
     };
-    if let Err(Failure(reason, blamed)) = outcome {
-        tracing::warn!(%party_id, %session_id, %reason, "session failed");
-        state
-            .report(
-                session_id,
-                position,
-                ReportBody::Failed { reason, blamed },
-                expires_at,
-            )
-            .await;
-    }
-}
-
-async fn prepare_input(
-    state: &PartyState,
-    v: &VerifiedDescriptor,
-    position: u16,
-) -> Result<SessionInput, Failure> {
-    let d = v.descriptor();
-    let store = &state.store;
-    match &d.kind {
-        SessionKind::Keygen { generate_aux: true } => {
-            let primes = obtain_primes(state, d.session_id, position, d.expires_at).await?;
-            Ok(SessionInput::Keygen(AuxSource::Generate(primes)))
-        }
-        SessionKind::Keygen {
-            generate_aux: false,
-        } => {
-            let group = d.group_id();
-            let aux = match store.aux_info(&group).await.map_err(|e| e.to_string())? {
-                Some(a) => a,
-                None => match &state.config.insecure_test_aux {
-                    Some(dir) => {
-                        let aux = load_test_aux(dir, d.parties, position)?;
-                        store
-                            .put_aux_info(&group, &aux)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        aux
-                    }
-                    None => {
-                        return Err("no aux info stored for this party group".to_string().into())
-                    }
-                },
-            };
-            Ok(SessionInput::Keygen(AuxSource::Existing(Box::new(aux))))
-        }
-        SessionKind::Sign { account_id, .. } | SessionKind::Presign { account_id } => {
-            match store
-                .key_share(account_id)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some(share) => Ok(SessionInput::Share(Box::new(
-                    state.tables.accelerate(share).await,
-                ))),
-                None => Err(format!("this party holds no share of account {account_id}").into()),
-            }
-        }
-        SessionKind::OnlineSign {
-            account_id,
-            presignature_id,
-            ..
-        } => {
-            // Deleted from the store here, before any partial signature
-            // exists: a presignature is used once, whatever happens next.
-            match store
-                .take_presignature(&presignature_id.to_string(), account_id)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some(p) => Ok(SessionInput::Presignature(Box::new(p))),
-                None => Err(format!(
-                    "presignature {presignature_id} is unknown to this party or already used"
-                )
-                .into()),
-            }
-        }
-    }
-}
-
-async fn obtain_primes(
-    state: &PartyState,
-    session_id: Uuid,
-    position: u16,
-    expires_at: u64,
-) -> Result<PrimeSet, Failure> {
-    match &state.config.primes {
-        PrimeSource::InsecureTestData { dir, index } => {
-            tracing::warn!(party_id = %state.config.party_id, "INSECURE: using PUBLIC test primes");
-            load_test_primes(dir, *index)
-        }
-        PrimeSource::Generate { threads, .. } => {
-            // The refill pauses from here on and hands over what it found.
-            let (_demand, partial) = state.demand_primes();
-            if let Some(p) = state.store.take_primes().await.map_err(|e| e.to_string())? {
-                // Not needed after all: give the found primes back.
-                state.return_primes(partial);
-                return Ok(p);
-            }
-            tracing::info!(party_id = %state.config.party_id, %session_id, "generating 4 safe primes (minutes with pure-Rust integers)");
-            let progress = |percent: u8| ReportBody::Progress {
-                stage: "primes".into(),
-                round: 0,
-                percent: Some(percent),
-            };
-            let have = partial.len();
-            state
-                .report(
-                    session_id,
-                    position,
-                    progress(u8::try_from(have * 25).unwrap_or(100)),
-                    expires_at,
-                )
-                .await;
-            let threads = *threads;
-            let started = std::time::Instant::now();
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let party_id = state.config.party_id.clone();
-            let generation = tokio::task::spawn_blocking(move || {
-                partial.finish_parallel(threads, |done| {
-                    tracing::info!(%party_id, %session_id, "safe prime {done}/4 found");
-                    let _ = tx.send(done);
-                })
-            });
-            while let Some(done) = rx.recv().await {
-                let percent = u8::try_from(done * 25).unwrap_or(100);
-                state
-                    .report(session_id, position, progress(percent), expires_at)
-                    .await;
-            }
-            let primes = generation
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            tracing::info!(party_id = %state.config.party_id, %session_id, elapsed = ?started.elapsed(), "primes ready");
-            Ok(primes)
-        }
-    }
-}
-
-fn read_test_json(dir: &std::path::Path, name: &str) -> Result<serde_json::Value, Failure> {
-    let text =
-        std::fs::read_to_string(dir.join(name)).map_err(|e| format!("test data {name}: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| Failure(format!("test data {name}: {e}"), None))
-}
-
-fn load_test_primes(dir: &std::path::Path, index: usize) -> Result<PrimeSet, Failure> {
-    let v = read_test_json(dir, "primes.json")?;
-    let h = v["parties"][index]
-        .as_str()
-        .ok_or("no test primes for this index".to_string())?;
-    let bytes = hex::decode(h).map_err(|e| e.to_string())?;
-    PrimeSet::from_bytes(&bytes).map_err(|e| Failure(e.to_string(), None))
-}
-
-fn load_test_aux(
-    dir: &std::path::Path,
-    n: u16,
-    index: u16,
-) -> Result<party_core::AuxInfo, Failure> {
-    let v = read_test_json(dir, &format!("aux-n{n}.json"))?;
-    let h = v["aux"][usize::from(index)]
-        .as_str()
-        .ok_or("no test aux info for this group size".to_string())?;
-    let bytes = hex::decode(h).map_err(|e| e.to_string())?;
-    party_core::codec::decode(&bytes).map_err(|e| Failure(e.to_string(), None))
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Joins the session's traffic on the router in use, moving to the next
-/// router and retrying with backoff until the session's deadline. A refusal
-/// by a router that knows the session (bad token, closed) is final.
-async fn join(
-    state: &PartyState,
-    session_id: Uuid,
-    token: &str,
-    expires_at: u64,
-) -> Result<Ws, Failure> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let (index, url) = state.routers.current();
-        let attempt = router_handshake(url, |nonce| ClientToRouter::JoinSession {
-            session_id,
-            token: token.to_string(),
-            identity: state.identity.public(),
-            signature: state.identity.sign(&join_message(nonce, &session_id)),
-        })
-        .await;
-        match attempt {
-            Ok((ws, RouterToClient::Joined { .. })) => return Ok(ws),
-            Ok((_, other)) => return Err(format!("unexpected router reply {other:?}").into()),
-            Err(HandshakeError::Refused { code, message })
-                if code != "shutting_down" && code != "not_ready" =>
-            {
-                return Err(format!("router refused ({code}): {message}").into())
-            }
-            Err(e) => {
-                tracing::warn!(party_id = %state.config.party_id, %session_id, error = %e, "router unavailable, trying the next");
-                state.routers.failed(index);
-            }
-        }
-        if unix_now() >= expires_at {
-            return Err("no router reachable before the deadline".to_string().into());
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Sends a report without waiting for it.
-fn report_in_background(
-    state: &Arc<PartyState>,
-    session_id: Uuid,
-    position: u16,
-    body: ReportBody,
-    expires_at: u64,
-) {
-    let state = state.clone();
-    tokio::spawn(async move { state.report(session_id, position, body, expires_at).await });
-}
-
-/// Joins again (through the next router if this one is gone) and resends
-/// every frame sent so far, until that succeeds or the deadline passes.
-async fn rejoin(
-    state: &PartyState,
-    session_id: Uuid,
-    token: &str,
-    expires_at: u64,
-    sent: &[Vec<u8>],
-) -> Result<Ws, Failure> {
-    'attempt: loop {
-        let mut ws = join(state, session_id, token, expires_at).await?;
-        for frame in sent {
-            if let Err(e) = ws.send(Message::binary(frame.clone())).await {
-                tracing::warn!(party_id = %state.config.party_id, %session_id, error = %e, "resend failed, rejoining");
-                continue 'attempt;
-            }
-        }
-        return Ok(ws);
-    }
-}
-
-fn blame(e: &SessionError) -> Option<u16> {
-    match e {
-        SessionError::Protocol(party_core::driver::DriverError::BadMessage { sender, .. }) => {
-            Some(*sender)
-        }
-        SessionError::Combine { suspect } => *suspect,
-        _ => None,
-    }
-}
-
-/// Runs CPU-heavy protocol steps off the async threads.
-async fn step(
-    session: PartySession,
-    f: impl FnOnce(&mut PartySession) -> Result<Pump, SessionError> + Send + 'static,
-) -> Result<(PartySession, Result<Pump, SessionError>), Failure> {
-    tokio::task::spawn_blocking(move || {
-        let mut session = session;
-        let r = f(&mut session);
-        (session, r)
-    })
-    .await
-    .map_err(|e| Failure(format!("protocol task: {e}"), None))
-}
-
-async fn run_session(
-    state: &Arc<PartyState>,
-    verified: VerifiedDescriptor,
-    position: u16,
-    token: &str,
-) -> Result<(), Failure> {
-    let d = verified.descriptor().clone();
-    let session_id = d.session_id;
-    let party_id = &state.config.party_id;
-    let input = prepare_input(state, &verified, position).await?;
-    let mut ws = join(state, session_id, token, d.expires_at).await?;
-    // `joined` and progress reports go out beside the protocol, which never
-    // waits for the coordinator's database; results are awaited (finish).
-    report_in_background(
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shell = Shell {
         state,
         session_id,
-        position,
-        ReportBody::Joined,
-        d.expires_at,
-    );
-    tracing::info!(%party_id, %session_id, position, kind = d.kind.name(), "joined session");
-    let session = PartySession::new(verified, state.identity.clone(), input, unix_now())
-        .map_err(|e| Failure(e.to_string(), None))?;
-    // Every frame this party sent in the session, resent after each rejoin:
-    // a frame written to a router that died before logging it would
-    // otherwise be lost for good. Recipients drop copies they already have
-    // as replays.
-    let mut sent: Vec<Vec<u8>> = Vec::new();
-    let (mut session, first) = step(session, |s| s.start()).await?;
-    let mut pump = first.map_err(|e| Failure(e.to_string(), blame(&e)))?;
-    let mut last_progress = None;
-    loop {
-        for frame in std::mem::take(&mut pump.frames) {
-            sent.push(frame.clone());
-            if let Err(e) = ws.send(Message::binary(frame)).await {
-                tracing::warn!(%party_id, %session_id, error = %e, "send failed, rejoining");
-                ws = rejoin(state, session_id, token, d.expires_at, &sent).await?;
-            }
-        }
-        if let Some(p) = pump.progress.last() {
-            let key = (p.stage, p.round);
-            if last_progress != Some(key) {
-                last_progress = Some(key);
-                report_in_background(
-                    state,
-                    session_id,
-                    position,
-                    ReportBody::Progress {
-                        stage: p.stage.name().into(),
-                        round: p.round,
-                        percent: None,
-                    },
-                    d.expires_at,
-                );
-            }
-        }
-        if let Some(output) = pump.output.take() {
-            return finish(state, &d, position, output).await;
-        }
-        let frame = loop {
-            match ws.next().await {
-                Some(Ok(Message::Binary(b))) => break b.to_vec(),
-                Some(Ok(Message::Text(t))) => {
-                    if let Ok(RouterToClient::SessionClosed { .. }) = serde_json::from_str(&t) {
-                        return Err("the router closed the session".to_string().into());
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => {
-                    // Reconnect: the router replays buffered frames; those we
-                    // already have are rejected as replays and dropped.
-                    tracing::warn!(%party_id, %session_id, "session connection lost, rejoining");
-                    ws = rejoin(state, session_id, token, d.expires_at, &sent).await?;
-                }
-            }
-        };
-        let (s, r) = step(session, move |s| s.handle_frame(&frame)).await?;
-        session = s;
-        pump = match r {
-            Ok(p) => p,
-            Err(e) if !e.is_fatal() => {
-                tracing::debug!(%party_id, %session_id, error = %e, "frame dropped");
-                Pump::default()
-            }
-            Err(e) => return Err(Failure(e.to_string(), blame(&e))),
-        };
+        host: Some(Box::new(host)),
+        ws: None,
+        attempt: 0,
+        tx,
+        rx,
+        tasks: tokio::task::JoinSet::new(),
+    };
+    shell.run().await;
+}
+
+struct Shell {
+    state: Arc<PartyState>,
+    session_id: Uuid,
+    /// `None` only while a protocol step runs on a blocking thread.
+    host: Option<Box<PartyHost>>,
+    ws: Option<Box<Ws>>,
+    /// Number of the connection attempt in use; results of older ones are
+    /// dropped.
+    attempt: u64,
+    tx: mpsc::UnboundedSender<Event>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    /// Background work of this session, aborted when it ends.
+    tasks: tokio::task::JoinSet<()>,
+}
+
+/// The next message of the connection, or never without one.
+async fn next_message(
+    ws: &mut Option<Box<Ws>>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match ws {
+        Some(ws) => ws.next().await,
+        None => std::future::pending().await,
     }
 }
 
-async fn finish(
-    state: &PartyState,
-    d: &party_core::descriptor::SessionDescriptor,
-    position: u16,
-    output: SessionOutput,
-) -> Result<(), Failure> {
-    let session_id = d.session_id;
-    match output {
-        SessionOutput::Keygen {
-            share,
-            public_key,
-            new_aux_info,
-        } => {
-            let account_id = session_id.to_string();
-            let group = d.group_id();
-            state
-                .store
-                .put_keygen_result(
-                    &account_id,
-                    &public_key,
-                    &share,
-                    new_aux_info.as_deref().map(|a| (group.as_str(), a)),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            tracing::info!(party_id = %state.config.party_id, %session_id, "key share sealed and stored");
-            state
-                .report(
-                    session_id,
-                    position,
-                    ReportBody::KeygenResult { public_key },
-                    d.expires_at,
-                )
-                .await;
+impl Shell {
+    async fn run(mut self) {
+        loop {
+            if self.execute().await {
+                return;
+            }
+            while self.tasks.try_join_next().is_some() {}
+            let Some(host) = self.host.as_ref() else {
+                return;
+            };
+            let wake = host.wake_at().map(|at| {
+                tokio::time::Instant::now()
+                    + Duration::from_millis(at.saturating_sub(unix_now_ms()))
+            });
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = self.rx.recv() => match event {
+                    Some(event) => self.handle(event),
+                    None => return,
+                },
+                msg = next_message(&mut self.ws) => self.on_message(msg).await,
+                () = sleep => self.with_host(|h| h.tick(unix_now_ms())),
+            }
         }
-        SessionOutput::Signature(signature) => {
-            state
-                .report(
-                    session_id,
-                    position,
-                    ReportBody::Signature { signature },
-                    d.expires_at,
-                )
-                .await;
-        }
-        SessionOutput::Presignature(p) => {
-            state
-                .store
-                .put_presignature(&p)
-                .await
-                .map_err(|e| e.to_string())?;
-            state
-                .report(
-                    session_id,
-                    position,
-                    ReportBody::PresignatureStored,
-                    d.expires_at,
-                )
-                .await;
-        }
-        _ => return Err("unexpected session output".to_string().into()),
     }
-    Ok(())
+
+    fn with_host(&mut self, f: impl FnOnce(&mut PartyHost)) {
+        if let Some(h) = self.host.as_mut() {
+            f(h);
+        }
+    }
+
+    /// Runs a machine call that may do protocol work off the async threads.
+    async fn blocking(&mut self, f: impl FnOnce(&mut PartyHost) + Send + 'static) {
+        let Some(mut host) = self.host.take() else {
+            return;
+        };
+        let ran = tokio::task::spawn_blocking(move || {
+            let panicked =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut host))).is_err();
+            (host, panicked)
+        })
+        .await;
+        match ran {
+            Ok((mut host, panicked)) => {
+                if panicked {
+                    host.host_failed("protocol task panicked".to_string(), unix_now_ms());
+                }
+                self.host = Some(host);
+            }
+            Err(e) => {
+                tracing::error!(party_id = %self.state.config.party_id, session_id = %self.session_id, error = %e, "protocol task failed");
+            }
+        }
+    }
+
+    async fn on_message(
+        &mut self,
+        msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) {
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                let text = t.to_string();
+                self.blocking(move |h| h.text_received(&text, unix_now_ms()))
+                    .await;
+            }
+            Some(Ok(Message::Binary(b))) => {
+                self.blocking(move |h| h.frame_received(&b, unix_now_ms()))
+                    .await;
+            }
+            Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                tracing::warn!(party_id = %self.state.config.party_id, session_id = %self.session_id, "session connection lost");
+                self.ws = None;
+                self.with_host(|h| h.connection_closed(unix_now_ms()));
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        let now = unix_now_ms();
+        match event {
+            Event::Connected(attempt, result) if attempt == self.attempt => match result {
+                Ok(ws) => self.ws = Some(ws),
+                Err(e) => {
+                    tracing::warn!(party_id = %self.state.config.party_id, session_id = %self.session_id, error = %e, "router unavailable, trying the next");
+                    self.with_host(|h| h.connection_closed(now));
+                }
+            },
+            Event::Connected(..) => {}
+            Event::Input(Ok(input)) => self.with_host(|h| h.provide_input(input, now)),
+            Event::Input(Err(reason)) => self.with_host(|h| h.input_failed(reason, now)),
+            Event::InputProgress(p) => self.with_host(|h| h.input_progress("primes", p, now)),
+            Event::Stored(Ok(())) => self.with_host(|h| h.output_stored(now)),
+            Event::Stored(Err(reason)) => self.with_host(|h| h.output_store_failed(reason, now)),
+            Event::Report(id, outcome) => self.with_host(|h| h.report_result(id, outcome, now)),
+        }
+    }
+
+    async fn send(&mut self, msg: Message) {
+        let Some(ws) = self.ws.as_mut() else {
+            // Lost already: the machine resends after the rejoin.
+            return;
+        };
+        if let Err(e) = ws.send(msg).await {
+            tracing::warn!(party_id = %self.state.config.party_id, session_id = %self.session_id, error = %e, "send failed, rejoining");
+            self.ws = None;
+            self.with_host(|h| h.connection_closed(unix_now_ms()));
+        }
+    }
+
+    /// Executes the machine's actions; true once the session is over.
+    async fn execute(&mut self) -> bool {
+        let party_id = self.state.config.party_id.clone();
+        let session_id = self.session_id;
+        loop {
+            let Some(action) = self.host.as_mut().and_then(|h| h.poll_action()) else {
+                return false;
+            };
+            match action {
+                Action::NeedInput(request) => {
+                    let (state, tx) = (self.state.clone(), self.tx.clone());
+                    self.tasks.spawn(async move {
+                        let (ptx, mut prx) = mpsc::unbounded_channel();
+                        let fetch = inputs::fetch(&state, session_id, request, ptx);
+                        tokio::pin!(fetch);
+                        let input = loop {
+                            tokio::select! {
+                                r = &mut fetch => break r,
+                                Some(p) = prx.recv() => { let _ = tx.send(Event::InputProgress(p)); }
+                            }
+                        };
+                        while let Ok(p) = prx.try_recv() {
+                            let _ = tx.send(Event::InputProgress(p));
+                        }
+                        let _ = tx.send(Event::Input(input));
+                    });
+                }
+                Action::Connect { url, .. } => {
+                    self.ws = None;
+                    self.attempt += 1;
+                    let (attempt, tx) = (self.attempt, self.tx.clone());
+                    self.tasks.spawn(async move {
+                        // No Nagle: protocol rounds are small frames that must
+                        // go out at once (with Nagle and delayed ACKs each
+                        // round waited ~40 ms).
+                        let r = tokio::time::timeout(
+                            CONNECT_TIMEOUT,
+                            tokio_tungstenite::connect_async_with_config(&url, None, true),
+                        )
+                        .await
+                        .map_err(|_| "router connection timed out".to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                        .map(|(ws, _)| Box::new(ws));
+                        let _ = tx.send(Event::Connected(attempt, r));
+                    });
+                }
+                Action::SendText(t) => self.send(Message::text(t)).await,
+                Action::SendFrame(f) => self.send(Message::binary(f)).await,
+                Action::CloseConnection => {
+                    self.attempt += 1;
+                    self.ws = None;
+                }
+                Action::RouterFailed { router } => self.state.routers.failed(router),
+                Action::Joined { router, rejoin } => {
+                    let position = self.host.as_ref().map(|h| h.position());
+                    tracing::info!(%party_id, %session_id, ?position, router, rejoin, "joined session");
+                }
+                Action::Progress(p) => {
+                    tracing::debug!(%party_id, %session_id, stage = %p.stage, round = p.round, "progress");
+                }
+                Action::FrameDropped(reason) => {
+                    tracing::debug!(%party_id, %session_id, %reason, "frame dropped");
+                }
+                Action::SendReport {
+                    id,
+                    body,
+                    best_effort,
+                } => {
+                    let (state, tx) = (self.state.clone(), self.tx.clone());
+                    self.tasks.spawn(async move {
+                        let outcome = state.post_report(session_id, body, best_effort).await;
+                        let _ = tx.send(Event::Report(id, outcome));
+                    });
+                }
+                Action::StoreOutput(output) => {
+                    let (state, tx) = (self.state.clone(), self.tx.clone());
+                    let Some(d) = self
+                        .host
+                        .as_ref()
+                        .map(|h| h.descriptor().descriptor().clone())
+                    else {
+                        return true;
+                    };
+                    self.tasks.spawn(async move {
+                        let r = inputs::keep(&state, &d, output).await;
+                        let _ = tx.send(Event::Stored(r));
+                    });
+                }
+                Action::Finished(Outcome::Completed) => {
+                    tracing::info!(%party_id, %session_id, "session completed");
+                    return true;
+                }
+                Action::Finished(Outcome::Failed { reason, blamed }) => {
+                    tracing::warn!(%party_id, %session_id, %reason, ?blamed, "session failed");
+                    return true;
+                }
+                _ => {}
+            }
+        }
+    }
 }

@@ -22,6 +22,7 @@ self.onmessage = async (ev) => {
       identity,
       coordinatorUrl,
       routerWsUrl: config.router_ws_url,
+      routerWsUrls: config.router_ws_urls,
       coordinatorPublicKey: config.coordinator_public_key,
       sessionId,
       joinToken,
@@ -41,10 +42,14 @@ self.onmessage = async (ev) => {
         }
         return { auxInfo: await store.getSecret(partyId, 'aux_info', i.group_id) };
       },
+      // Sealed before the result is reported.
+      store: async (i, r) => {
+        if (r.kind !== 'keygen') return;
+        await store.putSecret(partyId, 'key_share', i.session_id, r.share);
+        if (r.aux_info) await store.putSecret(partyId, 'aux_info', i.group_id, r.aux_info);
+      },
     });
     if (result.kind === 'keygen') {
-      await store.putSecret(partyId, 'key_share', info.session_id, result.share);
-      if (result.aux_info) await store.putSecret(partyId, 'aux_info', info.group_id, result.aux_info);
       result.share.fill(0);
       result.aux_info?.fill(0);
       delete result.share;

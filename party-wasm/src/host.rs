@@ -1,0 +1,274 @@
+//! [`Host`] (`PartyHost` in JS): party-core's session machine
+//! ([`party_core::host::PartyHost`]) for the JS host, which executes its
+//! actions (WebSocket, timers, fetch) and feeds it events. Times are Unix
+//! milliseconds (`Date.now()`).
+
+use party_core::host::{Action, HostConfig, InputRequest, Outcome, PartyHost, ReportOutcome};
+use party_core::primes::PrimeSet;
+use party_core::session::{AuxSource, SessionInput};
+use wasm_bindgen::prelude::*;
+
+use crate::{bytes, err, output_js, set, verify, Identity};
+
+fn ms(now: f64) -> u64 {
+    if now.is_finite() && now > 0.0 {
+        // Truncation of a positive Unix time in milliseconds.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let n = now as u64;
+        n
+    } else {
+        0
+    }
+}
+
+/// One party's session: inputs, router connection and failover, resends,
+/// deadline, reports. See `party-wasm/js/host.mjs` for the I/O shell.
+#[wasm_bindgen(js_name = PartyHost)]
+#[derive(Debug)]
+pub struct Host {
+    inner: PartyHost,
+}
+
+fn request_js(r: &InputRequest) -> Result<JsValue, JsError> {
+    let o = js_sys::Object::new();
+    match r {
+        InputRequest::Primes => set(&o, "kind", "primes")?,
+        InputRequest::AuxInfo {
+            group_id,
+            parties,
+            index,
+        } => {
+            set(&o, "kind", "aux_info")?;
+            set(&o, "group_id", group_id.as_str())?;
+            set(&o, "parties", *parties)?;
+            set(&o, "index", *index)?;
+        }
+        InputRequest::Share { account_id } => {
+            set(&o, "kind", "share")?;
+            set(&o, "account_id", account_id.as_str())?;
+        }
+        InputRequest::Presignature {
+            presignature_id,
+            account_id,
+        } => {
+            set(&o, "kind", "presignature")?;
+            set(&o, "presignature_id", presignature_id.to_string())?;
+            set(&o, "account_id", account_id.as_str())?;
+        }
+        _ => set(&o, "kind", "unknown")?,
+    }
+    Ok(o.into())
+}
+
+fn opt<T: Into<JsValue>>(v: Option<T>) -> JsValue {
+    v.map(Into::into).unwrap_or(JsValue::NULL)
+}
+
+// Report ids and router indices are small: exact in an f64.
+#[allow(clippy::cast_precision_loss)]
+fn action_js(a: Action) -> Result<JsValue, JsError> {
+    let o = js_sys::Object::new();
+    let kind = |o: &js_sys::Object, k: &str| set(o, "type", k);
+    match a {
+        Action::NeedInput(r) => {
+            kind(&o, "need_input")?;
+            set(&o, "input", request_js(&r)?)?;
+        }
+        Action::Connect { router, url } => {
+            kind(&o, "connect")?;
+            set(&o, "router", router as f64)?;
+            set(&o, "url", url)?;
+        }
+        Action::SendText(t) => {
+            kind(&o, "send_text")?;
+            set(&o, "text", t)?;
+        }
+        Action::SendFrame(f) => {
+            kind(&o, "send_frame")?;
+            set(&o, "frame", bytes(&f))?;
+        }
+        Action::CloseConnection => kind(&o, "close")?,
+        Action::RouterFailed { router } => {
+            kind(&o, "router_failed")?;
+            set(&o, "router", router as f64)?;
+        }
+        Action::Joined { router, rejoin } => {
+            kind(&o, "joined")?;
+            set(&o, "router", router as f64)?;
+            set(&o, "rejoin", rejoin)?;
+        }
+        Action::Progress(p) => {
+            kind(&o, "progress")?;
+            set(&o, "stage", p.stage)?;
+            set(&o, "round", p.round)?;
+            set(&o, "percent", opt(p.percent))?;
+            set(&o, "detail", opt(p.detail))?;
+        }
+        Action::FrameDropped(reason) => {
+            kind(&o, "frame_dropped")?;
+            set(&o, "reason", reason)?;
+        }
+        Action::SendReport {
+            id,
+            body,
+            best_effort,
+        } => {
+            kind(&o, "send_report")?;
+            set(&o, "id", id as f64)?;
+            set(&o, "body", body)?;
+            set(&o, "best_effort", best_effort)?;
+        }
+        Action::StoreOutput(out) => {
+            kind(&o, "store_output")?;
+            set(&o, "result", output_js(out)?)?;
+        }
+        Action::Finished(Outcome::Completed) => {
+            kind(&o, "finished")?;
+            set(&o, "status", "completed")?;
+        }
+        Action::Finished(Outcome::Failed { reason, blamed }) => {
+            kind(&o, "finished")?;
+            set(&o, "status", "failed")?;
+            set(&o, "reason", reason)?;
+            set(&o, "blamed", opt(blamed))?;
+        }
+        _ => kind(&o, "unknown")?,
+    }
+    Ok(o.into())
+}
+
+#[wasm_bindgen(js_class = PartyHost)]
+impl Host {
+    /// Verifies the descriptor against the coordinator key and starts the
+    /// session machine for `identity` (which the descriptor must list).
+    /// `router_urls` in order of preference; `coordinators`: how many
+    /// coordinator URLs the host rotates through.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        descriptor_json: &str,
+        coordinator_public_key: &str,
+        identity: &Identity,
+        router_urls: Vec<String>,
+        join_token: &str,
+        coordinators: u32,
+        now: f64,
+    ) -> Result<Host, JsError> {
+        let v = verify(descriptor_json, coordinator_public_key)?;
+        let config = HostConfig {
+            router_urls,
+            first_router: 0,
+            join_token: join_token.to_string(),
+            coordinators: usize::try_from(coordinators).unwrap_or(1),
+        };
+        let inner = PartyHost::new(v, identity.inner.clone(), config, ms(now)).map_err(err)?;
+        Ok(Host { inner })
+    }
+
+    /// This party's position in the session.
+    #[wasm_bindgen(getter)]
+    pub fn position(&self) -> u16 {
+        self.inner.position()
+    }
+
+    /// The input asked for by a `need_input` action: `kind` is the
+    /// request's (`primes`: a prime set from `primeSetFromParts`;
+    /// `aux_info`; `share`), `input` the encoded secret.
+    #[wasm_bindgen(js_name = provideInput)]
+    pub fn provide_input(&mut self, kind: &str, input: &[u8], now: f64) -> Result<(), JsError> {
+        let input = match kind {
+            "primes" => SessionInput::Keygen(AuxSource::Generate(
+                PrimeSet::from_bytes(input).map_err(err)?,
+            )),
+            "aux_info" => {
+                let aux: party_core::AuxInfo = party_core::codec::decode(input).map_err(err)?;
+                SessionInput::Keygen(AuxSource::Existing(Box::new(aux)))
+            }
+            "share" => {
+                let share: party_core::KeyShare = party_core::codec::decode(input).map_err(err)?;
+                SessionInput::Share(Box::new(share))
+            }
+            _ => return Err(JsError::new("this host cannot supply that input")),
+        };
+        self.inner.provide_input(input, ms(now));
+        Ok(())
+    }
+
+    /// The input cannot be supplied: the session fails with `reason`.
+    #[wasm_bindgen(js_name = inputFailed)]
+    pub fn input_failed(&mut self, reason: &str, now: f64) {
+        self.inner.input_failed(reason.to_string(), ms(now));
+    }
+
+    /// Progress while gathering the input (e.g. `primes`, percent).
+    #[wasm_bindgen(js_name = inputProgress)]
+    pub fn input_progress(&mut self, stage: &str, percent: u8, now: f64) {
+        self.inner.input_progress(stage, percent, ms(now));
+    }
+
+    /// A text message on the session connection.
+    #[wasm_bindgen(js_name = textReceived)]
+    pub fn text_received(&mut self, text: &str, now: f64) {
+        self.inner.text_received(text, ms(now));
+    }
+
+    /// A binary frame on the session connection.
+    #[wasm_bindgen(js_name = frameReceived)]
+    pub fn frame_received(&mut self, frame: &[u8], now: f64) {
+        self.inner.frame_received(frame, ms(now));
+    }
+
+    /// The session connection closed or could not be opened.
+    #[wasm_bindgen(js_name = connectionClosed)]
+    pub fn connection_closed(&mut self, now: f64) {
+        self.inner.connection_closed(ms(now));
+    }
+
+    /// The output of a `store_output` action was kept.
+    #[wasm_bindgen(js_name = outputStored)]
+    pub fn output_stored(&mut self, now: f64) {
+        self.inner.output_stored(ms(now));
+    }
+
+    /// The output could not be kept: the session fails with `reason`.
+    #[wasm_bindgen(js_name = outputStoreFailed)]
+    pub fn output_store_failed(&mut self, reason: &str, now: f64) {
+        self.inner.output_store_failed(reason.to_string(), ms(now));
+    }
+
+    /// What became of a `send_report` action: `delivered` (2xx), `refused`
+    /// (4xx) or `unavailable` (network error, timeout, 5xx).
+    #[wasm_bindgen(js_name = reportResult)]
+    pub fn report_result(&mut self, id: f64, outcome: &str, now: f64) -> Result<(), JsError> {
+        let outcome = match outcome {
+            "delivered" => ReportOutcome::Delivered,
+            "refused" => ReportOutcome::Refused,
+            "unavailable" => ReportOutcome::Unavailable,
+            _ => return Err(JsError::new("unknown report outcome")),
+        };
+        self.inner.report_result(ms(id), outcome, ms(now));
+        Ok(())
+    }
+
+    /// Time passed (call at `wakeAt()`).
+    pub fn tick(&mut self, now: f64) {
+        self.inner.tick(ms(now));
+    }
+
+    /// When to call `tick` next (Unix ms), or null.
+    #[wasm_bindgen(js_name = wakeAt)]
+    // Unix milliseconds are exact in an f64.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn wake_at(&self) -> Option<f64> {
+        self.inner.wake_at().map(|t| t as f64)
+    }
+
+    /// The actions queued since the last call, in order.
+    #[wasm_bindgen(js_name = takeActions, unchecked_return_type = "HostAction[]")]
+    pub fn take_actions(&mut self) -> Result<js_sys::Array, JsError> {
+        let out = js_sys::Array::new();
+        while let Some(a) = self.inner.poll_action() {
+            out.push(&action_js(a)?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,181 @@
+//! What only a server party does around a session: it fetches a session's
+//! input from its store (primes from the pool or generated, aux info, a key
+//! share with the group's multiexp tables, a presignature deleted before
+//! use) and keeps the output (sealed share, presignature).
+
+use party_core::descriptor::SessionDescriptor;
+use party_core::host::InputRequest;
+use party_core::primes::PrimeSet;
+use party_core::session::{AuxSource, SessionInput, SessionOutput};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::{PartyState, PrimeSource};
+
+/// Fetches the input the session machine asked for. `percent` receives the
+/// progress of a prime generation.
+pub(crate) async fn fetch(
+    state: &PartyState,
+    session_id: uuid::Uuid,
+    request: InputRequest,
+    percent: UnboundedSender<u8>,
+) -> Result<SessionInput, String> {
+    let store = &state.store;
+    match request {
+        InputRequest::Primes => {
+            let primes = obtain_primes(state, session_id, percent).await?;
+            Ok(SessionInput::Keygen(AuxSource::Generate(primes)))
+        }
+        InputRequest::AuxInfo {
+            group_id,
+            parties,
+            index,
+        } => {
+            let aux = match store.aux_info(&group_id).await.map_err(|e| e.to_string())? {
+                Some(a) => a,
+                None => match &state.config.insecure_test_aux {
+                    Some(dir) => {
+                        let aux = load_test_aux(dir, parties, index)?;
+                        store
+                            .put_aux_info(&group_id, &aux)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        aux
+                    }
+                    None => return Err("no aux info stored for this party group".to_string()),
+                },
+            };
+            Ok(SessionInput::Keygen(AuxSource::Existing(Box::new(aux))))
+        }
+        InputRequest::Share { account_id } => match store
+            .key_share(&account_id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(share) => Ok(SessionInput::Share(Box::new(
+                state.tables.accelerate(share).await,
+            ))),
+            None => Err(format!("this party holds no share of account {account_id}")),
+        },
+        InputRequest::Presignature {
+            presignature_id,
+            account_id,
+        } => {
+            // Deleted from the store here, before any partial signature
+            // exists: a presignature is used once, whatever happens next.
+            match store
+                .take_presignature(&presignature_id.to_string(), &account_id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(p) => Ok(SessionInput::Presignature(Box::new(p))),
+                None => Err(format!(
+                    "presignature {presignature_id} is unknown to this party or already used"
+                )),
+            }
+        }
+        _ => Err("this party cannot supply the input the session needs".to_string()),
+    }
+}
+
+async fn obtain_primes(
+    state: &PartyState,
+    session_id: uuid::Uuid,
+    percent: UnboundedSender<u8>,
+) -> Result<PrimeSet, String> {
+    match &state.config.primes {
+        PrimeSource::InsecureTestData { dir, index } => {
+            tracing::warn!(party_id = %state.config.party_id, "INSECURE: using PUBLIC test primes");
+            load_test_primes(dir, *index)
+        }
+        PrimeSource::Generate { threads, .. } => {
+            // The refill pauses from here on and hands over what it found.
+            let (_demand, partial) = state.demand_primes();
+            if let Some(p) = state.store.take_primes().await.map_err(|e| e.to_string())? {
+                // Not needed after all: give the found primes back.
+                state.return_primes(partial);
+                return Ok(p);
+            }
+            tracing::info!(party_id = %state.config.party_id, %session_id, "generating 4 safe primes (minutes with pure-Rust integers)");
+            let _ = percent.send(u8::try_from(partial.len() * 25).unwrap_or(100));
+            let threads = *threads;
+            let started = std::time::Instant::now();
+            let party_id = state.config.party_id.clone();
+            let primes = tokio::task::spawn_blocking(move || {
+                partial.finish_parallel(threads, |done| {
+                    tracing::info!(%party_id, %session_id, "safe prime {done}/4 found");
+                    let _ = percent.send(u8::try_from(done * 25).unwrap_or(100));
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            tracing::info!(party_id = %state.config.party_id, %session_id, elapsed = ?started.elapsed(), "primes ready");
+            Ok(primes)
+        }
+    }
+}
+
+/// Keeps a session's output: the sealed key share (and new aux info), the
+/// presignature. A signature needs nothing kept.
+pub(crate) async fn keep(
+    state: &PartyState,
+    d: &SessionDescriptor,
+    output: SessionOutput,
+) -> Result<(), String> {
+    let session_id = d.session_id;
+    match output {
+        SessionOutput::Keygen {
+            share,
+            public_key,
+            new_aux_info,
+        } => {
+            let account_id = session_id.to_string();
+            let group = d.group_id();
+            state
+                .store
+                .put_keygen_result(
+                    &account_id,
+                    &public_key,
+                    &share,
+                    new_aux_info.as_deref().map(|a| (group.as_str(), a)),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(party_id = %state.config.party_id, %session_id, "key share sealed and stored");
+        }
+        SessionOutput::Signature(_) => {}
+        SessionOutput::Presignature(p) => {
+            state
+                .store
+                .put_presignature(&p)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        _ => return Err("unexpected session output".to_string()),
+    }
+    Ok(())
+}
+
+fn read_test_json(dir: &std::path::Path, name: &str) -> Result<serde_json::Value, String> {
+    let text =
+        std::fs::read_to_string(dir.join(name)).map_err(|e| format!("test data {name}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("test data {name}: {e}"))
+}
+
+fn load_test_primes(dir: &std::path::Path, index: usize) -> Result<PrimeSet, String> {
+    let v = read_test_json(dir, "primes.json")?;
+    let h = v["parties"][index]
+        .as_str()
+        .ok_or("no test primes for this index".to_string())?;
+    let bytes = hex::decode(h).map_err(|e| e.to_string())?;
+    PrimeSet::from_bytes(&bytes).map_err(|e| e.to_string())
+}
+
+fn load_test_aux(dir: &std::path::Path, n: u16, index: u16) -> Result<party_core::AuxInfo, String> {
+    let v = read_test_json(dir, &format!("aux-n{n}.json"))?;
+    let h = v["aux"][usize::from(index)]
+        .as_str()
+        .ok_or("no test aux info for this group size".to_string())?;
+    let bytes = hex::decode(h).map_err(|e| e.to_string())?;
+    party_core::codec::decode(&bytes).map_err(|e| e.to_string())
+}
