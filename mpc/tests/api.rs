@@ -328,6 +328,9 @@ async fn metrics_move_after_a_keygen_and_a_signature() {
     let keygens = r#"mpc_sessions_created_total{kind="keygen"}"#;
     let signed = r#"mpc_sessions_ended_total{kind="sign",outcome="completed"}"#;
     let posts = r#"mpc_http_requests_total{route="/api/v1/mpc/sign",status="201"}"#;
+    // The parties' series (in `mpc dev` every role shares the process).
+    let party_signed =
+        r#"mpc_party_sessions_total{party="server-party-1",kind="sign",outcome="completed"}"#;
     let before = scrape().await;
     let kg = c
         .keygen(
@@ -366,7 +369,9 @@ async fn metrics_move_after_a_keygen_and_a_signature() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let after = loop {
         let t = scrape().await;
-        if series(&t, signed) > series(&before, signed) {
+        if series(&t, signed) > series(&before, signed)
+            && series(&t, party_signed) > series(&before, party_signed)
+        {
             break t;
         }
         assert!(tokio::time::Instant::now() < deadline, "{t}");
@@ -377,6 +382,10 @@ async fn metrics_move_after_a_keygen_and_a_signature() {
         "{after}"
     );
     assert!(series(&after, posts) > series(&before, posts), "{after}");
+    assert!(
+        series(&after, party_signed) > series(&before, party_signed),
+        "{after}"
+    );
     assert!(after.contains("mpc_session_duration_seconds"), "{after}");
     assert!(
         after.contains("mpc_sessions_open{kind=\"sign\"}"),

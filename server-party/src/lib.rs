@@ -301,7 +301,11 @@ async fn refill_prime_pool(state: Arc<PartyState>, target: usize) {
     let party_id = state.config.party_id.clone();
     let mut started = std::time::Instant::now();
     loop {
-        match state.store.prime_count().await {
+        let count = state.store.prime_count().await;
+        if let Ok(n) = &count {
+            metrics::gauge!("mpc_party_prime_pool", "party" => party_id.clone()).set(*n as f64);
+        }
+        match count {
             Ok(n) if usize::try_from(n).unwrap_or(0) >= target => {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;

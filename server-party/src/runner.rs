@@ -48,6 +48,7 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
             return;
         }
     };
+    let verified_kind = verified.descriptor().kind.name();
     let config = HostConfig {
         router_urls: state.config.router_ws_urls.clone(),
         first_router: state.routers.current().0,
@@ -61,6 +62,10 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
             return;
         }
     };
+    let kind = verified_kind;
+    let started = std::time::Instant::now();
+    let party = state.config.party_id.clone();
+    metrics::gauge!("mpc_party_sessions_active", "party" => party.clone()).increment(1.0);
     let (tx, rx) = mpsc::unbounded_channel();
     let shell = Shell {
         state,
@@ -72,7 +77,16 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
         rx,
         tasks: tokio::task::JoinSet::new(),
     };
-    shell.run().await;
+    let outcome = shell.run().await;
+    metrics::gauge!("mpc_party_sessions_active", "party" => party.clone()).decrement(1.0);
+    let labels = [
+        ("party", party),
+        ("kind", kind.to_owned()),
+        ("outcome", outcome.to_owned()),
+    ];
+    metrics::counter!("mpc_party_sessions_total", &labels).increment(1);
+    metrics::histogram!("mpc_party_session_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
 }
 
 struct Shell {
@@ -101,14 +115,16 @@ async fn next_message(
 }
 
 impl Shell {
-    async fn run(mut self) {
+    /// Runs the session; returns its outcome for the metrics (`completed`,
+    /// `failed`, or `abandoned` when the shell stopped without one).
+    async fn run(mut self) -> &'static str {
         loop {
-            if self.execute().await {
-                return;
+            if let Some(outcome) = self.execute().await {
+                return outcome;
             }
             while self.tasks.try_join_next().is_some() {}
             let Some(host) = self.host.as_ref() else {
-                return;
+                return "abandoned";
             };
             let wake = host.wake_at().map(|at| {
                 tokio::time::Instant::now()
@@ -123,7 +139,7 @@ impl Shell {
             tokio::select! {
                 event = self.rx.recv() => match event {
                     Some(event) => self.handle(event),
-                    None => return,
+                    None => return "abandoned",
                 },
                 msg = next_message(&mut self.ws) => self.on_message(msg).await,
                 () = sleep => self.with_host(|h| h.tick(unix_now_ms())),
@@ -216,14 +232,12 @@ impl Shell {
         }
     }
 
-    /// Executes the machine's actions; true once the session is over.
-    async fn execute(&mut self) -> bool {
+    /// Executes the machine's actions; the outcome once the session is over.
+    async fn execute(&mut self) -> Option<&'static str> {
         let party_id = self.state.config.party_id.clone();
         let session_id = self.session_id;
         loop {
-            let Some(action) = self.host.as_mut().and_then(|h| h.poll_action()) else {
-                return false;
-            };
+            let action = self.host.as_mut().and_then(|h| h.poll_action())?;
             match action {
                 Action::NeedInput(request) => {
                     let (state, tx) = (self.state.clone(), self.tx.clone());
@@ -297,7 +311,7 @@ impl Shell {
                         .as_ref()
                         .map(|h| h.descriptor().descriptor().clone())
                     else {
-                        return true;
+                        return Some("abandoned");
                     };
                     self.tasks.spawn(async move {
                         let r = inputs::keep(&state, &d, output).await;
@@ -306,11 +320,11 @@ impl Shell {
                 }
                 Action::Finished(Outcome::Completed) => {
                     tracing::info!(%party_id, %session_id, "session completed");
-                    return true;
+                    return Some("completed");
                 }
                 Action::Finished(Outcome::Failed { reason, blamed }) => {
                     tracing::warn!(%party_id, %session_id, %reason, ?blamed, "session failed");
-                    return true;
+                    return Some("failed");
                 }
                 _ => {}
             }
