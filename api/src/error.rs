@@ -53,6 +53,9 @@ pub enum ErrorCode {
     // 404
     /// No such route, session, account or party.
     NotFound,
+    /// A session the router does not know, or one already ended (router
+    /// internal API).
+    UnknownSession,
     /// A participant that is not a registered party or not in the account.
     UnknownParticipant,
     // 409
@@ -68,8 +71,6 @@ pub enum ErrorCode {
     PartyBound,
     /// An identity key already bound to another party.
     IdentityInUse,
-    /// The same `Idempotency-Key` with a different request body.
-    IdempotencyKeyReused,
     /// The first request with this `Idempotency-Key` is still being created.
     IdempotencyKeyInFlight,
     // 410
@@ -84,6 +85,9 @@ pub enum ErrorCode {
     // 422
     /// A device type this deployment does not support.
     UnsupportedDeviceType,
+    /// The same `Idempotency-Key` with a different request (422, as the
+    /// IETF idempotency-key draft asks).
+    IdempotencyKeyReused,
     // 500
     /// An internal failure; the cause is logged, not returned.
     Internal,
@@ -113,22 +117,22 @@ impl ErrorCode {
             | InvalidReport
             | InvalidSession
             | InvalidWait
-            | InvalidIdempotencyKey => 400,
+            | InvalidIdempotencyKey
+            | UnknownParticipant => 400,
             Unauthorized | InvalidToken | BadSignature => 401,
             Forbidden => 403,
-            NotFound | UnknownParticipant => 404,
+            NotFound | UnknownSession => 404,
             Conflict
             | NoPresignature
             | SessionNotStarted
             | TokenBound
             | PartyBound
             | IdentityInUse
-            | IdempotencyKeyReused
             | IdempotencyKeyInFlight => 409,
             SessionClosed => 410,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
-            UnsupportedDeviceType => 422,
+            UnsupportedDeviceType | IdempotencyKeyReused => 422,
             Internal => 500,
             NotReady | RouterUnavailable | Unavailable => 503,
         }
@@ -156,6 +160,7 @@ impl ErrorCode {
             BadSignature => "bad_signature",
             Forbidden => "forbidden",
             NotFound => "not_found",
+            UnknownSession => "unknown_session",
             UnknownParticipant => "unknown_participant",
             Conflict => "conflict",
             NoPresignature => "no_presignature",
@@ -196,6 +201,7 @@ impl ErrorCode {
         ErrorCode::BadSignature,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::UnknownSession,
         ErrorCode::UnknownParticipant,
         ErrorCode::Conflict,
         ErrorCode::NoPresignature,
@@ -244,6 +250,8 @@ impl ErrorBody {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

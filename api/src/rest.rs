@@ -455,6 +455,7 @@ pub struct Ready {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -37,6 +37,14 @@ impl AppError {
             message: message.into(),
         }
     }
+    /// The status and code of `code` (`mpc_api::error::ErrorCode`).
+    pub fn code(code: mpc_api::error::ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code.as_str(),
+            message,
+        )
+    }
     /// 500, logging the real cause and returning a generic message.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");

@@ -13,13 +13,18 @@
 //!   once, and an append-only event log.
 //! - [`sessions`] — creating sessions (descriptors, join tokens, invitations)
 //!   and applying party reports.
-//! - [`api`] — HTTP handlers.
+//! - [`api`] — the HTTP layer: handlers on the `mpc-api` types, the OpenAPI
+//!   document, waits.
+//! - [`idempotency`] — `Idempotency-Key` on session creation.
+//! - `metrics` — Prometheus series (`/metrics`).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod idempotency;
+mod metrics;
 pub mod router_client;
 pub mod sessions;
 pub mod store;
@@ -89,6 +94,7 @@ impl Coordinator {
         if config.router_internal_urls.is_empty() {
             return Err(StartError::Config("at least one router URL is needed"));
         }
+        mpc_telemetry::init();
         let store = store::Store::open_lazy(&config.database_url)?;
         let router =
             router_client::RouterClient::new(&config.router_internal_urls, &config.internal_token);
@@ -246,6 +252,7 @@ impl Coordinator {
             })
         };
         let refiller = tokio::spawn(self.clone().refill_loop(stop_rx));
+        let recorder = tokio::spawn(self.clone().record_ended_sessions());
         let app = self
             .app()
             .merge(extra)
@@ -258,6 +265,7 @@ impl Coordinator {
             .await;
         sweeper.abort();
         refiller.abort();
+        recorder.abort();
         result
     }
 

@@ -4,6 +4,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mpc_api::router::{
+    session_path, InviteRequest, ParticipantSlot, RegisterSession, INTERNAL_TOKEN_HEADER,
+    INVITATIONS_PATH, SESSIONS_PATH,
+};
 use party_core::identity::PartyPublicKey;
 use party_core::wire::Invitation;
 use serde::Serialize;
@@ -29,16 +33,9 @@ impl std::fmt::Debug for RouterClient {
     }
 }
 
-/// A participant slot registered with the router.
-#[derive(Debug, Serialize)]
-pub struct Slot {
-    /// Position in the session.
-    pub position: u16,
-    /// SHA-256 of the join token, hex.
-    pub token_sha256: String,
-    /// The identity the slot is bound to, if known.
-    pub identity: Option<PartyPublicKey>,
-}
+/// A participant slot registered with the router: position, SHA-256 of the
+/// join token (hex) and the identity the slot is bound to, if known.
+pub type Slot = ParticipantSlot<PartyPublicKey>;
 
 /// Router call failures.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +83,7 @@ impl RouterClient {
                 continue;
             };
             match make(base)
-                .header("X-Internal-Token", &self.token)
+                .header(INTERNAL_TOKEN_HEADER, &self.token)
                 .send()
                 .await
             {
@@ -106,7 +103,7 @@ impl RouterClient {
         Err(last)
     }
 
-    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<(), RouterError> {
+    async fn post(&self, path: &str, body: &impl Serialize) -> Result<(), RouterError> {
         self.call(|base| self.http.post(format!("{base}{path}")).json(body))
             .await
     }
@@ -118,11 +115,12 @@ impl RouterClient {
         expires_at: u64,
         slots: Vec<Slot>,
     ) -> Result<(), RouterError> {
-        self.post(
-            "/internal/v1/sessions",
-            &serde_json::json!({ "session_id": session_id, "expires_at": expires_at, "participants": slots }),
-        )
-        .await
+        let body = RegisterSession {
+            session_id,
+            expires_at,
+            participants: slots,
+        };
+        self.post(SESSIONS_PATH, &body).await
     }
 
     /// Sends an invitation to a server party's control connection.
@@ -131,11 +129,11 @@ impl RouterClient {
         identity: &PartyPublicKey,
         invitation: &Invitation,
     ) -> Result<(), RouterError> {
-        self.post(
-            "/internal/v1/invitations",
-            &serde_json::json!({ "identity_ed25519": hex::encode(identity.ed25519), "invitation": invitation }),
-        )
-        .await
+        let body = InviteRequest {
+            identity_ed25519: hex::encode(identity.ed25519),
+            invitation,
+        };
+        self.post(INVITATIONS_PATH, &body).await
     }
 
     /// Tells the router a session ended (best effort, in the background).
@@ -145,7 +143,7 @@ impl RouterClient {
             let r = me
                 .call(|base| {
                     me.http
-                        .delete(format!("{base}/internal/v1/sessions/{session_id}"))
+                        .delete(format!("{base}{}", session_path(session_id)))
                 })
                 .await;
             if let Err(e) = r {

@@ -294,6 +294,7 @@ impl Store {
 
 /// The inserts of [`Store::insert_session`], inside the caller's transaction.
 async fn insert_session_rows(tx: &mut Tx<'_>, s: &NewSession<'_>) -> Result<(), sqlx::Error> {
+    crate::metrics::session_created(&s.row.kind);
     {
         let r = s.row;
         sqlx::query(

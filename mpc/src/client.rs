@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use mpc_api::error::ErrorBody;
+use mpc_api::rest::{AccountView, KeygenRequest, SessionCreated, SessionView, SignRequest};
 use serde_json::Value;
 
 /// REST API client.
@@ -65,21 +67,96 @@ impl Client {
 
     /// POST `body` (raw JSON text) to `path`.
     pub async fn post_raw(&self, path: &str, body: String) -> anyhow::Result<Answer> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("X-API-Key", &self.api_key)
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .context("API unreachable")?;
-        Self::answer(resp).await
+        self.post_raw_with(path, body, &[]).await
     }
 
     /// POST JSON to `path`.
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
         self.post_raw(path, body.to_string()).await
+    }
+
+    /// POST a typed request (an `mpc-api` type) to `path`.
+    pub async fn post_typed<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> anyhow::Result<Answer> {
+        self.post_raw_with(path, serde_json::to_string(body)?, &[])
+            .await
+    }
+
+    /// POST JSON to `path` with extra headers (`Idempotency-Key`, `Prefer`).
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Answer> {
+        self.post_raw_with(path, body.to_string(), headers).await
+    }
+
+    /// POST raw JSON text to `path` with extra headers.
+    pub async fn post_raw_with(
+        &self,
+        path: &str,
+        body: String,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Answer> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("X-API-Key", &self.api_key)
+            .header("Content-Type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Self::answer(req.send().await.context("API unreachable")?).await
+    }
+
+    async fn typed<T: serde::de::DeserializeOwned>(a: Answer, want: &[u16]) -> anyhow::Result<T> {
+        if !want.contains(&a.status) {
+            match serde_json::from_value::<ErrorBody>(a.body.clone()) {
+                Ok(e) => anyhow::bail!("HTTP {} {}: {}", a.status, e.code, e.error),
+                Err(_) => anyhow::bail!("HTTP {}: {}", a.status, a.body),
+            }
+        }
+        serde_json::from_value(a.body).context("unexpected answer")
+    }
+
+    /// `POST /keygen`, waiting up to `wait` for the keygen to end.
+    pub async fn keygen(
+        &self,
+        req: &KeygenRequest,
+        wait: Duration,
+    ) -> anyhow::Result<SessionCreated> {
+        let path = format!("/api/v1/mpc/keygen?wait_ms={}", wait.as_millis());
+        let a = self.post_typed(&path, req).await?;
+        Self::typed(a, &[200, 201]).await
+    }
+
+    /// `POST /sign`, waiting up to `wait` for the signing to end.
+    pub async fn sign(&self, req: &SignRequest, wait: Duration) -> anyhow::Result<SessionCreated> {
+        let path = format!("/api/v1/mpc/sign?wait_ms={}", wait.as_millis());
+        let a = self.post_typed(&path, req).await?;
+        Self::typed(a, &[200, 201]).await
+    }
+
+    /// `GET /sessions/{id}`, waiting up to `wait` for it to end.
+    pub async fn session(&self, id: &str, wait: Duration) -> anyhow::Result<SessionView> {
+        let a = self
+            .get(&format!(
+                "/api/v1/mpc/sessions/{id}?wait_ms={}",
+                wait.as_millis()
+            ))
+            .await?;
+        Self::typed(a, &[200]).await
+    }
+
+    /// `GET /accounts/{id}`.
+    pub async fn account(&self, id: &str) -> anyhow::Result<AccountView> {
+        let a = self.get(&format!("/api/v1/mpc/accounts/{id}")).await?;
+        Self::typed(a, &[200]).await
     }
 
     /// Creates a session (`POST path`) and waits until it is terminal; returns

@@ -18,6 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use mpc_api::rest::{DeviceType, KeygenRequest, Participant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tower_http::services::ServeDir;
@@ -160,16 +161,20 @@ struct WalletRequest {
 }
 
 async fn create_wallet(State(d): State<Arc<Demo>>, Json(req): Json<WalletRequest>) -> Response {
-    let body = json!({
-        "threshold_n": 3,
-        "threshold_t": 2,
-        "participants": [
-            { "party_id": req.party_id, "device_type": "browser" },
-            { "party_id": DEMO_SERVERS[0], "device_type": "server" },
-            { "party_id": DEMO_SERVERS[1], "device_type": "server" },
+    let body = KeygenRequest {
+        threshold_n: 3,
+        threshold_t: 2,
+        participants: vec![
+            Participant {
+                party_id: req.party_id,
+                device_type: Some(DeviceType::Browser.as_str().into()),
+                device_id: None,
+            },
+            Participant::server(DEMO_SERVERS[0]),
+            Participant::server(DEMO_SERVERS[1]),
         ],
-    });
-    relay(d.client.post("/api/v1/mpc/keygen", &body).await)
+    };
+    relay(d.client.post_typed("/api/v1/mpc/keygen", &body).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,9 +191,19 @@ struct SignRequest {
 }
 
 async fn sign(State(d): State<Arc<Demo>>, Json(req): Json<SignRequest>) -> Response {
-    let participants = match (req.signers.as_str(), &req.party_id) {
-        ("browser", Some(p)) => json!([{ "party_id": p }, { "party_id": DEMO_SERVERS[0] }]),
-        ("servers", _) => json!([{ "party_id": DEMO_SERVERS[0] }, { "party_id": DEMO_SERVERS[1] }]),
+    let participants = match (req.signers.as_str(), req.party_id) {
+        ("browser", Some(p)) => vec![
+            Participant {
+                party_id: p,
+                device_type: None,
+                device_id: None,
+            },
+            Participant::server(DEMO_SERVERS[0]),
+        ],
+        ("servers", _) => vec![
+            Participant::server(DEMO_SERVERS[0]),
+            Participant::server(DEMO_SERVERS[1]),
+        ],
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -197,12 +212,15 @@ async fn sign(State(d): State<Arc<Demo>>, Json(req): Json<SignRequest>) -> Respo
             )
         }
     };
-    let body = json!({
-        "account_id": req.account_id,
-        "message_hash": req.message_hash,
-        "participants": participants,
-    });
-    relay(d.client.post("/api/v1/mpc/sign", &body).await)
+    let body = mpc_api::rest::SignRequest {
+        account_id: req.account_id,
+        message_hash: Some(req.message_hash),
+        message: None,
+        digest: None,
+        require_presignature: false,
+        participants,
+    };
+    relay(d.client.post_typed("/api/v1/mpc/sign", &body).await)
 }
 
 fn safe_id(id: &str) -> bool {

@@ -6,31 +6,39 @@
 //! session so late joiners and reconnecting parties get what they missed, and
 //! delivers session invitations to server parties over control connections.
 //!
-//! One instance, in-memory state. Layout:
-//! - [`config`] — [`RouterConfig`] (limits, internal token).
-//! - `sessions`: the per-session store: slots (token hashes, bound
-//!   identities), frame buffers, live connections.
-//! - `control`: control connections of server parties and queued invitations.
+//! State lives in a backend chosen by the configuration (`redis_url`):
+//! in this process (one instance, `mpc dev`) or in Redis, shared by every
+//! instance using it, so a party may join, reconnect or fail over to any of
+//! them. Layout:
+//! - [`config`] — [`RouterConfig`] (limits, internal token, Redis URL).
+//! - `backend`: the `Backend` trait (register, join's storage steps, the
+//!   frame log, leave, close, expire, control connections, invitations) and
+//!   its `memory` and `redis` implementations.
+//! - `policy`: the rules both backends share, written once: the join checks
+//!   (token hash, identity bound once, signature, position), which frames
+//!   are relayed, control connections and invitation deadlines.
 //! - `conn`: the handle through which state reaches a connection task.
 //! - `ws`: `GET /ws`, the challenge handshake and the frame loop.
 //! - `internal`: the internal HTTP API the coordinator calls
-//!   (`/internal/v1/...`, authenticated by `X-Internal-Token`).
+//!   (`/internal/v1/...`, authenticated by `X-Internal-Token`; types in
+//!   `mpc_api::router`).
+//! - `metrics`: the Prometheus series, served at `GET /metrics`.
 //!
-//! [`Router::serve`] runs the HTTP server and a sweeper that ends expired
-//! sessions every second.
+//! [`Router::serve`] runs the HTTP server, the backend's background work and
+//! a sweeper that ends expired sessions every second.
 #![forbid(unsafe_code)]
 
+mod backend;
 pub mod config;
 mod conn;
-mod control;
 mod internal;
-mod sessions;
-mod shared;
+mod metrics;
+mod policy;
 mod ws;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::routing::get;
@@ -39,11 +47,9 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 pub use config::RouterConfig;
-pub use internal::INTERNAL_TOKEN_HEADER;
+pub use mpc_api::router::INTERNAL_TOKEN_HEADER;
 
-use control::ControlRegistry;
-use sessions::SessionStore;
-use shared::Shared;
+use backend::{Backend, FrameTap};
 
 /// Frames kept for slow `subscribe_frames` receivers before they lag.
 const FRAME_TAP_CAPACITY: usize = 4096;
@@ -58,12 +64,9 @@ pub struct Router {
 
 struct Inner {
     config: RouterConfig,
-    sessions: Mutex<SessionStore>,
-    control: Mutex<ControlRegistry>,
-    /// Redis-backed state when several instances share sessions; `None`
-    /// keeps everything in this process (`sessions`, `control`).
-    shared: Option<Arc<Shared>>,
-    frames: broadcast::Sender<(Uuid, Vec<u8>)>,
+    /// Sessions, frame logs, connections and invitations.
+    backend: Arc<dyn Backend>,
+    frames: FrameTap,
     next_conn_id: AtomicU64,
     /// Becomes true on shutdown; connection tasks and the sweeper watch it.
     shutdown: watch::Sender<bool>,
@@ -73,6 +76,7 @@ impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
             .field("config", &self.inner.config)
+            .field("backend", &self.inner.backend.kind())
             .finish_non_exhaustive()
     }
 }
@@ -97,47 +101,37 @@ impl Router {
     /// (connected in the background by [`Router::serve`]); an invalid URL is
     /// an error.
     pub fn new(config: RouterConfig) -> Result<Router, RouterStartError> {
-        let (frames, _) = broadcast::channel(FRAME_TAP_CAPACITY);
-        let shared = match &config.redis_url {
-            Some(url) => Some(
-                Shared::new(url, config.max_session_bytes)
-                    .map_err(|e| RouterStartError(e.to_string()))?,
-            ),
-            None => None,
-        };
+        let backend = backend::from_config(&config).map_err(|e| RouterStartError(e.to_string()))?;
+        metrics::init();
         Ok(Router {
             inner: Arc::new(Inner {
-                shared,
-                sessions: Mutex::new(SessionStore::new(config.max_session_bytes)),
-                control: Mutex::new(ControlRegistry::default()),
+                backend,
                 config,
-                frames,
+                frames: FrameTap::new(FRAME_TAP_CAPACITY),
                 next_conn_id: AtomicU64::new(1),
                 shutdown: watch::Sender::new(false),
             }),
         })
     }
 
-    /// The Redis-backed state, when configured.
-    pub(crate) fn shared(&self) -> Option<&Arc<Shared>> {
-        self.inner.shared.as_ref()
+    /// The state store.
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        self.inner.backend.as_ref()
     }
 
     /// Whether the router can serve sessions now (Redis answers, if used).
     pub async fn is_ready(&self) -> bool {
-        match self.shared() {
-            Some(s) => s.ping().await,
-            None => true,
-        }
+        self.backend().ready().await
     }
 
-    /// All routes: `GET /health`, `GET /ws` and the internal API. Sessions
-    /// expire only while [`Router::serve`] runs its sweeper (joins to an
-    /// expired session are refused either way).
+    /// All routes: `GET /health`, `GET /ready`, `GET /metrics`, `GET /ws` and
+    /// the internal API. Sessions expire only while [`Router::serve`] runs
+    /// its sweeper (joins to an expired session are refused either way).
     pub fn app(&self) -> axum::Router {
         axum::Router::new()
             .route("/health", get(health))
             .route("/ready", get(ready))
+            .route("/metrics", get(metrics::serve))
             .route("/ws", get(ws::upgrade))
             .merge(internal::routes(self.clone()))
             .with_state(self.clone())
@@ -164,9 +158,7 @@ impl Router {
             this.inner.shutdown.send_replace(true);
         });
         let sweeper = tokio::spawn(self.clone().sweep());
-        let notices = self
-            .shared()
-            .map(|s| tokio::spawn(s.clone().run(self.shutdown_signal())));
+        let background = tokio::spawn(self.backend().run(self.shutdown_signal()));
         let mut stop = self.shutdown_signal();
         let result = axum::serve(nodelay(listener), self.app())
             .with_graceful_shutdown(async move { stopped(&mut stop).await })
@@ -175,9 +167,7 @@ impl Router {
         signal.abort();
         self.inner.shutdown.send_replace(true);
         let _ = sweeper.await;
-        if let Some(n) = notices {
-            let _ = n.await;
-        }
+        let _ = background.await;
         result
     }
 
@@ -190,15 +180,9 @@ impl Router {
                 _ = tick.tick() => {}
                 _ = stopped(&mut stop) => return,
             }
-            let now = now_unix();
-            let expired = match self.shared() {
-                Some(s) => s.expire(now),
-                None => self.sessions().expire(now),
-            };
-            for session_id in expired {
+            for session_id in self.expire(now_unix()) {
                 tracing::info!(%session_id, "session expired");
             }
-            self.control().expire(now);
         }
     }
 
@@ -215,27 +199,9 @@ impl Router {
         self.inner.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The session store. Never held across an `.await`.
-    pub(crate) fn sessions(&self) -> MutexGuard<'_, SessionStore> {
-        self.inner
-            .sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The control registry. Never held across an `.await`.
-    pub(crate) fn control(&self) -> MutexGuard<'_, ControlRegistry> {
-        self.inner
-            .control
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Publishes a relayed frame to `subscribe_frames` receivers.
-    pub(crate) fn tap(&self, session_id: Uuid, frame: &[u8]) {
-        if self.inner.frames.receiver_count() > 0 {
-            let _ = self.inner.frames.send((session_id, frame.to_vec()));
-        }
+    /// Where relayed frames are published for `subscribe_frames`.
+    pub(crate) fn tap(&self) -> &FrameTap {
+        &self.inner.frames
     }
 }
 
@@ -257,7 +223,7 @@ async fn ready(
         Json(serde_json::json!({
             "service": "router",
             "ready": ready,
-            "state": if router.shared().is_some() { "redis" } else { "memory" },
+            "state": router.backend().kind(),
         })),
     )
 }

@@ -12,7 +12,6 @@ use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, W
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::SinkExt as _;
-use party_core::envelope::FrameHeader;
 use party_core::identity::{verify_ed25519, PartyPublicKey};
 use party_core::wire::{control_message, join_message, ClientToRouter, RouterToClient};
 use rand_core::{OsRng, RngCore as _};
@@ -22,14 +21,13 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::conn::{Conn, Outbound};
-use crate::sessions::RelayError;
+use crate::metrics::{ConnKind, OpenConnection};
+use crate::policy::{JoinError, JoinRequest, Joined, RelayError};
 use crate::{now_unix, stopped, Router};
 
 /// Room above `max_frame_bytes` for the WebSocket message limit, so a frame
 /// just over the limit is dropped and logged rather than ending the connection.
 const MESSAGE_SLACK: usize = 64 * 1024;
-/// Longest party id accepted on a control connection.
-const MAX_PARTY_ID_LEN: usize = 128;
 
 /// `GET /ws`.
 pub(crate) async fn upgrade(State(router): State<Router>, ws: WebSocketUpgrade) -> Response {
@@ -107,7 +105,7 @@ async fn handle(router: Router, mut socket: WebSocket) {
                 &signature,
             )
             .is_ok();
-            let join = Join {
+            let join = JoinRequest {
                 session_id,
                 token_sha256,
                 identity,
@@ -146,149 +144,68 @@ async fn read_hello(socket: &mut WebSocket) -> Result<ClientToRouter, HandshakeE
     }
 }
 
-/// A checked-over join request (the token only as its hash).
-struct Join {
-    session_id: Uuid,
-    token_sha256: [u8; 32],
-    identity: PartyPublicKey,
-    signature_ok: bool,
-}
-
 async fn session_connection(
     router: Router,
     mut socket: WebSocket,
     mut stop: watch::Receiver<bool>,
-    join: Join,
+    join: JoinRequest,
 ) {
     let session_id = join.session_id;
     let conn_id = router.next_conn_id();
     let (conn, mut rx) = Conn::new(conn_id);
-    let joined = match router.shared() {
-        Some(shared) => {
-            let r = shared
-                .join(
-                    session_id,
-                    &join.token_sha256,
-                    &join.identity,
-                    join.signature_ok,
-                    now_unix(),
-                    conn,
-                )
-                .await;
-            match r {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(%session_id, error = %e, "join failed: shared state unavailable");
-                    refuse(
-                        &mut socket,
-                        "not_ready",
-                        "the router cannot reach its state store",
-                    )
-                    .await;
-                    return;
-                }
-            }
-        }
-        None => router.sessions().join(
-            session_id,
-            &join.token_sha256,
-            &join.identity,
-            join.signature_ok,
-            now_unix(),
-            conn,
-        ),
-    };
-    let position = match joined {
-        Ok(position) => position,
+    let joined = match router.join(&join, now_unix(), conn).await {
+        Ok(joined) => joined,
         Err(e) => {
-            warn!(%session_id, code = e.code(), "join refused");
+            match &e {
+                JoinError::Unavailable(cause) => {
+                    warn!(%session_id, error = %cause, "join failed: shared state unavailable");
+                }
+                _ => warn!(%session_id, code = e.code(), "join refused"),
+            }
             refuse(&mut socket, e.code(), &e.to_string()).await;
             return;
         }
     };
+    let position = joined.position;
+    let _open = OpenConnection::new(ConnKind::Session);
     info!(%session_id, position, identity = ?join.identity, "party joined");
     pump(&mut socket, &mut rx, &mut stop, |frame| {
-        on_frame(&router, session_id, position, conn_id, frame)
+        on_frame(&router, session_id, joined, conn_id, frame)
     })
     .await;
-    match router.shared() {
-        Some(shared) => shared.leave(session_id, position, conn_id),
-        None => router.sessions().leave(session_id, position, conn_id),
-    }
+    router.backend().leave(session_id, position, conn_id);
     info!(%session_id, position, "party connection ended");
 }
 
-/// Checks a frame from `position` and relays it, or drops it with a log line.
-async fn on_frame(router: &Router, session_id: Uuid, position: u16, conn_id: u64, frame: Bytes) {
+/// Relays a frame from `joined`'s position, or drops it with a log line.
+async fn on_frame(router: &Router, session_id: Uuid, joined: Joined, conn_id: u64, frame: Bytes) {
     let len = frame.len();
-    if len > router.config().max_frame_bytes {
-        warn!(%session_id, position, len, reason = "frame too large", "frame dropped");
+    let position = joined.position;
+    let Err(e) = router.relay_frame(session_id, joined, conn_id, frame).await else {
         return;
-    }
-    let header = match FrameHeader::parse(&frame) {
-        Ok((header, _, _)) => header,
-        Err(e) => {
-            warn!(%session_id, position, len, reason = %e, "frame dropped");
-            return;
-        }
     };
-    if header.session_id != session_id {
-        warn!(%session_id, position, reason = "frame names another session", "frame dropped");
-        return;
-    }
-    if header.sender != position {
-        warn!(
+    match e {
+        RelayError::TooLarge
+        | RelayError::WrongSession
+        | RelayError::Malformed(_)
+        | RelayError::BadRecipient(_) => {
+            warn!(%session_id, position, len, reason = %e, "frame dropped");
+        }
+        RelayError::SpoofedSender(claimed_sender) => warn!(
             %session_id,
             position,
-            claimed_sender = header.sender,
+            claimed_sender,
             reason = "spoofed sender index",
             "frame dropped"
-        );
-        return;
-    }
-    let relayed = match router.shared() {
-        Some(shared) => {
-            match shared
-                .relay(session_id, position, conn_id, header.recipient, &frame)
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    error!(%session_id, position, len, error = %e, "frame dropped: shared state unavailable");
-                    return;
-                }
-            }
+        ),
+        RelayError::BufferFull => {
+            error!(%session_id, position, len, reason = %e, "frame dropped");
         }
-        None => {
-            let mut store = router.sessions();
-            let r = store.relay(
-                session_id,
-                position,
-                conn_id,
-                header.recipient,
-                frame.clone(),
-            );
-            if r.is_ok() {
-                // Published under the store lock so observers see relay order.
-                router.tap(session_id, &frame);
-            }
-            r
-        }
-    };
-    match relayed {
-        Ok(()) => {
-            if router.shared().is_some() {
-                router.tap(session_id, &frame);
-            }
-        }
-        Err(RelayError::BufferFull) => {
-            error!(%session_id, position, len, reason = %RelayError::BufferFull, "frame dropped");
-        }
-        Err(e @ (RelayError::SessionGone | RelayError::Replaced)) => {
+        RelayError::SessionGone | RelayError::Replaced => {
             debug!(%session_id, position, reason = %e, "frame dropped");
         }
-        Err(e @ RelayError::BadRecipient(_)) => {
-            warn!(%session_id, position, reason = %e, "frame dropped");
+        RelayError::Unavailable(cause) => {
+            error!(%session_id, position, len, error = %cause, "frame dropped: shared state unavailable");
         }
     }
 }
@@ -301,45 +218,25 @@ async fn control_connection(
     identity: PartyPublicKey,
     signature_ok: bool,
 ) {
-    if party_id.is_empty() || party_id.len() > MAX_PARTY_ID_LEN {
-        refuse(&mut socket, "bad_request", "invalid party id").await;
-        return;
-    }
-    if !signature_ok {
-        warn!(%party_id, "control connection refused: bad signature");
-        refuse(
-            &mut socket,
-            "bad_signature",
-            "signature over the challenge does not verify",
-        )
-        .await;
+    if let Err(e) = Router::check_control(&party_id, signature_ok) {
+        if e == crate::policy::ControlError::BadSignature {
+            warn!(%party_id, "control connection refused: bad signature");
+        }
+        refuse(&mut socket, e.code(), &e.to_string()).await;
         return;
     }
     let conn_id = router.next_conn_id();
     let (conn, mut rx) = Conn::new(conn_id);
-    match router.shared() {
-        Some(shared) => {
-            shared
-                .register_control(identity.ed25519, &party_id, conn)
-                .await;
-            info!(%party_id, ?identity, "control connection registered");
-        }
-        None => {
-            let delivered =
-                router
-                    .control()
-                    .register(identity.ed25519, &party_id, conn, now_unix());
-            info!(%party_id, ?identity, delivered, "control connection registered");
-        }
-    }
+    let delivered = router
+        .attach_control(identity.ed25519, &party_id, conn, now_unix())
+        .await;
+    let _open = OpenConnection::new(ConnKind::Control);
+    info!(%party_id, ?identity, delivered, "control connection registered");
     pump(&mut socket, &mut rx, &mut stop, |_| async {
         debug!(%party_id, "binary message on a control connection ignored");
     })
     .await;
-    match router.shared() {
-        Some(shared) => shared.leave_control(&identity.ed25519, conn_id),
-        None => router.control().leave(&identity.ed25519, conn_id),
-    }
+    router.backend().detach_control(&identity.ed25519, conn_id);
     info!(%party_id, "control connection ended");
 }
 

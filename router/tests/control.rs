@@ -3,7 +3,11 @@
 
 mod common;
 
-use common::{now, random_token, random_uuid, token_hash, TestRouter};
+use common::{
+    now, on_both_backends, random_token, random_uuid, token_hash, TestBackend, TestRouter,
+};
+use mpc_api::error::{ErrorBody, ErrorCode};
+use mpc_api::router::{InviteRequest, InviteResponse, INVITATIONS_PATH};
 use party_core::descriptor::{
     CurveName, Participant, SessionDescriptor, SessionKind, SignedDescriptor, DESCRIPTOR_VERSION,
 };
@@ -11,6 +15,16 @@ use party_core::identity::{CoordinatorKey, PartyIdentity};
 use party_core::wire::{ClientToRouter, Invitation, RouterToClient};
 use rand_core::OsRng;
 use serde_json::{json, Value};
+
+on_both_backends!(
+    internal_api_requires_the_token,
+    session_registration_is_validated,
+    invitation_reaches_a_connected_party,
+    invitation_waits_for_the_party_to_connect,
+    control_connection_is_replaced_by_a_newer_one,
+    control_connection_with_bad_signature_is_refused,
+    an_invitation_past_its_deadline_is_dropped_even_for_a_connected_party,
+);
 
 fn invitation(for_party: &PartyIdentity, expires_at: u64) -> Invitation {
     let other = PartyIdentity::generate(&mut OsRng);
@@ -49,17 +63,19 @@ fn invitation(for_party: &PartyIdentity, expires_at: u64) -> Invitation {
 }
 
 async fn invite(r: &TestRouter, party: &PartyIdentity, inv: &Invitation) -> bool {
+    // The request as the coordinator sends it (`mpc_api::router`).
+    let request = InviteRequest {
+        identity_ed25519: hex::encode(party.public().ed25519),
+        invitation: inv,
+    };
     let (status, body) = r
-        .post(
-            "/internal/v1/invitations",
-            &json!({
-                "identity_ed25519": hex::encode(party.public().ed25519),
-                "invitation": inv,
-            }),
-        )
+        .post(INVITATIONS_PATH, &serde_json::to_value(&request).unwrap())
         .await;
     assert_eq!(status, 202, "{body}");
-    body["delivered"].as_bool().unwrap()
+    let delivered = body["delivered"].as_bool().unwrap();
+    let answer: InviteResponse = serde_json::from_value(body).unwrap();
+    assert_eq!(answer, InviteResponse { delivered });
+    delivered
 }
 
 fn expect_invitation(msg: RouterToClient, sent: &Invitation) {
@@ -79,9 +95,8 @@ fn expect_registered(msg: RouterToClient, party_id: &str) {
     }
 }
 
-#[tokio::test]
-async fn internal_api_requires_the_token() {
-    let r = TestRouter::start().await;
+async fn internal_api_requires_the_token(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let body = json!({"session_id": random_uuid(), "expires_at": now() + 60, "participants": []});
     for token in [None, Some("wrong"), Some("")] {
         let mut req = r.http.post(r.url("/internal/v1/sessions")).json(&body);
@@ -111,9 +126,8 @@ async fn internal_api_requires_the_token() {
     assert_eq!(resp.status().as_u16(), 401);
 }
 
-#[tokio::test]
-async fn session_registration_is_validated() {
-    let r = TestRouter::start().await;
+async fn session_registration_is_validated(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let slot = |position: u16| json!({"position": position, "token_sha256": token_hash(&random_token()), "identity": null});
     let id = random_uuid();
     let good =
@@ -145,6 +159,9 @@ async fn session_registration_is_validated() {
         let (status, resp) = r.post("/internal/v1/sessions", &b).await;
         assert_eq!(status, 400, "{b} -> {resp}");
         assert_eq!(resp["code"], "bad_request");
+        // Exactly the shared error body.
+        let e: ErrorBody = serde_json::from_value(resp).unwrap();
+        assert_eq!(e.code, ErrorCode::BadRequest);
     }
 
     let (status, body) = r.delete("/internal/v1/sessions/not-a-uuid").await;
@@ -154,11 +171,12 @@ async fn session_registration_is_validated() {
         .await;
     assert_eq!(status, 404);
     assert_eq!(body["code"], "unknown_session");
+    let e: ErrorBody = serde_json::from_value(body).unwrap();
+    assert_eq!(e.code, ErrorCode::UnknownSession);
 }
 
-#[tokio::test]
-async fn invitation_reaches_a_connected_party() {
-    let r = TestRouter::start().await;
+async fn invitation_reaches_a_connected_party(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let party = PartyIdentity::generate(&mut OsRng);
     let mut c = r.client().await;
     expect_registered(c.control("server-party-1", &party).await, "server-party-1");
@@ -175,9 +193,8 @@ async fn invitation_reaches_a_connected_party() {
     expect_invitation(c.next_json().await, &inv2);
 }
 
-#[tokio::test]
-async fn invitation_waits_for_the_party_to_connect() {
-    let r = TestRouter::start().await;
+async fn invitation_waits_for_the_party_to_connect(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let party = PartyIdentity::generate(&mut OsRng);
     let expired = invitation(&party, now().saturating_sub(10));
     let first = invitation(&party, now() + 600);
@@ -196,9 +213,8 @@ async fn invitation_waits_for_the_party_to_connect() {
     expect_invitation(c.next_json().await, &third);
 }
 
-#[tokio::test]
-async fn control_connection_is_replaced_by_a_newer_one() {
-    let r = TestRouter::start().await;
+async fn control_connection_is_replaced_by_a_newer_one(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let party = PartyIdentity::generate(&mut OsRng);
     let mut old = r.client().await;
     expect_registered(old.control("p1", &party).await, "p1");
@@ -210,9 +226,8 @@ async fn control_connection_is_replaced_by_a_newer_one() {
     expect_invitation(new.next_json().await, &inv);
 }
 
-#[tokio::test]
-async fn control_connection_with_bad_signature_is_refused() {
-    let r = TestRouter::start().await;
+async fn control_connection_with_bad_signature_is_refused(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let party = PartyIdentity::generate(&mut OsRng);
     let mut c = r.client().await;
     // Signed for another party id than the one claimed.
@@ -227,4 +242,18 @@ async fn control_connection_with_bad_signature_is_refused() {
     c.expect_error(reply, "bad_signature").await;
     // Nothing was registered for that key.
     assert!(!invite(&r, &party, &invitation(&party, now() + 600)).await);
+}
+
+async fn an_invitation_past_its_deadline_is_dropped_even_for_a_connected_party(
+    backend: TestBackend,
+) {
+    let r = TestRouter::start(&backend).await;
+    let party = PartyIdentity::generate(&mut OsRng);
+    let mut c = r.client().await;
+    expect_registered(c.control("server-party-1", &party).await, "server-party-1");
+    assert!(!invite(&r, &party, &invitation(&party, now().saturating_sub(1))).await);
+    // The next message on the connection is the fresh invitation.
+    let fresh = invitation(&party, now() + 600);
+    assert!(invite(&r, &party, &fresh).await);
+    expect_invitation(c.next_json().await, &fresh);
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{random_uuid, Client, TestRouter};
+use common::{on_both_backends, random_uuid, Client, TestBackend, TestRouter};
 use futures_util::SinkExt as _;
 use party_core::envelope::{Channel, Stage};
 use party_core::identity::PartyIdentity;
@@ -15,18 +15,37 @@ use rand_core::OsRng;
 use router::RouterConfig;
 use serde_json::json;
 
-#[tokio::test]
-async fn health_reports_healthy() {
-    let r = TestRouter::start().await;
+on_both_backends!(
+    health_reports_healthy,
+    join_with_valid_token_gets_its_position,
+    wrong_token_is_refused,
+    bound_slot_refuses_another_identity,
+    two_identities_racing_for_one_slot_bind_it_once,
+    bad_signature_is_refused,
+    unknown_session_is_refused,
+    handshake_times_out,
+    malformed_handshake_is_refused,
+    broadcast_and_p2p_reach_only_their_recipients,
+    late_joiner_receives_buffered_frames_in_order,
+    reconnecting_party_receives_the_buffer_again,
+    bad_frames_are_dropped_without_disconnecting,
+    oversized_frames_and_full_buffers_are_dropped,
+    delete_closes_the_session,
+    the_sweeper_closes_expired_sessions,
+    the_router_sees_no_p2p_plaintext,
+    shutdown_closes_connections_and_serve_returns,
+);
+
+async fn health_reports_healthy(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let resp = reqwest::get(r.url("/health")).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body, json!({"service": "router", "status": "healthy"}));
 }
 
-#[tokio::test]
-async fn join_with_valid_token_gets_its_position() {
-    let r = TestRouter::start().await;
+async fn join_with_valid_token_gets_its_position(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let s = r.session(3, &[0]).await;
     // Joined in any order, each party gets its own slot's position.
     let _c2 = s.join(&r, 2).await;
@@ -34,9 +53,8 @@ async fn join_with_valid_token_gets_its_position() {
     let _c1 = s.join(&r, 1).await;
 }
 
-#[tokio::test]
-async fn wrong_token_is_refused() {
-    let r = TestRouter::start().await;
+async fn wrong_token_is_refused(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let s = r.session(2, &[]).await;
     let mut c = r.client().await;
     let token = "not-a-token-of-this-session-0123456789";
@@ -47,9 +65,8 @@ async fn wrong_token_is_refused() {
     let _c = s.join(&r, 0).await;
 }
 
-#[tokio::test]
-async fn bound_slot_refuses_another_identity() {
-    let r = TestRouter::start().await;
+async fn bound_slot_refuses_another_identity(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let s = r.session(2, &[0]).await;
     let stranger = PartyIdentity::generate(&mut OsRng);
 
@@ -69,9 +86,36 @@ async fn bound_slot_refuses_another_identity() {
     let _again = s.join(&r, 1).await;
 }
 
-#[tokio::test]
-async fn bad_signature_is_refused() {
-    let r = TestRouter::start().await;
+async fn two_identities_racing_for_one_slot_bind_it_once(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
+    let s = r.session(2, &[]).await;
+    let token = &s.parties[1].token;
+    let (first, second) = (
+        PartyIdentity::generate(&mut OsRng),
+        PartyIdentity::generate(&mut OsRng),
+    );
+    let mut a = r.client().await;
+    let mut b = r.client().await;
+    let (ra, rb) = tokio::join!(
+        a.join(s.session_id, token, &first),
+        b.join(s.session_id, token, &second)
+    );
+    let (winner, mut loser, refusal) = match (&ra, &rb) {
+        (RouterToClient::Joined { .. }, _) => (&first, b, rb),
+        (_, RouterToClient::Joined { .. }) => (&second, a, ra),
+        other => panic!("neither join was admitted: {other:?}"),
+    };
+    loser.expect_error(refusal, "token_bound").await;
+    // The slot stays bound to the winner.
+    let mut again = r.client().await;
+    match again.join(s.session_id, token, winner).await {
+        RouterToClient::Joined { position, .. } => assert_eq!(position, 1),
+        other => panic!("expected Joined, got {other:?}"),
+    }
+}
+
+async fn bad_signature_is_refused(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let s = r.session(2, &[]).await;
     let mut c = r.client().await;
     let party = &s.parties[1];
@@ -92,28 +136,25 @@ async fn bad_signature_is_refused() {
     let _c = s.join(&r, 1).await;
 }
 
-#[tokio::test]
-async fn unknown_session_is_refused() {
-    let r = TestRouter::start().await;
+async fn unknown_session_is_refused(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let mut c = r.client().await;
     let identity = PartyIdentity::generate(&mut OsRng);
     let reply = c.join(random_uuid(), "whatever", &identity).await;
     c.expect_error(reply, "unknown_session").await;
 }
 
-#[tokio::test]
-async fn handshake_times_out() {
+async fn handshake_times_out(backend: TestBackend) {
     let mut config = RouterConfig::new(common::INTERNAL_TOKEN);
     config.handshake_timeout = Duration::from_millis(200);
-    let r = TestRouter::start_with(config).await;
+    let r = TestRouter::start_with(&backend, config).await;
     let mut c = r.client().await;
     let reply = c.next_json().await;
     c.expect_error(reply, "handshake_timeout").await;
 }
 
-#[tokio::test]
-async fn malformed_handshake_is_refused() {
-    let r = TestRouter::start().await;
+async fn malformed_handshake_is_refused(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let mut c = r.client().await;
     c.ws.send(tokio_tungstenite::tungstenite::Message::text(
         "{\"type\":\"hello\"}",
@@ -124,9 +165,8 @@ async fn malformed_handshake_is_refused() {
     c.expect_error(reply, "bad_request").await;
 }
 
-#[tokio::test]
-async fn broadcast_and_p2p_reach_only_their_recipients() {
-    let r = TestRouter::start().await;
+async fn broadcast_and_p2p_reach_only_their_recipients(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let s = r.session(3, &[]).await;
     let mut c0 = s.join(&r, 0).await;
     let mut c1 = s.join(&r, 1).await;
@@ -175,9 +215,8 @@ async fn broadcast_and_p2p_reach_only_their_recipients() {
     );
 }
 
-#[tokio::test]
-async fn late_joiner_receives_buffered_frames_in_order() {
-    let r = TestRouter::start().await;
+async fn late_joiner_receives_buffered_frames_in_order(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let s = r.session(3, &[]).await;
     let mut c0 = s.join(&r, 0).await;
     let mut c2 = s.join(&r, 2).await;
@@ -203,9 +242,8 @@ async fn late_joiner_receives_buffered_frames_in_order() {
     assert_eq!(ch1.open(&c1.next_frame().await).unwrap().payload, b"live");
 }
 
-#[tokio::test]
-async fn reconnecting_party_receives_the_buffer_again() {
-    let r = TestRouter::start().await;
+async fn reconnecting_party_receives_the_buffer_again(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let s = r.session(2, &[]).await;
     let mut c0 = s.join(&r, 0).await;
     let mut c1 = s.join(&r, 1).await;
@@ -250,9 +288,8 @@ impl PeekOpen for Channel {
     }
 }
 
-#[tokio::test]
-async fn bad_frames_are_dropped_without_disconnecting() {
-    let r = TestRouter::start().await;
+async fn bad_frames_are_dropped_without_disconnecting(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let s = r.session(3, &[]).await;
     let other = r.session(3, &[]).await;
     let mut c0 = s.join(&r, 0).await;
@@ -296,14 +333,13 @@ async fn bad_frames_are_dropped_without_disconnecting() {
     assert_eq!(c2.next_frame().await, good2);
 }
 
-#[tokio::test]
-async fn oversized_frames_and_full_buffers_are_dropped() {
+async fn oversized_frames_and_full_buffers_are_dropped(backend: TestBackend) {
     let mut config = RouterConfig::new(common::INTERNAL_TOKEN);
     config.max_frame_bytes = 1024;
     // Frames carry 98 bytes of header and signature: two 900-byte payloads
     // (1996 bytes) and a 1-byte one (99 bytes) fit, a third 900 does not.
     config.max_session_bytes = 2100;
-    let r = TestRouter::start_with(config).await;
+    let r = TestRouter::start_with(&backend, config).await;
     let s = r.session(2, &[]).await;
     let mut c0 = s.join(&r, 0).await;
     let mut c1 = s.join(&r, 1).await;
@@ -325,9 +361,8 @@ async fn oversized_frames_and_full_buffers_are_dropped() {
     assert_eq!(c1.next_frame().await, small);
 }
 
-#[tokio::test]
-async fn delete_closes_the_session() {
-    let r = TestRouter::start().await;
+async fn delete_closes_the_session(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let s = r.session(2, &[]).await;
     let mut c0 = s.join(&r, 0).await;
     let mut c1 = s.join(&r, 1).await;
@@ -356,9 +391,8 @@ async fn delete_closes_the_session() {
     c.expect_error(reply, "unknown_session").await;
 }
 
-#[tokio::test]
-async fn the_sweeper_closes_expired_sessions() {
-    let r = TestRouter::start().await;
+async fn the_sweeper_closes_expired_sessions(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     // Two seconds or more left to join; the sweeper runs every second.
     let s = r.session_until(2, &[], common::now() + 3).await;
     let mut c0 = s.join(&r, 0).await;
@@ -373,9 +407,8 @@ async fn the_sweeper_closes_expired_sessions() {
     assert_eq!(status, 404);
 }
 
-#[tokio::test]
-async fn the_router_sees_no_p2p_plaintext() {
-    let r = TestRouter::start().await;
+async fn the_router_sees_no_p2p_plaintext(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
     let mut tap = r.router.subscribe_frames();
     let s = r.session(2, &[]).await;
     let mut c0 = s.join(&r, 0).await;
@@ -398,9 +431,8 @@ async fn the_router_sees_no_p2p_plaintext() {
     assert!(!seen.windows(secret.len()).any(|w| w == secret));
 }
 
-#[tokio::test]
-async fn shutdown_closes_connections_and_serve_returns() {
-    let mut r = TestRouter::start().await;
+async fn shutdown_closes_connections_and_serve_returns(backend: TestBackend) {
+    let mut r = TestRouter::start(&backend).await;
     let s = r.session(2, &[]).await;
     let mut c0 = s.join(&r, 0).await;
     let mut pending = Client::connect(r.addr).await;

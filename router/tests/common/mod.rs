@@ -1,11 +1,12 @@
 //! Test harness: a router on 127.0.0.1 port 0, WebSocket clients speaking the
 //! real handshake, and helpers for the internal API.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unused_macros)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use mpc_api::router::{ParticipantSlot, RegisterSession, SessionRegistered, SESSIONS_PATH};
 use party_core::envelope::Channel;
 use party_core::identity::{PartyIdentity, PartyPublicKey};
 use party_core::wire::{control_message, join_message, ClientToRouter, RouterToClient};
@@ -32,19 +33,73 @@ pub struct TestRouter {
     pub server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
+/// Where a test router keeps its state. Every test of the generic suite runs
+/// once per backend (see [`on_both_backends`]).
+#[derive(Debug, Clone)]
+pub enum TestBackend {
+    Memory,
+    /// Redis at this URL.
+    Redis(String),
+}
+
+impl TestBackend {
+    /// Redis at [`redis_url`], or `None` (after printing why) when it is
+    /// down outside CI; with `CI=true` a missing Redis fails the test.
+    pub async fn redis() -> Option<Self> {
+        let url = redis_url();
+        let reachable = match redis::Client::open(url.as_str()) {
+            Ok(c) => {
+                tokio::time::timeout(Duration::from_secs(2), c.get_multiplexed_async_connection())
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+            Err(_) => false,
+        };
+        if !reachable {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true and Redis at {url} is unreachable");
+            }
+            eprintln!("skipped: Redis at {url} unreachable");
+            return None;
+        }
+        Some(TestBackend::Redis(url))
+    }
+}
+
+/// Runs each named `async fn(TestBackend)` as two tests, `NAME::memory` and
+/// `NAME::redis` (skipped with a printed reason when Redis is down, outside
+/// CI).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$name(crate::common::TestBackend::Memory).await;
+            }
+
+            #[tokio::test]
+            async fn redis() {
+                if let Some(backend) = crate::common::TestBackend::redis().await {
+                    super::$name(backend).await;
+                }
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)] // not every suite uses it
+pub(crate) use on_both_backends;
+
 impl TestRouter {
-    pub async fn start() -> Self {
-        Self::start_with(RouterConfig::new(INTERNAL_TOKEN)).await
+    /// A router with default limits on `backend`.
+    pub async fn start(backend: &TestBackend) -> Self {
+        Self::start_with(backend, RouterConfig::new(INTERNAL_TOKEN)).await
     }
 
-    /// A router with `config`. With `MPC_TEST_ROUTER_STATE=redis` every
-    /// router of the suite keeps its state in Redis (`redis_url()`), so the
-    /// same tests cover both backends.
-    pub async fn start_with(mut config: RouterConfig) -> Self {
-        if config.redis_url.is_none()
-            && std::env::var("MPC_TEST_ROUTER_STATE").as_deref() == Ok("redis")
-        {
-            config.redis_url = Some(redis_url());
+    /// A router with `config`, its state on `backend`; with Redis, once it is
+    /// ready.
+    pub async fn start_with(backend: &TestBackend, mut config: RouterConfig) -> Self {
+        if let TestBackend::Redis(url) = backend {
+            config.redis_url = Some(url.clone());
         }
         let shared = config.redis_url.is_some();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -76,25 +131,20 @@ impl TestRouter {
     /// A router sharing state through Redis, or `None` (after printing why)
     /// when Redis is down outside CI; in CI a missing Redis fails the test.
     pub async fn start_shared() -> Option<Self> {
-        let url = redis_url();
-        let reachable = match redis::Client::open(url.as_str()) {
-            Ok(c) => {
-                tokio::time::timeout(Duration::from_secs(2), c.get_multiplexed_async_connection())
-                    .await
-                    .is_ok_and(|r| r.is_ok())
-            }
-            Err(_) => false,
-        };
-        if !reachable {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true and Redis at {url} is unreachable");
-            }
-            eprintln!("skipped: Redis at {url} unreachable");
-            return None;
-        }
-        let mut config = RouterConfig::new(INTERNAL_TOKEN);
-        config.redis_url = Some(url);
-        Some(Self::start_with(config).await)
+        let backend = TestBackend::redis().await?;
+        Some(Self::start(&backend).await)
+    }
+
+    /// `GET /metrics`: the content type and the text.
+    pub async fn metrics(&self) -> (String, String) {
+        let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (content_type, resp.text().await.unwrap())
     }
 
     /// Signals shutdown and waits for `serve` to return.
@@ -163,30 +213,31 @@ impl TestRouter {
                 token: random_token(),
             })
             .collect();
-        let participants: Vec<Value> = parties
+        // The request as the coordinator sends it (`mpc_api::router`).
+        let participants = parties
             .iter()
             .enumerate()
             .map(|(i, p)| {
                 let position = u16::try_from(i).unwrap();
-                json!({
-                    "position": position,
-                    "token_sha256": token_hash(&p.token),
-                    "identity": bound.contains(&position).then(|| p.identity.public()),
-                })
+                ParticipantSlot {
+                    position,
+                    token_sha256: token_hash(&p.token),
+                    identity: bound.contains(&position).then(|| p.identity.public()),
+                }
             })
             .collect();
+        let request: RegisterSession<PartyPublicKey> = RegisterSession {
+            session_id,
+            expires_at,
+            participants,
+        };
         let (status, body) = self
-            .post(
-                "/internal/v1/sessions",
-                &json!({
-                    "session_id": session_id,
-                    "expires_at": expires_at,
-                    "participants": participants,
-                }),
-            )
+            .post(SESSIONS_PATH, &serde_json::to_value(&request).unwrap())
             .await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["session_id"], json!(session_id));
+        let answer: SessionRegistered = serde_json::from_value(body).unwrap();
+        assert_eq!(answer, SessionRegistered { session_id });
         TestSession {
             session_id,
             parties,

@@ -1,0 +1,128 @@
+//! The HTTP layer: routes, extractors and the mapping of errors to answers.
+//! Request and response bodies are the types of `mpc-api`; the OpenAPI
+//! document (`/openapi.json`, browsable at `/docs`) is generated from them.
+//!
+//! - Public API under `/api/v1/mpc` (API key + allowlist): [`sessions`]
+//!   (keygen, sign, session status, waits, `Idempotency-Key`), [`accounts`].
+//! - Device join `/api/v1/mpc/sessions/{id}/join` (join token + identity
+//!   signature) and the internal API under `/internal/v1` (party reports are
+//!   authenticated by the party's signature, party registration by the
+//!   internal token): [`parties`].
+//! - `/health`, `/ready`, `/metrics`, `/openapi.json`, `/docs`; every other
+//!   path answers a JSON 404.
+
+mod accounts;
+pub mod openapi;
+mod parties;
+mod sessions;
+mod views;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use mpc_api::error::ErrorCode;
+use mpc_api::rest::{Health, Ready};
+
+use crate::error::AppError;
+use crate::Coordinator;
+
+/// The whole application.
+pub fn app(c: Coordinator) -> Router {
+    let limit = c.config().max_body_bytes;
+    let public = Router::new()
+        .route("/api/v1/mpc/keygen", post(sessions::keygen))
+        .route("/api/v1/mpc/sign", post(sessions::sign))
+        .route("/api/v1/mpc/sessions/{id}", get(sessions::session))
+        .route("/api/v1/mpc/accounts", get(accounts::accounts))
+        .route("/api/v1/mpc/accounts/{id}", get(accounts::account))
+        .route_layer(middleware::from_fn_with_state(
+            c.clone(),
+            crate::auth::require_api_key,
+        ));
+    // Device parties authenticate with their join token and identity key.
+    let device = Router::new().route("/api/v1/mpc/sessions/{id}/join", post(parties::device_join));
+    let internal = Router::new()
+        .route("/internal/v1/reports", post(parties::report))
+        .route("/internal/v1/parties", post(parties::register_party));
+    let gated = public
+        .merge(device)
+        .merge(internal)
+        .route_layer(middleware::from_fn_with_state(c.clone(), require_ready));
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .merge(openapi::docs())
+        .merge(gated)
+        .fallback(not_found)
+        .layer(middleware::from_fn(crate::metrics::track_http))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(c)
+}
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses((status = 200, description = "The process serves HTTP", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        service: "coordinator".into(),
+        status: "healthy".into(),
+    })
+}
+
+/// Readiness: started up and the database answers now.
+#[utoipa::path(get, path = "/ready", tag = "service",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "Starting, or the database is down", body = Ready)))]
+async fn ready(State(c): State<Coordinator>) -> (StatusCode, Json<Ready>) {
+    let database = c.is_ready() && c.store().db().ping().await;
+    let status = if database {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Ready {
+            service: "coordinator".into(),
+            ready: database,
+            database: if database { "up" } else { "down" }.into(),
+        }),
+    )
+}
+
+/// Prometheus metrics of this process.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+async fn metrics(State(c): State<Coordinator>) -> impl IntoResponse {
+    c.update_gauges().await;
+    (
+        [(header::CONTENT_TYPE, mpc_telemetry::CONTENT_TYPE)],
+        mpc_telemetry::render(),
+    )
+}
+
+/// Every unknown path: a JSON 404 like every other error.
+async fn not_found() -> AppError {
+    AppError::code(ErrorCode::NotFound, "no such route")
+}
+
+/// 503 `not_ready` until start-up has finished.
+async fn require_ready(
+    State(c): State<Coordinator>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Result<axum::response::Response, AppError> {
+    if c.is_ready() {
+        Ok(next.run(req).await)
+    } else {
+        Err(AppError::code(
+            ErrorCode::NotReady,
+            "the coordinator is starting: its database is not ready yet",
+        ))
+    }
+}

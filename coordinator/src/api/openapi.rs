@@ -1,0 +1,70 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and
+//! the `mpc-api` types (never written by hand), at `/openapi.json`, and a
+//! browsable page of it at `/docs`.
+
+use axum::Json;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::Coordinator;
+
+/// The public API.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "MPC threshold signing API",
+        description = "t-of-n threshold ECDSA (secp256k1): distributed key generation and signing \
+                       by parties that never hold a whole key. Errors are JSON `{\"error\", \"code\"}`; \
+                       clients branch on `code`.",
+    ),
+    paths(
+        super::sessions::keygen,
+        super::sessions::sign,
+        super::sessions::session,
+        super::accounts::accounts,
+        super::accounts::account,
+        super::parties::device_join,
+        super::health,
+        super::ready,
+        super::metrics,
+    ),
+    components(schemas(mpc_api::error::ErrorCode, mpc_api::rest::DeviceType)),
+    modifiers(&ApiKeyScheme),
+    tags(
+        (name = "sessions", description = "Key generation and signing sessions"),
+        (name = "accounts", description = "Distributed keys"),
+        (name = "devices", description = "Browser and device parties"),
+        (name = "service", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "The caller's API key",
+            ))),
+        );
+    }
+}
+
+/// The document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+pub(super) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(document())
+}
+
+/// `/docs`: the document in a browsable page.
+pub(super) fn docs() -> axum::Router<Coordinator> {
+    axum::Router::from(Scalar::with_url("/docs", document()))
+}

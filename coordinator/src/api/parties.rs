@@ -1,0 +1,122 @@
+//! What parties call: the device join, signed reports and server party
+//! registration.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use mpc_api::error::{ErrorBody, ErrorCode};
+use mpc_api::party::{DeviceJoinRequest, DeviceJoinStatus, DeviceJoined, Identity, RegisterParty};
+use party_core::identity::PartyPublicKey;
+use party_core::wire::SignedReport;
+use uuid::Uuid;
+
+use crate::error::{AppError, StrictJson};
+use crate::Coordinator;
+
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s.strip_prefix("0x").unwrap_or(s), &mut out).ok()?;
+    Some(out)
+}
+
+/// The identity keys as party-core takes them; `None` when malformed.
+fn identity(i: &Identity) -> Option<PartyPublicKey> {
+    Some(PartyPublicKey {
+        ed25519: hex32(&i.ed25519)?,
+        x25519: hex32(&i.x25519)?,
+    })
+}
+
+pub(super) async fn report(
+    State(c): State<Coordinator>,
+    StrictJson(signed): StrictJson<SignedReport>,
+) -> Result<StatusCode, AppError> {
+    c.apply_report(signed).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn register_party(
+    State(c): State<Coordinator>,
+    headers: HeaderMap,
+    StrictJson(req): StrictJson<RegisterParty>,
+) -> Result<StatusCode, AppError> {
+    crate::auth::check_internal(&c, &headers)?;
+    if req.party_id.is_empty() || req.party_id.len() > 128 {
+        return Err(AppError::bad_request(
+            "invalid_party_id",
+            "party_id must be 1..128 characters",
+        ));
+    }
+    let identity = identity(&req.identity).ok_or_else(|| {
+        AppError::bad_request("invalid_json", "identity keys must be 32 bytes of hex each")
+    })?;
+    c.register_party(&req.party_id, &req.device_type, identity)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn invalid_token() -> AppError {
+    AppError::code(
+        ErrorCode::InvalidToken,
+        "join token is not valid for this session",
+    )
+}
+
+/// A device party presents its join token and identity key; the answer is
+/// the signed descriptor and its position (`200`), or `202` while other
+/// devices of the session have not joined yet.
+#[utoipa::path(post, path = "/api/v1/mpc/sessions/{id}/join", tag = "devices",
+    params(("id" = String, Path, description = "Session id")),
+    request_body = DeviceJoinRequest,
+    responses(
+        (status = 200, description = "Ready: the signed descriptor", body = DeviceJoined),
+        (status = 202, description = "Waiting for other devices: ask again", body = DeviceJoined),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "Invalid token or signature", body = ErrorBody),
+        (status = 409, description = "Token, party or identity bound to another", body = ErrorBody),
+        (status = 410, description = "The session has ended", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 503, description = "Not ready, or no router", body = ErrorBody),
+    ))]
+pub(super) async fn device_join(
+    State(c): State<Coordinator>,
+    Path(id): Path<String>,
+    StrictJson(req): StrictJson<DeviceJoinRequest>,
+) -> Result<(StatusCode, Json<DeviceJoined>), AppError> {
+    let id = Uuid::parse_str(&id).map_err(|_| invalid_token())?;
+    let identity = identity(&req.identity).ok_or_else(|| {
+        AppError::bad_request("invalid_json", "identity keys must be 32 bytes of hex each")
+    })?;
+    let mut signature = [0u8; 64];
+    hex::decode_to_slice(&req.signature, &mut signature)
+        .map_err(|_| AppError::bad_request("invalid_json", "signature must be 64 bytes of hex"))?;
+    let join = crate::sessions::DeviceJoin {
+        join_token: req.join_token,
+        identity,
+        signature,
+    };
+    Ok(match c.device_join(id, join).await? {
+        crate::sessions::Joined::Ready {
+            descriptor,
+            position,
+        } => (
+            StatusCode::OK,
+            Json(DeviceJoined {
+                session_id: id,
+                status: DeviceJoinStatus::Ready,
+                position: Some(position),
+                descriptor: Some(serde_json::to_value(&descriptor).map_err(AppError::internal)?),
+            }),
+        ),
+        crate::sessions::Joined::WaitingForDevices => (
+            StatusCode::ACCEPTED,
+            Json(DeviceJoined {
+                session_id: id,
+                status: DeviceJoinStatus::WaitingForDevices,
+                position: None,
+                descriptor: None,
+            }),
+        ),
+    })
+}
