@@ -3,7 +3,9 @@
 # the .wasm in the size-and-speed `wasm` profile, the wasm-bindgen glue
 # (`--target web`: ES module, loads in browsers, workers and Node) and the
 # TypeScript types. Needs wasm-bindgen-cli at the version of wasm-bindgen in
-# Cargo.lock (.ci/run installs it). wasm-opt runs if it is on PATH.
+# Cargo.lock (.ci/run installs it) and `npm ci` (wasm-opt from the npm
+# package binaryen: Debian's binaryen 108 is too old, its -O3 output of this
+# module fails to instantiate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Warnings are errors here: this is the one wasm32 build of party-core and
@@ -14,10 +16,10 @@ rm -rf party-wasm/pkg
 wasm-bindgen --target web --remove-name-section --remove-producers-section \
   --out-dir party-wasm/pkg \
   target/wasm32-unknown-unknown/wasm/party_wasm.wasm
-if command -v wasm-opt >/dev/null; then
-  wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
-    --enable-sign-ext --enable-mutable-globals \
-    party-wasm/pkg/party_wasm_bg.wasm -o party-wasm/pkg/party_wasm_bg.wasm
-fi
+wasm_opt=node_modules/.bin/wasm-opt
+[ -x "$wasm_opt" ] || { echo "$wasm_opt missing: run npm ci" >&2; exit 1; }
+"$wasm_opt" -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-sign-ext --enable-mutable-globals \
+  party-wasm/pkg/party_wasm_bg.wasm -o party-wasm/pkg/party_wasm_bg.wasm
 wasm=party-wasm/pkg/party_wasm_bg.wasm
 echo "party-wasm: $(stat -c %s "$wasm") bytes raw, $(gzip -9c "$wasm" | wc -c) bytes gzipped"

@@ -5,6 +5,15 @@ use std::time::Duration;
 use ipnet::IpNet;
 use party_core::identity::CoordinatorKey;
 
+/// Default deadline of a keygen that generates aux info.
+pub const DEFAULT_KEYGEN_AUX_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Default deadline of a keygen that reuses aux info.
+pub const DEFAULT_KEYGEN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default deadline of a signing session.
+pub const DEFAULT_SIGN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default number of presign sessions running at once.
+pub const DEFAULT_PRESIGN_CONCURRENCY: usize = 1;
+
 /// Everything the coordinator needs to run. `Debug` hides secrets.
 #[derive(Clone)]
 pub struct CoordinatorConfig {
@@ -75,11 +84,11 @@ impl CoordinatorConfig {
             router_internal_urls: vec![router_url.to_string()],
             router_public_ws_url: format!("{}/ws", router_url.replacen("http", "ws", 1)),
             internal_token: internal_token.into(),
-            keygen_aux_timeout: Duration::from_secs(30 * 60),
-            keygen_timeout: Duration::from_secs(120),
-            sign_timeout: Duration::from_secs(120),
+            keygen_aux_timeout: DEFAULT_KEYGEN_AUX_TIMEOUT,
+            keygen_timeout: DEFAULT_KEYGEN_TIMEOUT,
+            sign_timeout: DEFAULT_SIGN_TIMEOUT,
             presign_pool: 0,
-            presign_concurrency: 1,
+            presign_concurrency: DEFAULT_PRESIGN_CONCURRENCY,
             insecure_test_aux: false,
         }
     }

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use coordinator::{Coordinator, CoordinatorConfig};
 use party_core::identity::CoordinatorKey;
 use party_core::seal::MasterKey;
-use server_party::{PartyConfig, PrimeSource, ServerParty};
+use server_party::{PartyConfig, ServerParty};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -52,7 +52,8 @@ pub struct DevOptions {
     pub party_database_urls: Vec<String>,
     /// Redis for the router's state; `None`: in memory.
     pub redis_url: Option<String>,
-    /// Presignatures kept ready per signer set of each account (0: none).
+    /// Presignatures kept ready per signer set of each account (0: none;
+    /// `new` starts with none, `mpc dev` sets `--presign-pool`).
     pub presign_pool: usize,
     /// Presign sessions running at once.
     pub presign_concurrency: usize,
@@ -71,16 +72,16 @@ impl DevOptions {
             parties: 3,
             insecure_test_primes: None,
             insecure_test_aux: None,
-            keygen_aux_timeout: Duration::from_secs(30 * 60),
-            keygen_timeout: Duration::from_secs(120),
-            sign_timeout: Duration::from_secs(120),
+            keygen_aux_timeout: coordinator::config::DEFAULT_KEYGEN_AUX_TIMEOUT,
+            keygen_timeout: coordinator::config::DEFAULT_KEYGEN_TIMEOUT,
+            sign_timeout: coordinator::config::DEFAULT_SIGN_TIMEOUT,
             allowlist: Vec::new(),
-            prime_pool: 1,
+            prime_pool: crate::cli::party::DEFAULT_PRIME_POOL,
             coordinator_database_url: None,
             party_database_urls: Vec::new(),
             redis_url: None,
             presign_pool: 0,
-            presign_concurrency: 1,
+            presign_concurrency: coordinator::config::DEFAULT_PRESIGN_CONCURRENCY,
             demo_root: None,
         }
     }
@@ -303,18 +304,11 @@ impl DevSystem {
             coordinator_public_key: self.coordinator_key.public(),
             router_ws_urls: vec![format!("{}/ws", self.router_url.replacen("http", "ws", 1))],
             internal_token: self.internal_token.clone(),
-            primes: match &self.options.insecure_test_primes {
-                Some(dir) => PrimeSource::InsecureTestData {
-                    dir: dir.clone(),
-                    index: k - 1,
-                },
-                None => PrimeSource::Generate {
-                    threads: std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(1),
-                    pool_target: self.options.prime_pool,
-                },
-            },
+            primes: crate::cli::party::prime_source(
+                self.options.insecure_test_primes.as_ref(),
+                k - 1,
+                self.options.prime_pool,
+            ),
             insecure_test_aux: self.options.insecure_test_aux.clone(),
         })
     }

@@ -296,11 +296,11 @@ fn terminal(s: &Value) -> bool {
 async fn a_party_killed_mid_sign_fails_the_session_and_the_rest_carry_on() {
     let dir = TempDir::new("killsign");
     let mut o = dir.fast(3).await;
-    // The killed session ends at this deadline; the later signings of the
-    // test run under it too, so it leaves room for a full signing of the
-    // debug build while the other tests load both cores (6 s was too short
-    // on a slower host: a healthy signing reached its deadline in round 4).
-    o.sign_timeout = Duration::from_secs(30);
+    // The killed session waits out this deadline: a short one. The later
+    // signings run after a restart under a deadline that fits a full signing
+    // of the debug build while the other tests load both cores (6 s was too
+    // short for them on a slower host: one reached its deadline in round 4).
+    o.sign_timeout = Duration::from_secs(10);
     let mut sys = DevSystem::start(o).await.unwrap();
     let c = client(&sys);
     let account = keygen(&c, 2, &[1, 2, 3]).await;
@@ -325,7 +325,14 @@ async fn a_party_killed_mid_sign_fails_the_session_and_the_rest_carry_on() {
     let ended = mpc_now();
     assert!(ended <= expires_at + 2, "ended by its deadline");
 
-    // The others are healthy: parties 1 and 3 sign; party 2 comes back and signs.
+    // The others are healthy: parties 1 and 3 sign; party 2 comes back and
+    // signs. (The same data directory, party 2 still down, the long deadline.)
+    sys.shutdown().await;
+    let mut o = dir.fast(3).await;
+    o.sign_timeout = Duration::from_secs(30);
+    let mut sys = DevSystem::start(o).await.unwrap();
+    sys.kill_party(2).await;
+    let c = client(&sys);
     sign_and_verify(&c, &account, &[1, 3]).await;
     sys.start_party(2).await.unwrap();
     sign_and_verify(&c, &account, &[1, 2]).await;

@@ -14,7 +14,7 @@ import { NodeDevice } from '../js/node-device.mjs';
 import { startSystem, api, assertSignatureValid, TEST_DATA } from './support/system.mjs';
 
 test('a Node device party completes keygen and signing with server parties', { timeout: 600_000 }, async (t) => {
-  const sys = await startSystem(['--parties', '2', '--insecure-test-primes', TEST_DATA, '--insecure-test-aux', TEST_DATA]);
+  const sys = await startSystem(['--parties', '2', '--insecure-test-data', TEST_DATA, '--insecure-test-aux']);
   const stateDir = mkdtempSync(join(tmpdir(), 'node-device-'));
   t.after(async () => {
     await sys.stop();

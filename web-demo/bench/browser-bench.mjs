@@ -17,7 +17,7 @@ import { chromium } from 'playwright-core';
 
 import { startSystem, CHROMIUM_ARGS, TEST_DATA } from '../../party-wasm/tests/support/system.mjs';
 
-const sys = await startSystem(['--parties', '2', '--insecure-test-primes', TEST_DATA]);
+const sys = await startSystem(['--parties', '2', '--insecure-test-data', TEST_DATA]);
 const profile = mkdtempSync(join(tmpdir(), 'chromium-bench-'));
 const browser = await chromium.launchPersistentContext(profile, { executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
 try {

@@ -3,7 +3,7 @@
 // sealed in IndexedDB and used by the first keygen of a new party group.
 //
 // TEST MODE (the server says so in /demo/api/config, only when `mpc dev` runs
-// with --insecure-test-primes): the PUBLIC test primes are fetched instead;
+// with --insecure-test-data): the PUBLIC test primes are fetched instead;
 // this is logged loudly on the page and in the console.
 
 export class PrimePool {
@@ -44,7 +44,7 @@ export class PrimePool {
   }
 
   async #testPrimes() {
-    const msg = 'INSECURE TEST MODE: using the PUBLIC test primes served by mpc dev --insecure-test-primes. Never use this for real keys.';
+    const msg = 'INSECURE TEST MODE: using the PUBLIC test primes served by mpc dev --insecure-test-data. Never use this for real keys.';
     console.warn(msg);
     this.log(msg);
     const r = await fetch('api/test-primes');

@@ -7,7 +7,7 @@
 // EIP-191 hash is recomputed with @noble/hashes. Saves screenshots to
 // target/web-demo-screenshot{-before-reload,}.png.
 //
-// CI time: the PUBLIC test primes (mpc dev --insecure-test-primes; the page
+// CI time: the PUBLIC test primes (mpc dev --insecure-test-data; the page
 // shows a test-mode banner); aux info itself runs for real in the browser.
 // Chromium: /usr/bin/chromium or $CHROMIUM.
 import { test } from 'node:test';
@@ -37,7 +37,7 @@ async function checkSignature(page, id, publicKey) {
 }
 
 test('the demo page creates a wallet, co-signs, and signs again after a reload', { timeout: 1_200_000 }, async (t) => {
-  const sys = await startSystem(['--parties', '2', '--insecure-test-primes', TEST_DATA]);
+  const sys = await startSystem(['--parties', '2', '--insecure-test-data', TEST_DATA]);
   const profile = mkdtempSync(join(tmpdir(), 'chromium-'));
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',

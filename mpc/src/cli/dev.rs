@@ -1,0 +1,117 @@
+//! `mpc dev`: the roles' settings ([`CoordinatorSettings`],
+//! [`PartySettings`]) composed, with only addresses, the data directory and
+//! the demo its own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::coordinator::CoordinatorSettings;
+use super::party::PartySettings;
+use crate::dev::{DevOptions, DevSystem};
+
+/// `mpc dev`.
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// Data directory.
+    #[arg(long, default_value = "mpc-data")]
+    pub data_dir: PathBuf,
+    /// REST API address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub api: SocketAddr,
+    /// Router address.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub router: SocketAddr,
+    /// Number of server parties.
+    #[arg(long, default_value_t = 3)]
+    pub parties: usize,
+    /// INSECURE, dev/test only: the PUBLIC test data in this directory
+    /// (party-core/test-data): test primes instead of generated ones (skips
+    /// minutes of work), served to the web demo too; with
+    /// --insecure-test-aux, also its aux info (keygen is a DKG only).
+    #[arg(long, value_name = "DIR", alias = "insecure-test-primes")]
+    pub insecure_test_data: Option<PathBuf>,
+    /// Serve the web demo at /demo/ from this repository root (holding
+    /// web-demo/ and party-wasm/). Default: the current directory, if it
+    /// holds the demo.
+    #[arg(long, value_name = "REPO_DIR")]
+    pub demo: Option<PathBuf>,
+    /// The coordinator's settings (as `mpc coordinator`).
+    #[command(flatten)]
+    pub coordinator: CoordinatorSettings,
+    /// The server parties' settings (as `mpc party`).
+    #[command(flatten)]
+    pub party: PartySettings,
+}
+
+impl DevArgs {
+    /// The dev system's options.
+    pub fn options(&self) -> anyhow::Result<DevOptions> {
+        anyhow::ensure!(
+            !self.coordinator.insecure_test_aux || self.insecure_test_data.is_some(),
+            "--insecure-test-aux reuses the aux info of --insecure-test-data DIR: give both"
+        );
+        let c = &self.coordinator;
+        let mut o = DevOptions::new(&self.data_dir);
+        o.api_addr = self.api;
+        o.router_addr = self.router;
+        o.parties = self.parties;
+        o.insecure_test_primes = self.insecure_test_data.clone();
+        o.insecure_test_aux = self
+            .insecure_test_data
+            .clone()
+            .filter(|_| c.insecure_test_aux);
+        o.keygen_aux_timeout = Duration::from_secs(c.keygen_aux_timeout_secs);
+        o.keygen_timeout = Duration::from_secs(c.keygen_timeout_secs);
+        o.sign_timeout = Duration::from_secs(c.sign_timeout_secs);
+        o.allowlist = c.allowlist()?;
+        o.presign_pool = c.presign_pool;
+        o.presign_concurrency = c.presign_concurrency;
+        o.prime_pool = self.party.prime_pool;
+        o.demo_root = match &self.demo {
+            Some(dir) => {
+                anyhow::ensure!(
+                    crate::demo::available(dir),
+                    "--demo {}: no web-demo/static/index.html there",
+                    dir.display()
+                );
+                Some(dir.clone())
+            }
+            None => Some(PathBuf::from(".")).filter(|d| crate::demo::available(d)),
+        };
+        Ok(o)
+    }
+}
+
+/// Runs the dev system until Ctrl-C.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let options = args.options()?;
+    let has_demo = options.demo_root.is_some();
+    let sys = DevSystem::start(options).await?;
+    println!("mpc dev is running");
+    println!("  API:     {}", sys.api_url);
+    println!("  router:  {}", sys.router_url);
+    println!("  coordinator key: {}", sys.coordinator_public_key);
+    if has_demo {
+        println!("  demo:    {}/demo/", sys.api_url);
+    }
+    if sys.api_key_is_new {
+        println!(
+            "  API key: {}   (shown once; also kept in the data directory's api-key file)",
+            sys.api_key
+        );
+    } else {
+        println!("  API key: in the data directory's api-key file");
+    }
+    println!(
+        "  parties: {}",
+        (1..=args.parties)
+            .map(DevSystem::party_id)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    tokio::signal::ctrl_c().await?;
+    eprintln!("shutting down");
+    sys.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! The `mpc` command line. Each role's configuration is declared once, with
+//! its defaults and environment variables, as a clap `Args` struct:
+//! [`coordinator::CoordinatorArgs`], [`router::RouterArgs`] and
+//! [`party::PartyArgs`] (`mpc coordinator|router|party`), which convert into
+//! the libraries' `CoordinatorConfig`, `RouterConfig` and `PartyConfig`.
+//! `mpc dev` ([`dev::DevArgs`]) composes the same settings structs
+//! ([`coordinator::CoordinatorSettings`], [`party::PartySettings`]) and sets
+//! only what it must itself: addresses, URLs, keys and databases.
+//!
+//! The PUBLIC test data (test primes and aux info, `party-core/test-data`) has
+//! one switch everywhere: `--insecure-test-data DIR`; `--insecure-test-aux`
+//! (coordinator, dev) is the flag that makes keygens reuse its aux info.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+pub mod client;
+pub mod coordinator;
+pub mod dev;
+pub mod party;
+pub mod router;
+
+/// `mpc`.
+#[derive(Parser, Debug)]
+#[command(name = "mpc", about = "Threshold ECDSA custody service", version)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Router, coordinator and server parties in one process on SQLite.
+    Dev(dev::DevArgs),
+    /// Run the router alone.
+    Router(router::RouterArgs),
+    /// Run the coordinator alone.
+    Coordinator(coordinator::CoordinatorArgs),
+    /// Run one server party alone.
+    Party(party::PartyArgs),
+    /// Benchmark the real system in-process through REST and the router.
+    Bench(client::BenchArgs),
+    /// Print a new random 256-bit key as hex (master keys, coordinator key).
+    GenKey,
+    /// Print the public key of a coordinator key file.
+    CoordinatorPublicKey {
+        /// Key file.
+        file: PathBuf,
+    },
+    /// Create a wallet (distributed keygen) and wait for it.
+    Keygen(client::KeygenArgs),
+    /// Sign a 32-byte hash with t parties of an account and wait for it.
+    Sign(client::SignArgs),
+    /// Show a session.
+    Session {
+        #[command(flatten)]
+        api: client::Api,
+        /// Session id.
+        id: String,
+    },
+    /// List accounts, or show one.
+    Accounts {
+        #[command(flatten)]
+        api: client::Api,
+        /// Account id.
+        id: Option<String>,
+    },
+}
+
+impl Command {
+    /// Runs the command until it is done (services: until Ctrl-C).
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Dev(args) => dev::run(args).await,
+            Command::Router(args) => router::run(args).await,
+            Command::Coordinator(args) => coordinator::run(args).await,
+            Command::Party(args) => party::run(args).await,
+            Command::Bench(args) => client::bench(args).await,
+            Command::GenKey => {
+                println!(
+                    "{}",
+                    party_core::seal::MasterKey::generate().to_hex().as_str()
+                );
+                Ok(())
+            }
+            Command::CoordinatorPublicKey { file } => {
+                let key =
+                    party_core::identity::CoordinatorKey::from_secret_bytes(&read_hex_file(&file)?)
+                        .map_err(|e| anyhow::anyhow!("signing key: {e}"))?;
+                println!("{}", hex::encode(key.public()));
+                Ok(())
+            }
+            Command::Keygen(args) => client::keygen(args).await,
+            Command::Sign(args) => client::sign(args).await,
+            Command::Session { api, id } => client::session(api, id).await,
+            Command::Accounts { api, id } => client::accounts(api, id).await,
+        }
+    }
+}
+
+/// The non-empty, trimmed items of a comma-separated list.
+pub fn comma_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A secret given as hex, either inline (environment) or in a file.
+pub fn secret_hex(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    match (inline, file) {
+        (Some(hex_str), _) => {
+            let hex_str = zeroize::Zeroizing::new(hex_str);
+            Ok(zeroize::Zeroizing::new(
+                hex::decode(hex_str.trim()).map_err(|_| anyhow::anyhow!("key must be hex"))?,
+            ))
+        }
+        (None, Some(path)) => read_hex_file(&path),
+        (None, None) => anyhow::bail!("a key or a key file is required"),
+    }
+}
+
+/// A hex file's bytes (key files).
+pub fn read_hex_file(path: &Path) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?,
+    );
+    Ok(zeroize::Zeroizing::new(
+        hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?,
+    ))
+}
+
+/// Resolves on Ctrl-C.
+pub async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Command {
+        match Cli::try_parse_from(std::iter::once("mpc").chain(args.iter().copied())) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn dev_and_the_roles_share_their_defaults() {
+        let Command::Dev(dev) = parse(&["dev"]) else {
+            panic!("not dev")
+        };
+        let Command::Coordinator(c) = parse(&[
+            "coordinator",
+            "--internal-token",
+            "t",
+            "--signing-key",
+            "00",
+        ]) else {
+            panic!("not coordinator")
+        };
+        let Command::Party(p) = parse(&[
+            "party",
+            "--party-id",
+            "p",
+            "--internal-token",
+            "t",
+            "--master-key",
+            "00",
+            "--coordinator-public-key",
+            "00",
+        ]) else {
+            panic!("not party")
+        };
+        assert_eq!(dev.coordinator, c.settings);
+        assert_eq!(dev.party, p.settings);
+        assert_eq!(c.settings.presign_pool, 2);
+        assert_eq!(p.settings.prime_pool, 2);
+    }
+
+    #[test]
+    fn the_test_data_switch_has_one_name_and_the_old_ones_still_parse() {
+        let Command::Dev(dev) = parse(&["dev", "--insecure-test-data", "d", "--insecure-test-aux"])
+        else {
+            panic!("not dev")
+        };
+        assert_eq!(dev.insecure_test_data, Some(PathBuf::from("d")));
+        assert!(dev.coordinator.insecure_test_aux);
+        let Command::Dev(dev) = parse(&["dev", "--insecure-test-primes", "d"]) else {
+            panic!("not dev")
+        };
+        assert_eq!(dev.insecure_test_data, Some(PathBuf::from("d")));
+        assert!(!dev.coordinator.insecure_test_aux);
+        let Command::Bench(b) = parse(&["bench", "--insecure-test-data", "d"]) else {
+            panic!("not bench")
+        };
+        assert_eq!(b.insecure_test_data, Some(PathBuf::from("d")));
+        // The aux info comes from the test data.
+        let Command::Dev(dev) = parse(&["dev", "--insecure-test-aux"]) else {
+            panic!("not dev")
+        };
+        assert!(dev.options().is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! `mpc party`: a server party's configuration, declared once.
+
+use std::path::PathBuf;
+
+use party_core::seal::MasterKey;
+use server_party::{PartyConfig, PrimeSource, ServerParty};
+
+use super::{comma_list, secret_hex, shutdown_signal};
+
+/// The default of `--prime-pool`.
+pub const DEFAULT_PRIME_POOL: usize = 2;
+
+/// A server party's settings that `mpc dev` runs its parties with too.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct PartySettings {
+    /// Prime sets to keep ready in the sealed pool.
+    #[arg(long, env = "MPC_PRIME_POOL", default_value_t = DEFAULT_PRIME_POOL)]
+    pub prime_pool: usize,
+}
+
+/// Where a party's primes come from: generated (pool of `prime_pool`), or
+/// the PUBLIC test primes of party `index` in `test_data`.
+pub fn prime_source(test_data: Option<&PathBuf>, index: usize, prime_pool: usize) -> PrimeSource {
+    match test_data {
+        Some(dir) => PrimeSource::InsecureTestData {
+            dir: dir.clone(),
+            index,
+        },
+        None => PrimeSource::Generate {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            pool_target: prime_pool,
+        },
+    }
+}
+
+/// `mpc party`.
+#[derive(clap::Args, Debug)]
+pub struct PartyArgs {
+    /// Party id.
+    #[arg(long, env = "MPC_PARTY_ID")]
+    pub party_id: String,
+    /// sqlx URL of the party's own database.
+    #[arg(long, env = "MPC_DATABASE_URL", default_value = "sqlite://party.db")]
+    pub database_url: String,
+    /// File holding the party's master key (64 hex digits, see `mpc gen-key`).
+    #[arg(
+        long,
+        env = "MPC_MASTER_KEY_FILE",
+        required_unless_present = "master_key"
+    )]
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself (64 hex digits), e.g. from a secret store
+    /// through the environment.
+    #[arg(
+        long,
+        env = "MPC_MASTER_KEY",
+        hide_env_values = true,
+        conflicts_with = "master_key_file"
+    )]
+    pub master_key: Option<String>,
+    /// Coordinator base URLs, comma-separated (tried in turn).
+    #[arg(
+        long,
+        env = "MPC_COORDINATOR_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub coordinator_url: String,
+    /// The coordinator's descriptor-signing public key (hex).
+    #[arg(long, env = "MPC_COORDINATOR_PUBLIC_KEY")]
+    pub coordinator_public_key: String,
+    /// Router WebSocket URLs, comma-separated (the next one is used when a
+    /// router goes away).
+    #[arg(
+        long,
+        env = "MPC_ROUTER_WS_URL",
+        default_value = "ws://127.0.0.1:8081/ws"
+    )]
+    pub router_ws_url: String,
+    /// Shared secret of the internal APIs.
+    #[arg(long, env = "MPC_INTERNAL_TOKEN", hide_env_values = true)]
+    pub internal_token: String,
+    /// Settings shared with `mpc dev`.
+    #[command(flatten)]
+    pub settings: PartySettings,
+    /// INSECURE, test only: PUBLIC test primes and aux info from this
+    /// directory (party-core/test-data) instead of generated ones.
+    #[arg(long, value_name = "DIR")]
+    pub insecure_test_data: Option<PathBuf>,
+    /// Which party's test primes to use (0-based), with --insecure-test-data.
+    #[arg(long, default_value_t = 0)]
+    pub insecure_test_index: usize,
+}
+
+impl PartyArgs {
+    /// The party's configuration.
+    pub fn into_config(self) -> anyhow::Result<PartyConfig> {
+        let master_key = MasterKey::from_bytes(&secret_hex(self.master_key, self.master_key_file)?)
+            .map_err(|e| anyhow::anyhow!("master key: {e}"))?;
+        let coordinator_public_key: [u8; 32] = hex::decode(self.coordinator_public_key.trim())?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("coordinator public key must be 32 bytes"))?;
+        Ok(PartyConfig {
+            party_id: self.party_id,
+            database_url: self.database_url,
+            master_key,
+            coordinator_urls: comma_list(&self.coordinator_url),
+            coordinator_public_key,
+            router_ws_urls: comma_list(&self.router_ws_url),
+            internal_token: self.internal_token,
+            primes: prime_source(
+                self.insecure_test_data.as_ref(),
+                self.insecure_test_index,
+                self.settings.prime_pool,
+            ),
+            insecure_test_aux: self.insecure_test_data,
+        })
+    }
+}
+
+/// Runs the party until Ctrl-C.
+pub async fn run(args: PartyArgs) -> anyhow::Result<()> {
+    let party = ServerParty::open(args.into_config()?).await?;
+    party.run(shutdown_signal()).await;
+    Ok(())
+}
