@@ -9,54 +9,9 @@
 // Node (pass `WebSocket` from the `ws` package). No secrets are logged: the
 // join token, seed, share and primes never reach `log`.
 
-/** Error with the coordinator's or router's error code. */
-export class PartyError extends Error {
-  constructor(code, message, blamed = null) {
-    super(`${code}: ${message}`);
-    this.code = code;
-    this.blamed = blamed;
-  }
-}
+import { joinCoordinator, PartyError, postJson } from './coordinator-api.mjs';
 
-const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function postJson(fetchImpl, url, body, timeoutMs) {
-  const signal = timeoutMs && globalThis.AbortSignal?.timeout ? AbortSignal.timeout(timeoutMs) : undefined;
-  const resp = await fetchImpl(url, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body,
-    signal,
-  });
-  const text = await resp.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = null;
-  }
-  return { status: resp.status, body: json };
-}
-
-/**
- * Presents the join token and identity to the coordinator; returns the
- * signed descriptor. Waits (polling) while other device parties of the
- * session have not joined yet, until `timeoutMs`.
- */
-export async function joinCoordinator({ coordinatorUrl, sessionId, joinToken, identity, fetch: fetchImpl = globalThis.fetch, timeoutMs = 120_000 }) {
-  const url = `${coordinatorUrl}/api/v1/mpc/sessions/${sessionId}/join`;
-  const body = identity.deviceJoinRequest(sessionId, joinToken);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await postJson(fetchImpl, url, body);
-    if (r.status === 200) return r.body;
-    if (r.status !== 202) {
-      throw new PartyError(r.body?.code ?? `http_${r.status}`, r.body?.error ?? 'join refused');
-    }
-    if (Date.now() > deadline) throw new PartyError('timeout', 'other device parties did not join in time');
-    await delay(500);
-  }
-}
+export { joinCoordinator, PartyError };
 
 /** The input bytes for a `need_input` request, or why there are none. */
 async function gatherInput(o, info, request) {
