@@ -91,6 +91,10 @@ pub struct PartyArgs {
     /// Which party's test primes to use (0-based), with --insecure-test-data.
     #[arg(long, default_value_t = 0)]
     pub insecure_test_index: usize,
+    /// Serve Prometheus metrics (`GET /metrics`) and `GET /health` on this
+    /// address (a party has no other listener). Off when not given.
+    #[arg(long, env = "MPC_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl PartyArgs {
@@ -121,7 +125,47 @@ impl PartyArgs {
 
 /// Runs the party until Ctrl-C.
 pub async fn run(args: PartyArgs) -> anyhow::Result<()> {
+    mpc_telemetry::init();
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some(serve_metrics(addr).await?),
+        None => None,
+    };
     let party = ServerParty::open(args.into_config()?).await?;
     party.run(shutdown_signal()).await;
+    if let Some(task) = metrics {
+        task.abort();
+    }
     Ok(())
+}
+
+/// `GET /metrics` (this process's Prometheus series) and `GET /health` on
+/// `addr`, for a role without an HTTP listener of its own.
+async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        mpc_telemetry::CONTENT_TYPE,
+                    )],
+                    mpc_telemetry::render(),
+                )
+            }),
+        )
+        .route(
+            "/health",
+            get(|| async {
+                axum::Json(serde_json::json!({ "service": "party", "status": "healthy" }))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "party metrics at /metrics");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener stopped");
+        }
+    }))
 }
