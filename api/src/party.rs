@@ -33,7 +33,7 @@ pub struct RegisterParty {
 /// `POST /api/v1/mpc/sessions/{id}/join`: a device presents its join token
 /// and identity, with the identity's signature over
 /// `"mpc/coordinator/device-join/v1" || session id || SHA-256(token)`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceJoinRequest {
     /// The join token from `join_tokens`.
@@ -42,6 +42,16 @@ pub struct DeviceJoinRequest {
     pub identity: Identity,
     /// Ed25519 signature by the identity (proof of possession), 128 hex digits.
     pub signature: String,
+}
+
+impl std::fmt::Debug for DeviceJoinRequest {
+    /// The join token is a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceJoinRequest")
+            .field("join_token", &"<redacted>")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Whether a device join has its descriptor yet.

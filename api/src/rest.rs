@@ -268,7 +268,7 @@ pub struct SessionFailure {
 /// or, when it ended within the requested wait, the finished session with
 /// its result also at the top level (`signature`; `account_id`,
 /// `public_key`, `address`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SessionCreated {
     /// Session id.
     pub session_id: Uuid,
@@ -304,6 +304,26 @@ pub struct SessionCreated {
     /// The address (a keygen completed within the wait).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+}
+
+impl std::fmt::Debug for SessionCreated {
+    /// Join tokens are secrets: only the party ids they are for.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCreated")
+            .field("session_id", &self.session_id)
+            .field("session_type", &self.session_type)
+            .field("status", &self.status)
+            .field("account_id", &self.account_id)
+            .field(
+                "join_tokens_for",
+                &self.join_tokens.keys().collect::<Vec<_>>(),
+            )
+            .field("signing", &self.signing)
+            .field("expires_at", &self.expires_at)
+            .field("result", &self.result)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A party's progress through the protocol.
@@ -480,6 +500,40 @@ mod tests {
             assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
         }
         assert_eq!(DeviceType::parse("toaster"), None);
+    }
+
+    #[test]
+    fn debug_output_hides_join_tokens() {
+        let created = SessionCreated {
+            session_id: Uuid::nil(),
+            session_type: SessionKind::Keygen,
+            threshold_n: 3,
+            threshold_t: 2,
+            status: SessionStatus::Waiting,
+            account_id: None,
+            join_tokens: [("browser-1".to_string(), "s3cr3t-token".to_string())].into(),
+            signing: None,
+            expires_at: 0,
+            result: None,
+            error: None,
+            signature: None,
+            public_key: None,
+            address: None,
+        };
+        let shown = format!("{created:?}");
+        assert!(
+            shown.contains("browser-1") && !shown.contains("s3cr3t-token"),
+            "{shown}"
+        );
+        let join = crate::party::DeviceJoinRequest {
+            join_token: "s3cr3t-token".into(),
+            identity: crate::party::Identity {
+                ed25519: "00".repeat(32),
+                x25519: "11".repeat(32),
+            },
+            signature: "22".repeat(64),
+        };
+        assert!(!format!("{join:?}").contains("s3cr3t-token"));
     }
 
     #[test]

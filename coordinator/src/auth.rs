@@ -55,20 +55,7 @@ pub async fn require_api_key(
     req: Request,
     next: Next,
 ) -> Result<Response, AppError> {
-    let allow = &c.config().allowlist;
-    if !allow.is_empty() {
-        let ip = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| a.ip());
-        if !ip.is_some_and(|ip| allow.iter().any(|net| net.contains(&ip))) {
-            return Err(AppError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "caller address is not allowed",
-            ));
-        }
-    }
+    check_allowlist(&c, &req)?;
     let key = req.headers().get("x-api-key").and_then(|v| v.to_str().ok());
     match key {
         Some(k) if c.api_keys().check(k) => Ok(next.run(req).await),
@@ -89,6 +76,38 @@ pub async fn require_api_key(
             "missing X-API-Key header",
         )),
     }
+}
+
+/// 403 for a caller outside the allowlist (when one is configured).
+fn check_allowlist(c: &Coordinator, req: &Request) -> Result<(), AppError> {
+    let allow = &c.config().allowlist;
+    if allow.is_empty() {
+        return Ok(());
+    }
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
+    if ip.is_some_and(|ip| allow.iter().any(|net| net.contains(&ip))) {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "caller address is not allowed",
+        ))
+    }
+}
+
+/// Refuses callers outside the allowlist (403): for `/metrics`, which
+/// Prometheus scrapes without an API key.
+pub async fn require_allowed(
+    State(c): State<Coordinator>,
+    req: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    check_allowlist(&c, &req)?;
+    Ok(next.run(req).await)
 }
 
 /// Internal API guard: `X-Internal-Token` must match (constant time).

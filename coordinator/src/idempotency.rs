@@ -43,8 +43,15 @@ pub const MAX_KEY_LEN: usize = 255;
 /// How long a repeat waits for the first request to finish creating.
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
 const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(25);
+/// A claim without an answer older than this is taken over (its request
+/// died with its process before it stored the answer or let the key go).
+const IN_FLIGHT_LEASE_SECS: u64 = 60;
+/// Claims one request makes at most (a key let go and claimed again by
+/// others in between, repeatedly).
+const MAX_CLAIMS: usize = 4;
 
 /// A client's idempotency key, scoped to the API key that sent it.
+#[derive(Clone)]
 pub struct Scoped {
     id: String,
     seal_key: Zeroizing<[u8; 32]>,
@@ -78,9 +85,12 @@ pub fn key_of(headers: &axum::http::HeaderMap) -> Result<Option<String>, AppErro
 impl Scoped {
     /// Scopes `key` to `api_key`.
     pub fn new(api_key: &str, key: &str) -> Self {
+        // From the raw API key (never stored), so that a database reader
+        // cannot test guesses of client keys against the stored key hashes.
         let mut h = Sha256::new();
         h.update(b"mpc/idempotency/v1/id\0");
-        h.update(crate::auth::hash_api_key(api_key));
+        h.update((api_key.len() as u64).to_be_bytes());
+        h.update(api_key.as_bytes());
         h.update(key.as_bytes());
         let id = hex::encode(h.finalize());
         let mut h = Sha256::new();
@@ -151,6 +161,12 @@ pub enum Outcome<T> {
 impl Coordinator {
     /// Runs `create` once per scoped key and fingerprint (see the module
     /// docs); `T` is the answer stored and replayed.
+    ///
+    /// The first request's creation runs in a task of its own: a client
+    /// that disconnects (the usual reason to retry) does not cancel it
+    /// half-way, so the key always ends answered or let go. A claim left
+    /// without an answer by a process that died is taken over after
+    /// [`IN_FLIGHT_LEASE_SECS`].
     pub async fn idempotent<T, F>(
         &self,
         key: &Scoped,
@@ -158,48 +174,50 @@ impl Coordinator {
         create: F,
     ) -> Result<Outcome<T>, AppError>
     where
-        T: serde::Serialize + serde::de::DeserializeOwned,
-        F: std::future::Future<Output = Result<(T, uuid::Uuid), AppError>>,
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<(T, uuid::Uuid), AppError>> + Send + 'static,
     {
         let store = self.store();
-        let t = now();
-        if store
-            .claim_idempotency_key(&key.id, fingerprint, t, t.saturating_sub(RETENTION_SECS))
-            .await?
-        {
-            return match create.await {
-                Ok((answer, session_id)) => {
-                    let plain =
-                        Zeroizing::new(serde_json::to_vec(&answer).map_err(AppError::internal)?);
-                    let sealed = key.seal(&plain)?;
-                    store
-                        .finish_idempotency_key(&key.id, session_id, sealed)
-                        .await?;
-                    Ok(Outcome::First(answer))
-                }
-                Err(e) => {
-                    store.release_idempotency_key(&key.id).await?;
-                    Err(e)
-                }
-            };
-        }
         let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+        let mut create = Some(create);
+        let mut claims = 0;
         loop {
-            let Some(row) = store.idempotency_key(&key.id).await? else {
-                // The first request failed and let the key go: this one may
-                // create (the client retried after an error).
-                return Box::pin(self.idempotent(key, fingerprint, create)).await;
-            };
-            if row.fingerprint != fingerprint {
-                return Err(AppError::code(
-                    ErrorCode::IdempotencyKeyReused,
-                    "this Idempotency-Key was used with a different request",
-                ));
+            let t = now();
+            if claims < MAX_CLAIMS {
+                if let Some(work) = create.take() {
+                    claims += 1;
+                    if store
+                        .claim_idempotency_key(
+                            &key.id,
+                            fingerprint,
+                            t,
+                            t.saturating_sub(RETENTION_SECS),
+                            t.saturating_sub(IN_FLIGHT_LEASE_SECS),
+                        )
+                        .await?
+                    {
+                        return self.create_once(key.clone(), work).await;
+                    }
+                    create = Some(work);
+                }
             }
-            if let Some(sealed) = row.sealed_answer {
-                let plain = Zeroizing::new(key.open(&sealed)?);
-                let answer = serde_json::from_slice(&plain).map_err(AppError::internal)?;
-                return Ok(Outcome::Repeat(answer));
+            match store.idempotency_key(&key.id).await? {
+                // The first request failed and let the key go: claim it.
+                None if claims < MAX_CLAIMS => continue,
+                None => {}
+                Some(row) if row.fingerprint != fingerprint => {
+                    return Err(AppError::code(
+                        ErrorCode::IdempotencyKeyReused,
+                        "this Idempotency-Key was used with a different request",
+                    ));
+                }
+                Some(row) => {
+                    if let Some(sealed) = row.sealed_answer {
+                        let plain = Zeroizing::new(key.open(&sealed)?);
+                        let answer = serde_json::from_slice(&plain).map_err(AppError::internal)?;
+                        return Ok(Outcome::Repeat(answer));
+                    }
+                }
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(AppError::code(
@@ -209,5 +227,45 @@ impl Coordinator {
             }
             tokio::time::sleep(IN_FLIGHT_RECHECK).await;
         }
+    }
+
+    /// The claimed key's creation, in a task the caller's disconnect cannot
+    /// cancel: stores the sealed answer, or lets the key go on failure.
+    async fn create_once<T, F>(&self, key: Scoped, create: F) -> Result<Outcome<T>, AppError>
+    where
+        T: serde::Serialize + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<(T, uuid::Uuid), AppError>> + Send + 'static,
+    {
+        let c = self.clone();
+        let task = tokio::spawn(async move {
+            let store = c.store();
+            match create.await {
+                Ok((answer, session_id)) => {
+                    let stored = async {
+                        let plain = Zeroizing::new(
+                            serde_json::to_vec(&answer).map_err(AppError::internal)?,
+                        );
+                        let sealed = key.seal(&plain)?;
+                        store
+                            .finish_idempotency_key(&key.id, session_id, sealed)
+                            .await?;
+                        Ok::<_, AppError>(())
+                    };
+                    // The session exists: answer it even if the answer
+                    // could not be stored (a repeat then waits out the lease).
+                    if let Err(e) = stored.await {
+                        tracing::error!(%session_id, error = %e.message, "idempotency: answer not stored");
+                    }
+                    Ok(Outcome::First(answer))
+                }
+                Err(e) => {
+                    if let Err(r) = store.release_idempotency_key(&key.id).await {
+                        tracing::error!(error = %r, "idempotency: key not let go");
+                    }
+                    Err(e)
+                }
+            }
+        });
+        task.await.map_err(AppError::internal)?
     }
 }

@@ -14,6 +14,8 @@
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use mpc_api::rest::SessionKind;
 use mpc_telemetry::metrics::{counter, gauge, histogram};
 
@@ -61,9 +63,20 @@ impl Coordinator {
         }
     }
 
-    /// Refreshes the gauges read from the database (at each scrape).
+    /// Refreshes the gauges read from the database (at a scrape, at most
+    /// once a second whatever the scrape rate).
     pub(crate) async fn update_gauges(&self) {
-        if !self.is_ready() {
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let last = LAST.load(Ordering::Relaxed);
+        if !self.is_ready()
+            || now_ms.saturating_sub(last) < 1000
+            || LAST
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
             return;
         }
         if let Ok(g) = self.store().gauges().await {

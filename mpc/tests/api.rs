@@ -103,6 +103,27 @@ async fn openapi_document_docs_page_and_json_404() {
         .to_str()
         .unwrap()
         .starts_with("text/html"));
+    // Our own page under a strict policy: no third-party script on the API's origin.
+    let csp = docs.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    let page = docs.text().await.unwrap();
+    assert!(
+        !page.contains("https://") && page.contains("/docs/docs.js"),
+        "{page}"
+    );
+    let script = http
+        .get(format!("{}/docs/docs.js", sys.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.text().await.unwrap().contains("/openapi.json"));
 
     for (method, path) in [
         ("GET", "/nope"),
@@ -252,6 +273,23 @@ async fn idempotency_key_gives_one_session_also_through_a_second_coordinator() {
         .unwrap();
     assert_eq!(theirs.status, 201, "{}", theirs.body);
     assert_ne!(theirs.body["session_id"], first.body["session_id"]);
+
+    // The database holds the first answer sealed: neither the session id
+    // nor the client's key appear in the stored row.
+    let rows = sqlx::query("SELECT key_hash, fingerprint, response FROM idempotency_keys")
+        .fetch_all(sys.coordinator.store().pool())
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    let first_id = first.body["session_id"].as_str().unwrap();
+    for r in &rows {
+        let sealed: Vec<u8> = r.get(2);
+        let key_hash: String = r.get(0);
+        assert!(!String::from_utf8_lossy(&sealed).contains(first_id));
+        assert!(
+            !key_hash.contains("order-4711") && !sealed.windows(10).any(|w| w == b"order-4711")
+        );
+    }
 
     // A malformed key is refused.
     let bad = c

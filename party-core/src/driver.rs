@@ -385,8 +385,8 @@ fn sub_execution_id(eid: &[u8; 32], stage: Stage) -> [u8; 32] {
 /// Maps a protocol library error to a [`DriverError`], keeping its culprits.
 ///
 /// cggmp24's error types keep the blamed parties in private enums
-/// (`AbortBlame { faulty_party, .. }` lists, `parties: [..]` lists,
-/// `Round1NotReliable([(party, msg), ..])`); the only public view of them is
+/// (`AbortBlame { faulty_party, .. }` lists, `parties: [..]` lists); the
+/// only public view of them is
 /// the error's `Debug` form, which is read here. The reason is the error's
 /// `Display` chain (no secrets: proofs and indices only).
 fn protocol_error<E>(stage: Stage, e: E) -> DriverError
@@ -414,8 +414,18 @@ where
 }
 
 /// Reads the blamed party indices from the `Debug` form of a cggmp24 abort:
-/// `faulty_party: N`, `parties: [N, ..]` and `NotReliable([(N, msg), ..])`.
+/// `faulty_party: N` and `parties: [N, ..]`, the parties whose own message
+/// failed a check (a proof, a decommitment, a Feldman share).
+///
+/// A failed reliability check (`...NotReliable(..)`, the echo round of
+/// reliable broadcast) names nobody: cggmp24 lists there the parties whose
+/// echo *differs from ours*, which are honest whenever the equivocator sent
+/// us the odd message. Blaming them would let one equivocating party get an
+/// honest one named, so such an abort has no culprit.
 fn culprits_in(debug: &str) -> Vec<u16> {
+    if debug.contains("NotReliable") {
+        return Vec::new();
+    }
     let mut found = Vec::new();
     let number_at = |s: &str| -> Option<u16> {
         let digits: String = s
@@ -432,14 +442,6 @@ fn culprits_in(debug: &str) -> Vec<u16> {
         let rest = &debug[i + "parties: [".len()..];
         let list = rest.split(']').next().unwrap_or_default();
         found.extend(list.split(',').filter_map(number_at));
-    }
-    for (i, _) in debug.match_indices("NotReliable([") {
-        let rest = &debug[i + "NotReliable([".len()..];
-        let list = rest.split("])").next().unwrap_or_default();
-        // Entries are `(party, msg)` pairs or `AbortBlame { .. }` (counted above).
-        for entry in list.split('(').skip(1) {
-            found.extend(number_at(entry));
-        }
     }
     found.sort_unstable();
     found.dedup();
@@ -576,8 +578,12 @@ mod tests {
         assert_eq!(culprits_in(blame), vec![0, 2]);
         let feldman = "KeygenError(Aborted(FeldmanVerificationFailed { parties: [1, 3] }))";
         assert_eq!(culprits_in(feldman), vec![1, 3]);
+        // A failed echo check lists the parties whose echo differs from
+        // ours: not culprits (an equivocator makes honest parties differ).
         let reliable = "KeygenError(Aborted(Round1NotReliable([(4, 17), (1, 2)])))";
-        assert_eq!(culprits_in(reliable), vec![1, 4]);
+        assert!(culprits_in(reliable).is_empty());
+        let reliable_blame = "SigningError(Aborted(Round1aNotReliable([AbortBlame { faulty_party: 2, data_message: 5, proof_message: 5 }])))";
+        assert!(culprits_in(reliable_blame).is_empty());
         assert!(culprits_in("SigningError(Aborted(MismatchedDelta))").is_empty());
         assert!(culprits_in("parties: []").is_empty());
     }

@@ -1108,6 +1108,15 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            /** @description Caller address not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     ready: {

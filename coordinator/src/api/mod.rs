@@ -22,7 +22,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use mpc_api::error::ErrorCode;
+use mpc_api::error::{ErrorBody, ErrorCode};
 use mpc_api::rest::{Health, Ready};
 
 use crate::error::AppError;
@@ -53,7 +53,13 @@ pub fn app(c: Coordinator) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(middleware::from_fn_with_state(
+                c.clone(),
+                crate::auth::require_allowed,
+            )),
+        )
         .route("/openapi.json", get(openapi::openapi_json))
         .merge(openapi::docs())
         .merge(gated)
@@ -97,7 +103,9 @@ async fn ready(State(c): State<Coordinator>) -> (StatusCode, Json<Ready>) {
 
 /// Prometheus metrics of this process.
 #[utoipa::path(get, path = "/metrics", tag = "service",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 403, description = "Caller address not allowed", body = ErrorBody)))]
 async fn metrics(State(c): State<Coordinator>) -> impl IntoResponse {
     c.update_gauges().await;
     (

@@ -20,9 +20,15 @@ use crate::Coordinator;
 
 /// Longest wait, in milliseconds.
 pub const MAX_WAIT_MS: u64 = 30_000;
-/// How often a wait re-reads the database (sessions another coordinator
-/// instance ends do not wake this one).
+/// How often a wait re-reads the database at first (sessions another
+/// coordinator instance ends do not wake this one); the gap doubles up to
+/// [`WAIT_RECHECK_MAX`]. Sessions this instance ends wake the wait at once.
 const WAIT_RECHECK: Duration = Duration::from_millis(50);
+const WAIT_RECHECK_MAX: Duration = Duration::from_secs(1);
+/// Requests of this process that may wait at once; past that a request is
+/// answered at once with the session as it is (a wait is a preference).
+const MAX_WAITERS: usize = 512;
+static WAITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_WAITERS);
 
 /// The wait a request asks for: `?wait_ms=N`, or `Prefer: wait=S` (RFC 7240,
 /// seconds), capped at [`MAX_WAIT_MS`]. Returns the wait and whether it came
@@ -70,7 +76,11 @@ pub(super) async fn wait_for_end(
     if wait.is_zero() {
         return Ok(s);
     }
+    let Ok(_waiter) = WAITERS.try_acquire() else {
+        return Ok(s);
+    };
     let deadline = tokio::time::Instant::now() + wait;
+    let mut recheck = WAIT_RECHECK;
     while !views::is_terminal(&s) && tokio::time::Instant::now() < deadline {
         tokio::select! {
             got = ended.recv() => {
@@ -78,7 +88,7 @@ pub(super) async fn wait_for_end(
                     continue;
                 }
             }
-            _ = tokio::time::sleep(WAIT_RECHECK) => {}
+            _ = tokio::time::sleep(recheck) => recheck = (recheck * 2).min(WAIT_RECHECK_MAX),
             _ = tokio::time::sleep_until(deadline) => {}
         }
         s = c
@@ -102,9 +112,9 @@ async fn create_and_answer<R, F>(
 ) -> Result<Response, AppError>
 where
     R: serde::Serialize,
-    F: std::future::Future<Output = Result<Created, AppError>>,
+    F: std::future::Future<Output = Result<Created, AppError>> + Send + 'static,
 {
-    let creating = async {
+    let creating = async move {
         let created = create.await?;
         let id = created.row.session_id;
         Ok((views::created(&created), id))
@@ -177,7 +187,8 @@ pub(super) async fn keygen(
     StrictJson(req): StrictJson<KeygenRequest>,
 ) -> Result<Response, AppError> {
     let wait = wait_of(&q, &headers)?;
-    let create = async { Ok(c.create_keygen(req.clone()).await?) };
+    let (c2, r2) = (c.clone(), req.clone());
+    let create = async move { Ok(c2.create_keygen(r2).await?) };
     create_and_answer(&c, &headers, wait, "keygen", &req, create).await
 }
 
@@ -215,7 +226,8 @@ pub(super) async fn sign(
     StrictJson(req): StrictJson<SignRequest>,
 ) -> Result<Response, AppError> {
     let wait = wait_of(&q, &headers)?;
-    let create = async { Ok(c.create_sign(req.clone()).await?) };
+    let (c2, r2) = (c.clone(), req.clone());
+    let create = async move { Ok(c2.create_sign(r2).await?) };
     create_and_answer(&c, &headers, wait, "sign", &req, create).await
 }
 

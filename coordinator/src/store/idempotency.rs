@@ -17,20 +17,29 @@ pub struct IdempotencyRow {
 }
 
 impl Store {
-    /// Forgets keys created before `before`, then claims `key_id` for a
-    /// first request. Returns whether this call claimed it (a primary-key
+    /// Forgets keys created before `expired_before` and claims without an
+    /// answer made before `lease_before`, then claims `key_id` for a first
+    /// request. Returns whether this call claimed it (a primary-key
     /// conflict decides between instances).
     pub async fn claim_idempotency_key(
         &self,
         key_id: &str,
         fingerprint: &str,
         now: u64,
-        before: u64,
+        expired_before: u64,
+        lease_before: u64,
     ) -> Result<bool, StoreError> {
         sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(i(before))
+            .bind(i(expired_before))
             .execute(self.pool())
             .await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE key_hash = $1 AND response IS NULL AND created_at < $2",
+        )
+        .bind(key_id)
+        .bind(i(lease_before))
+        .execute(self.pool())
+        .await?;
         let claimed = sqlx::query(
             "INSERT INTO idempotency_keys (key_hash, fingerprint, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (key_hash) DO NOTHING",
