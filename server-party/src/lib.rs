@@ -353,11 +353,15 @@ async fn refill_prime_pool(state: Arc<PartyState>, target: usize) {
 
 async fn register(state: &PartyState) {
     let c = &state.config;
-    let body = serde_json::json!({
-        "party_id": c.party_id,
-        "device_type": "server",
-        "identity": state.identity.public(),
-    });
+    let identity = state.identity.public();
+    let body = mpc_api::party::RegisterParty {
+        party_id: c.party_id.clone(),
+        device_type: mpc_api::rest::DeviceType::Server.as_str().to_owned(),
+        identity: mpc_api::party::Identity {
+            ed25519: hex::encode(identity.ed25519),
+            x25519: hex::encode(identity.x25519),
+        },
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         let (index, base) = state.coordinators.current();
