@@ -20,7 +20,7 @@ const auxJson = JSON.parse(readFileSync(join(TEST_DATA, 'aux-n3.json'), 'utf8'))
 
 /** mpc dev, a device, and helpers to run a keygen and a signing with it. */
 async function setup(t) {
-  const sys = await startSystem(['--parties', '2', '--insecure-test-primes', TEST_DATA, '--insecure-test-aux', TEST_DATA]);
+  const sys = await startSystem(['--parties', '2', '--insecure-test-data', TEST_DATA, '--insecure-test-aux']);
   const stateDir = mkdtempSync(join(tmpdir(), 'node-device-'));
   t.after(async () => {
     await sys.stop();
