@@ -37,6 +37,21 @@ fn servers(ids: &[usize]) -> Vec<Participant> {
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A 2-of-3 wallet of the three server parties, through the typed client
+/// with a wait.
+async fn keygen_2_of_3(c: &Client) -> mpc_api::rest::SessionCreated {
+    c.keygen(
+        &KeygenRequest {
+            threshold_n: 3,
+            threshold_t: 2,
+            participants: servers(&[1, 2, 3]),
+        },
+        WAIT,
+    )
+    .await
+    .unwrap()
+}
+
 async fn count_sessions(sys: &DevSystem) -> i64 {
     sqlx::query("SELECT COUNT(*) FROM sessions WHERE kind <> 'presign'")
         .fetch_one(sys.coordinator.store().pool())
@@ -148,17 +163,7 @@ async fn keygen_and_sign_answer_with_the_result_within_a_wait() {
     let (_dir, sys) = start("wait").await;
     let c = client(&sys);
     // The seed's integration guide: the result straight from the POST.
-    let kg = c
-        .keygen(
-            &KeygenRequest {
-                threshold_n: 3,
-                threshold_t: 2,
-                participants: servers(&[1, 2, 3]),
-            },
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let kg = keygen_2_of_3(&c).await;
     assert_eq!(kg.status, SessionStatus::Completed, "{kg:?}");
     assert_eq!(kg.session_type, SessionKind::Keygen);
     let account_id = kg.account_id.clone().unwrap();
@@ -370,17 +375,7 @@ async fn metrics_move_after_a_keygen_and_a_signature() {
     let party_signed =
         r#"mpc_party_sessions_total{party="server-party-1",kind="sign",outcome="completed"}"#;
     let before = scrape().await;
-    let kg = c
-        .keygen(
-            &KeygenRequest {
-                threshold_n: 3,
-                threshold_t: 2,
-                participants: servers(&[1, 2, 3]),
-            },
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let kg = keygen_2_of_3(&c).await;
     let hash = random_hash();
     let s = c
         .sign(
