@@ -15,7 +15,6 @@
 //! | `mpc_router_sessions_expired_total` | counter | |
 //! | `mpc_router_join_refusals_total` | counter | `reason` (the refusal's code) |
 
-use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use mpc_telemetry::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 
@@ -54,10 +53,7 @@ pub(crate) fn init() {
 
 /// `GET /metrics`.
 pub(crate) async fn serve() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, mpc_telemetry::CONTENT_TYPE)],
-        mpc_telemetry::render(),
-    )
+    mpc_telemetry::scrape()
 }
 
 /// Kind of a WebSocket connection.

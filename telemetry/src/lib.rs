@@ -38,6 +38,12 @@ pub fn render() -> String {
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// A `GET /metrics` answer: the `Content-Type` header and [`render`]'s
+/// text, in the shape an axum handler can return as it is.
+pub fn scrape() -> ([(&'static str, &'static str); 1], String) {
+    ([("content-type", CONTENT_TYPE)], render())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -18,7 +18,7 @@ mod sessions;
 mod views;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
@@ -108,10 +108,7 @@ async fn ready(State(c): State<Coordinator>) -> (StatusCode, Json<Ready>) {
         (status = 403, description = "Caller address not allowed", body = ErrorBody)))]
 async fn metrics(State(c): State<Coordinator>) -> impl IntoResponse {
     c.update_gauges().await;
-    (
-        [(header::CONTENT_TYPE, mpc_telemetry::CONTENT_TYPE)],
-        mpc_telemetry::render(),
-    )
+    mpc_telemetry::scrape()
 }
 
 /// Every unknown path: a JSON 404 like every other error.

@@ -143,18 +143,7 @@ pub async fn run(args: PartyArgs) -> anyhow::Result<()> {
 async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use axum::routing::get;
     let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(|| async {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        mpc_telemetry::CONTENT_TYPE,
-                    )],
-                    mpc_telemetry::render(),
-                )
-            }),
-        )
+        .route("/metrics", get(|| async { mpc_telemetry::scrape() }))
         .route(
             "/health",
             get(|| async {
