@@ -81,7 +81,7 @@ pub(super) async fn wait_for_end(
     };
     let deadline = tokio::time::Instant::now() + wait;
     let mut recheck = WAIT_RECHECK;
-    while !views::is_terminal(&s) && tokio::time::Instant::now() < deadline {
+    while !s.status.is_terminal() && tokio::time::Instant::now() < deadline {
         tokio::select! {
             got = ended.recv() => {
                 if matches!(got, Ok(ended_id) if ended_id != id) {
@@ -139,7 +139,7 @@ where
         created
     } else {
         let row = wait_for_end(c, created.session_id, wait).await?;
-        if views::is_terminal(&row) {
+        if row.status.is_terminal() {
             views::finished(created, &row)
         } else {
             created

@@ -2,23 +2,11 @@
 
 use mpc_api::rest::{
     AccountParty, AccountView, SessionCreated, SessionFailure, SessionKind, SessionParty,
-    SessionResult, SessionStatus, SessionView, SigningMode,
+    SessionView, SigningMode,
 };
 
 use crate::service::Created;
 use crate::store::{Account, ParticipantRow, SessionRow};
-
-fn kind(row: &SessionRow) -> SessionKind {
-    row.kind
-}
-
-fn status(row: &SessionRow) -> SessionStatus {
-    row.status
-}
-
-fn result(row: &SessionRow) -> Option<SessionResult> {
-    row.result.clone()
-}
 
 fn failure(row: &SessionRow) -> Option<SessionFailure> {
     row.error.as_ref().map(|e| SessionFailure {
@@ -29,13 +17,13 @@ fn failure(row: &SessionRow) -> Option<SessionFailure> {
 
 /// The answer to a session creation.
 pub fn created(c: &Created) -> SessionCreated {
-    let kind = kind(&c.row);
+    let kind = c.row.kind;
     SessionCreated {
         session_id: c.row.session_id,
         session_type: kind,
         threshold_n: c.row.threshold_n,
         threshold_t: c.row.threshold_t,
-        status: status(&c.row),
+        status: c.row.status,
         account_id: c.row.account_id.clone(),
         join_tokens: c.device_tokens.iter().cloned().collect(),
         signing: (kind == SessionKind::Sign).then_some(if c.presignature {
@@ -55,9 +43,9 @@ pub fn created(c: &Created) -> SessionCreated {
 /// `created` once its session has ended: the status, and the result also at
 /// the top level.
 pub fn finished(mut created: SessionCreated, row: &SessionRow) -> SessionCreated {
-    created.status = status(row);
+    created.status = row.status;
     created.account_id = row.account_id.clone().or(created.account_id);
-    created.result = result(row);
+    created.result = row.result.clone();
     created.error = failure(row);
     if let Some(r) = &created.result {
         created.signature = r.signature.clone();
@@ -70,17 +58,12 @@ pub fn finished(mut created: SessionCreated, row: &SessionRow) -> SessionCreated
     created
 }
 
-/// Whether a session row has ended.
-pub fn is_terminal(row: &SessionRow) -> bool {
-    status(row).is_terminal()
-}
-
 /// `GET /sessions/{id}`.
 pub fn session(s: &SessionRow, parts: &[ParticipantRow]) -> SessionView {
     SessionView {
         session_id: s.session_id,
-        session_type: kind(s),
-        status: status(s),
+        session_type: s.kind,
+        status: s.status,
         threshold_t: s.threshold_t,
         threshold_n: s.threshold_n,
         total_parties: parts.len(),
@@ -105,7 +88,7 @@ pub fn session(s: &SessionRow, parts: &[ParticipantRow]) -> SessionView {
             .message_hash
             .as_ref()
             .map(|h| format!("0x{}", hex::encode(h))),
-        result: result(s),
+        result: s.result.clone(),
         error: failure(s),
     }
 }
