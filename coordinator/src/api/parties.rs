@@ -13,18 +13,13 @@ use uuid::Uuid;
 use crate::error::{AppError, StrictJson};
 use crate::Coordinator;
 
-fn hex32(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(s.strip_prefix("0x").unwrap_or(s), &mut out).ok()?;
-    Some(out)
-}
-
-/// The identity keys as party-core takes them; `None` when malformed.
+/// The identity keys as party-core takes them, through party-core's own
+/// serde form of the same JSON (so exactly what it accepted before the API
+/// types existed); `None` when malformed.
 fn identity(i: &Identity) -> Option<PartyPublicKey> {
-    Some(PartyPublicKey {
-        ed25519: hex32(&i.ed25519)?,
-        x25519: hex32(&i.x25519)?,
-    })
+    serde_json::to_value(i)
+        .and_then(serde_json::from_value)
+        .ok()
 }
 
 pub(super) async fn report(
