@@ -384,6 +384,14 @@ async fn callers_outside_the_allowlist_get_403() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(send(&t.c, at("10.1.2.3", req)).await.0, StatusCode::OK);
+    // /metrics takes no API key (Prometheus scrapes it) but the allowlist.
+    let metrics = || Request::get("/metrics").body(Body::empty()).unwrap();
+    let (s, a) = send(&t.c, at("127.0.0.1", metrics())).await;
+    assert_eq!((s.as_u16(), a["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        send(&t.c, at("10.1.2.3", metrics())).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
