@@ -19,6 +19,8 @@ pub enum SessionKind {
     Sign,
     /// A presignature for the pool (started by the coordinator).
     Presign,
+    /// A change of an account's policy, approved under the current one.
+    PolicyChange,
 }
 
 impl SessionKind {
@@ -28,6 +30,7 @@ impl SessionKind {
             Self::Keygen => "keygen",
             Self::Sign => "sign",
             Self::Presign => "presign",
+            Self::PolicyChange => "policy_change",
         }
     }
     /// Parses [`SessionKind::as_str`].
@@ -36,6 +39,7 @@ impl SessionKind {
             "keygen" => Self::Keygen,
             "sign" => Self::Sign,
             "presign" => Self::Presign,
+            "policy_change" => Self::PolicyChange,
             _ => return None,
         })
     }
@@ -179,6 +183,85 @@ pub struct KeygenRequest {
     pub threshold_t: u16,
     /// The n parties, in keygen-index order.
     pub participants: Vec<Participant>,
+    /// The account's policy: every party stores it with its share and
+    /// refuses any later signing without a quorum of its approvers'
+    /// approvals. Without one the account signs whatever its API callers ask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<AccountPolicy>,
+}
+
+/// One approver of an account policy: an id and exactly one public key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyApprover {
+    /// Id, unique in the policy (1-64 of `[A-Za-z0-9-_.:@]`).
+    pub id: String,
+    /// Ed25519 public key, 64 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ed25519: Option<String>,
+    /// P-256 public key, SEC1 (compressed or not), hex: passkeys, HSMs and
+    /// cloud KMS keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p256: Option<String>,
+}
+
+/// An account policy: who approves signings, how many approvals a signing
+/// needs, what may be signed and how often.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPolicy {
+    /// 1 to 16 approvers.
+    pub approvers: Vec<PolicyApprover>,
+    /// Distinct approvals a signing needs (1 to the number of approvers).
+    pub quorum: u16,
+    /// Digests a message may be signed with.
+    #[serde(default)]
+    pub digests: Vec<Digest>,
+    /// Whether a bare 32-byte hash may be signed (the approvers then sign
+    /// the hash, not a message).
+    #[serde(default)]
+    pub allow_bare_hash: bool,
+    /// Signatures per rolling hour each party allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_signatures_per_hour: Option<u32>,
+}
+
+/// One approver's signature over the approval statement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// The approver's id in the account policy.
+    pub approver: String,
+    /// Signature over the statement, hex: Ed25519 (64 bytes) or P-256 ECDSA
+    /// over SHA-256 (64-byte `r || s` or DER).
+    pub signature: String,
+}
+
+/// `POST /api/v1/mpc/approvals/statement`: the statement bytes approvers
+/// sign for a sign request (or policy change).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApprovalStatement {
+    /// The canonical statement, hex (see docs/api.md, "Approvals").
+    pub statement: String,
+    /// Statement format version.
+    pub version: u8,
+}
+
+/// `POST /api/v1/mpc/accounts/{id}/policy`: replace the account's policy,
+/// approved by a quorum of the current one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChangeRequest {
+    /// The new policy.
+    pub policy: AccountPolicy,
+    /// Client-chosen id, unique per account.
+    pub request_id: String,
+    /// Last second (Unix) the approvals may be used.
+    pub not_after: u64,
+    /// Approvals under the current policy (omitted when asking for the
+    /// statement).
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
 }
 
 /// `POST /api/v1/mpc/sign`: a 32-byte hash, or the message itself.
@@ -204,6 +287,15 @@ pub struct SignRequest {
     pub require_presignature: bool,
     /// The t signers.
     pub participants: Vec<Participant>,
+    /// Client-chosen id, unique per account (required by a policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Last second (Unix) the approvals may be used (required by a policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<u64>,
+    /// Approvals by the account policy's approvers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
 }
 
 /// How a sign session signs.
@@ -435,6 +527,12 @@ pub struct AccountView {
     pub keygen_session_id: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// The account's policy, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<AccountPolicy>,
+    /// SHA-256 hash of the canonical policy (what every party reported), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
 }
 
 /// `GET /api/v1/mpc/accounts`.

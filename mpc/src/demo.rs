@@ -173,6 +173,7 @@ async fn create_wallet(State(d): State<Arc<Demo>>, Json(req): Json<WalletRequest
             Participant::server(DEMO_SERVERS[0]),
             Participant::server(DEMO_SERVERS[1]),
         ],
+        policy: None,
     };
     relay(d.client.post_typed("/api/v1/mpc/keygen", &body).await)
 }
@@ -219,6 +220,9 @@ async fn sign(State(d): State<Arc<Demo>>, Json(req): Json<SignRequest>) -> Respo
         digest: None,
         require_presignature: false,
         participants,
+        request_id: None,
+        not_after: None,
+        approvals: vec![],
     };
     relay(d.client.post_typed("/api/v1/mpc/sign", &body).await)
 }

@@ -45,6 +45,7 @@ async fn keygen_2_of_3(c: &Client) -> mpc_api::rest::SessionCreated {
             threshold_n: 3,
             threshold_t: 2,
             participants: servers(&[1, 2, 3]),
+            policy: None,
         },
         WAIT,
     )
@@ -199,6 +200,9 @@ async fn keygen_and_sign_answer_with_the_result_within_a_wait() {
                 digest: None,
                 require_presignature: false,
                 participants: servers(&[2, 3]),
+                request_id: None,
+                not_after: None,
+                approvals: vec![],
             },
             WAIT,
         )
@@ -386,6 +390,9 @@ async fn metrics_move_after_a_keygen_and_a_signature() {
                 digest: None,
                 require_presignature: false,
                 participants: servers(&[1, 2]),
+                request_id: None,
+                not_after: None,
+                approvals: vec![],
             },
             WAIT,
         )

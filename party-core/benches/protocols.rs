@@ -101,8 +101,14 @@ fn main() {
 
     // Aux info, 3 parties, real protocol, sequential: per party = total / 3.
     let f = Fixture::new(3);
-    let signed =
-        f.sign_descriptor(f.descriptor(SessionKind::Keygen { generate_aux: true }, 2, &[0, 1, 2]));
+    let signed = f.sign_descriptor(f.descriptor(
+        SessionKind::Keygen {
+            generate_aux: true,
+            policy: None,
+        },
+        2,
+        &[0, 1, 2],
+    ));
     let sessions = f.sessions(&signed, |k| {
         SessionInput::Keygen(AuxSource::Generate(test_primes(usize::from(k))))
     });
@@ -123,6 +129,7 @@ fn main() {
         let signed = f.sign_descriptor(f.descriptor(
             SessionKind::Keygen {
                 generate_aux: false,
+                policy: None,
             },
             2,
             &[0, 1, 2],

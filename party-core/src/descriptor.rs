@@ -14,14 +14,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
+use crate::authz::{Authorization, AuthzError, Policy};
 use crate::identity::{verify_ed25519, CoordinatorKey, PartyPublicKey};
 
 /// Largest number of parties a session may have.
 pub const MAX_PARTIES: u16 = 64;
 /// Descriptor format version.
-pub const DESCRIPTOR_VERSION: u8 = 1;
+pub const DESCRIPTOR_VERSION: u8 = 2;
 
-const DOMAIN_DESCRIPTOR: &[u8] = b"mpc/descriptor/v1";
+const DOMAIN_DESCRIPTOR: &[u8] = b"mpc/descriptor/v2";
 const DOMAIN_EID: &[u8] = b"mpc/execution-id/v1";
 
 /// Why a descriptor was refused.
@@ -72,6 +73,9 @@ pub enum DescriptorError {
     /// Unsupported curve.
     #[error("unsupported curve")]
     UnsupportedCurve,
+    /// The policy or authorization it carries is malformed.
+    #[error(transparent)]
+    Authorization(#[from] AuthzError),
 }
 
 /// The curve of a session (only secp256k1 today).
@@ -112,6 +116,9 @@ pub enum SessionKind {
     Keygen {
         /// Run aux info generation before the DKG.
         generate_aux: bool,
+        /// The account's policy, stored by every party with its share.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<Policy>,
     },
     /// Full interactive signing of a 32-byte message hash.
     Sign {
@@ -143,6 +150,14 @@ pub enum SessionKind {
         /// How the message is hashed.
         digest: MessageDigest,
     },
+    /// Replaces the account's policy; every party of the account takes
+    /// part, each checks the approvals against the policy it holds.
+    PolicyChange {
+        /// The account.
+        account_id: String,
+        /// The new policy.
+        policy: Policy,
+    },
 }
 
 impl SessionKind {
@@ -152,6 +167,7 @@ impl SessionKind {
             SessionKind::Sign { .. } => 2,
             SessionKind::Presign { .. } => 3,
             SessionKind::OnlineSign { .. } => 4,
+            SessionKind::PolicyChange { .. } => 5,
         }
     }
 
@@ -161,7 +177,8 @@ impl SessionKind {
             SessionKind::Keygen { .. } => None,
             SessionKind::Sign { account_id, .. }
             | SessionKind::Presign { account_id }
-            | SessionKind::OnlineSign { account_id, .. } => Some(account_id),
+            | SessionKind::OnlineSign { account_id, .. }
+            | SessionKind::PolicyChange { account_id, .. } => Some(account_id),
         }
     }
 
@@ -172,6 +189,7 @@ impl SessionKind {
             SessionKind::Sign { .. } => "sign",
             SessionKind::Presign { .. } => "presign",
             SessionKind::OnlineSign { .. } => "online_sign",
+            SessionKind::PolicyChange { .. } => "policy_change",
         }
     }
 }
@@ -209,6 +227,10 @@ pub struct SessionDescriptor {
     pub participants: Vec<Participant>,
     /// Deadline, seconds since the Unix epoch.
     pub expires_at: u64,
+    /// The approvals of a signing or policy change, checked by every party
+    /// against its own copy of the account's policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
 }
 
 struct Canon(Vec<u8>);
@@ -243,7 +265,23 @@ impl SessionDescriptor {
         c.0.extend_from_slice(self.session_id.as_bytes());
         c.u8(self.kind.tag());
         match &self.kind {
-            SessionKind::Keygen { generate_aux } => c.u8(u8::from(*generate_aux)),
+            SessionKind::Keygen {
+                generate_aux,
+                policy,
+            } => {
+                c.u8(u8::from(*generate_aux));
+                match policy {
+                    Some(p) => {
+                        c.u8(1);
+                        c.bytes(&p.canonical_bytes());
+                    }
+                    None => c.u8(0),
+                }
+            }
+            SessionKind::PolicyChange { account_id, policy } => {
+                c.bytes(account_id.as_bytes());
+                c.bytes(&policy.canonical_bytes());
+            }
             SessionKind::Sign {
                 account_id,
                 message_hash,
@@ -285,6 +323,13 @@ impl SessionDescriptor {
             c.0.extend_from_slice(&p.identity.x25519);
         }
         c.u64(self.expires_at);
+        match &self.authorization {
+            Some(a) => {
+                c.u8(1);
+                a.canonical_bytes(&mut c.0);
+            }
+            None => c.u8(0),
+        }
         c.0
     }
 
@@ -306,7 +351,7 @@ impl SessionDescriptor {
             return Err(DescriptorError::InvalidThreshold { t, n });
         }
         let expected = match self.kind {
-            SessionKind::Keygen { .. } => usize::from(n),
+            SessionKind::Keygen { .. } | SessionKind::PolicyChange { .. } => usize::from(n),
             _ => usize::from(t),
         };
         if self.participants.len() != expected {
@@ -315,17 +360,26 @@ impl SessionDescriptor {
                 got: self.participants.len(),
             });
         }
-        if let SessionKind::Sign {
-            derivation_path, ..
-        } = &self.kind
-        {
-            if !derivation_path.is_empty() {
+        match &self.kind {
+            SessionKind::Sign {
+                derivation_path, ..
+            } if !derivation_path.is_empty() => {
                 return Err(DescriptorError::DerivationUnsupported);
             }
+            SessionKind::Keygen {
+                policy: Some(policy),
+                ..
+            }
+            | SessionKind::PolicyChange { policy, .. } => policy.validate()?,
+            _ => {}
+        }
+        if let Some(a) = &self.authorization {
+            a.validate()?;
         }
         let mut seen_idx = std::collections::BTreeSet::new();
         let mut seen_id = std::collections::BTreeSet::new();
         let mut seen_key = std::collections::BTreeSet::new();
+        let mut seen_x = std::collections::BTreeSet::new();
         for (pos, p) in self.participants.iter().enumerate() {
             if p.party_id.is_empty() || p.party_id.len() > 128 {
                 return Err(DescriptorError::InvalidPartyId);
@@ -337,7 +391,10 @@ impl SessionDescriptor {
             if !keygen_ok || !seen_idx.insert(p.keygen_index) {
                 return Err(DescriptorError::InvalidKeygenIndex(p.keygen_index));
             }
-            if !seen_id.insert(p.party_id.as_str()) || !seen_key.insert(p.identity.ed25519) {
+            if !seen_id.insert(p.party_id.as_str())
+                || !seen_key.insert(p.identity.ed25519)
+                || !seen_x.insert(p.identity.x25519)
+            {
                 return Err(DescriptorError::DuplicateParticipant(p.party_id.clone()));
             }
         }
@@ -466,6 +523,7 @@ mod tests {
                 })
                 .collect(),
             expires_at: 1_900_000_000,
+            authorization: None,
         }
     }
 

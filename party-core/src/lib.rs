@@ -8,6 +8,8 @@
 //! - [`accel`] — multiexponentiation tables that speed up signing.
 //! - [`codec`] — the binary encoding (CBOR) of protocol messages and records.
 //! - [`identity`] — a party's long-term identity (Ed25519 + X25519).
+//! - [`authz`] — account policies, approval statements and the checks every
+//!   party makes before it signs.
 //! - [`descriptor`] — the session descriptor the coordinator signs, its canonical
 //!   bytes and the execution ID derived from it.
 //! - [`envelope`] — the wire frame; broadcast payloads signed, p2p payloads
@@ -38,6 +40,7 @@ compile_error!(
 compile_error!("party-core: enable one of `backend-num-bigint` or `backend-gmp`");
 
 pub mod accel;
+pub mod authz;
 pub mod codec;
 pub mod descriptor;
 pub mod driver;

@@ -307,7 +307,7 @@ impl PartySession {
             Ok(())
         };
         match (&d.kind, input) {
-            (SessionKind::Keygen { generate_aux }, SessionInput::Keygen(aux)) => {
+            (SessionKind::Keygen { generate_aux, .. }, SessionInput::Keygen(aux)) => {
                 match (generate_aux, aux) {
                     (true, AuxSource::Generate(primes)) => {
                         session.current = Some(driver::aux_info(&eid, me, d.parties, primes));

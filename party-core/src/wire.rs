@@ -41,7 +41,7 @@ pub enum RouterToClient {
         party_id: String,
     },
     /// An invitation to a session (control connections only).
-    Invitation(Invitation),
+    Invitation(Box<Invitation>),
     /// The session ended (completed, failed or expired); close the connection.
     SessionClosed {
         /// Session id.
@@ -187,6 +187,23 @@ pub enum ReportBody {
         /// Compressed SEC1 public key, hex.
         #[serde(with = "hex::serde")]
         public_key: [u8; 33],
+        /// Hash of the account policy the party stored with its share
+        /// ([`crate::authz::Policy::hash`]), hex.
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex32")]
+        policy_hash: Option<[u8; 32]>,
+    },
+    /// A policy change is stored; the hash of the new policy.
+    PolicyChanged {
+        /// [`crate::authz::Policy::hash`] of the stored policy, hex.
+        #[serde(with = "hex::serde")]
+        policy_hash: [u8; 32],
+    },
+    /// The party refused the session before it started (nothing was sent).
+    Refused {
+        /// Stable code ([`crate::authz::AuthzError::code`]).
+        code: String,
+        /// Human-readable reason (no secrets).
+        reason: String,
     },
     /// Signing finished.
     Signature {
@@ -241,5 +258,27 @@ impl SignedReport {
     /// have sent it before looking up their key).
     pub fn peek(&self) -> Option<Report> {
         serde_json::from_str(&self.report).ok()
+    }
+}
+
+mod opt_hex32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_str(&hex::encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let bytes = hex::decode(text).map_err(serde::de::Error::custom)?;
+        bytes
+            .try_into()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
     }
 }

@@ -11,8 +11,14 @@ use party_core::session::{AuxSource, SessionInput, SessionOutput};
 #[test]
 fn keygen_with_aux_generation_then_reuse_for_a_second_wallet() {
     let f = Fixture::new(2);
-    let signed =
-        f.sign_descriptor(f.descriptor(SessionKind::Keygen { generate_aux: true }, 2, &[0, 1]));
+    let signed = f.sign_descriptor(f.descriptor(
+        SessionKind::Keygen {
+            generate_aux: true,
+            policy: None,
+        },
+        2,
+        &[0, 1],
+    ));
     let sessions = f.sessions(&signed, |k| {
         SessionInput::Keygen(AuxSource::Generate(test_primes(usize::from(k))))
     });
@@ -39,6 +45,7 @@ fn keygen_with_aux_generation_then_reuse_for_a_second_wallet() {
     let signed = f.sign_descriptor(f.descriptor(
         SessionKind::Keygen {
             generate_aux: false,
+            policy: None,
         },
         2,
         &[0, 1],

@@ -105,8 +105,14 @@ fn parties_on_different_backends_keygen_and_sign_together() {
     };
 
     // Keygen with aux info generation across backends.
-    let signed =
-        f.sign_descriptor(f.descriptor(SessionKind::Keygen { generate_aux: true }, 2, &[0, 1]));
+    let signed = f.sign_descriptor(f.descriptor(
+        SessionKind::Keygen {
+            generate_aux: true,
+            policy: None,
+        },
+        2,
+        &[0, 1],
+    ));
     let verified = signed.verify(&f.coordinator.public()).unwrap();
     let local = PartySession::new(
         verified,

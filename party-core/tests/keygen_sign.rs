@@ -126,6 +126,7 @@ fn keygen_reports_progress_by_stage_and_round() {
     let signed = f.sign_descriptor(f.descriptor(
         SessionKind::Keygen {
             generate_aux: false,
+            policy: None,
         },
         2,
         &[0, 1, 2],

@@ -200,6 +200,7 @@ fn descriptor_not_signed_by_coordinator_is_refused() {
     let d = f.descriptor(
         SessionKind::Keygen {
             generate_aux: false,
+            policy: None,
         },
         2,
         &[0, 1, 2],
@@ -257,6 +258,7 @@ fn expired_descriptor_and_outsider_are_refused() {
     let mut d = f.descriptor(
         SessionKind::Keygen {
             generate_aux: false,
+            policy: None,
         },
         2,
         &[0, 1, 2],
@@ -281,6 +283,7 @@ fn expired_descriptor_and_outsider_are_refused() {
     let d = f.descriptor(
         SessionKind::Keygen {
             generate_aux: false,
+            policy: None,
         },
         2,
         &[0, 1, 2],
@@ -308,6 +311,7 @@ fn invalid_descriptors_cannot_be_signed() {
     let mut dup = f.descriptor(
         SessionKind::Keygen {
             generate_aux: false,
+            policy: None,
         },
         2,
         &[0, 1, 2],
@@ -337,6 +341,7 @@ fn invalid_descriptors_cannot_be_signed() {
     let bad_t = f.descriptor(
         SessionKind::Keygen {
             generate_aux: false,
+            policy: None,
         },
         4,
         &[0, 1, 2],

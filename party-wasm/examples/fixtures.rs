@@ -36,12 +36,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         session_id: keygen_id,
         kind: SessionKind::Keygen {
             generate_aux: false,
+            policy: None,
         },
         curve: CurveName::Secp256k1,
         threshold: 2,
         parties: 3,
         participants: (0..3).map(participant).collect(),
         expires_at: now + 3600,
+        authorization: None,
     };
     let mut hash = [0u8; 32];
     OsRng.fill_bytes(&mut hash);
@@ -59,6 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         parties: 3,
         participants: vec![participant(0), participant(2)],
         expires_at: now + 3600,
+        authorization: None,
     };
     let expired = SessionDescriptor {
         session_id: Uuid::from_u128(1),

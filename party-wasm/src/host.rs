@@ -159,6 +159,8 @@ impl Host {
             first_router: 0,
             join_token: join_token.to_string(),
             coordinators: usize::try_from(coordinators).unwrap_or(1),
+            // TODO(devices): what the user approved, from the JS host.
+            approved: None,
         };
         let inner = PartyHost::new(v, identity.inner.clone(), config, ms(now)).map_err(err)?;
         Ok(Host { inner })

@@ -235,7 +235,13 @@ pub fn verify_descriptor(
     set(
         &o,
         "generate_aux",
-        matches!(d.kind, SessionKind::Keygen { generate_aux: true }),
+        matches!(
+            d.kind,
+            SessionKind::Keygen {
+                generate_aux: true,
+                ..
+            }
+        ),
     )?;
     set(&o, "threshold", d.threshold)?;
     set(&o, "parties", d.parties)?;

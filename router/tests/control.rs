@@ -52,6 +52,7 @@ fn invitation(for_party: &PartyIdentity, expires_at: u64) -> Invitation {
             },
         ],
         expires_at,
+        authorization: None,
     };
     let signed: SignedDescriptor = descriptor
         .sign(&CoordinatorKey::generate(&mut OsRng))

@@ -144,6 +144,7 @@ fn invitation_for(party: &PartyIdentity) -> Invitation {
         session_id: common::random_uuid(),
         kind: SessionKind::Keygen {
             generate_aux: false,
+            policy: None,
         },
         curve: CurveName::Secp256k1,
         threshold: 2,
@@ -161,6 +162,7 @@ fn invitation_for(party: &PartyIdentity) -> Invitation {
             },
         ],
         expires_at: common::now() + 600,
+        authorization: None,
     };
     Invitation {
         descriptor: d.sign(&key).unwrap(),

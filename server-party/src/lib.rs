@@ -489,7 +489,7 @@ async fn control_connection(
             Message::Text(t) => match serde_json::from_str::<RouterToClient>(&t) {
                 Ok(RouterToClient::Invitation(inv)) => {
                     let st = state.clone();
-                    sessions.spawn(async move { runner::run_invitation(st, inv).await });
+                    sessions.spawn(async move { runner::run_invitation(st, *inv).await });
                 }
                 Ok(other) => {
                     tracing::debug!(party_id = %c.party_id, ?other, "control message ignored")

@@ -54,6 +54,7 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
         first_router: state.routers.current().0,
         join_token: inv.join_token,
         coordinators: state.coordinators.len(),
+        approved: None,
     };
     let host = match PartyHost::new(verified, state.identity.clone(), config, unix_now_ms()) {
         Ok(h) => h,
@@ -239,6 +240,14 @@ impl Shell {
         loop {
             let action = self.host.as_mut().and_then(|h| h.poll_action())?;
             match action {
+                // TODO(authz): the party's own sealed policy and durable
+                // admission records (server-party store).
+                Action::NeedPolicy { .. } => {
+                    self.with_host(|h| h.provide_policy(None, unix_now_ms()))
+                }
+                Action::Record(_) => {
+                    self.with_host(|h| h.admission_recorded(Ok(()), unix_now_ms()))
+                }
                 Action::NeedInput(request) => {
                     let (state, tx) = (self.state.clone(), self.tx.clone());
                     self.tasks.spawn(async move {

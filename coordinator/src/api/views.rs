@@ -111,5 +111,7 @@ pub fn account(a: &Account) -> AccountView {
             .collect(),
         keygen_session_id: a.keygen_session_id.clone(),
         created_at: a.created_at,
+        policy: None,
+        policy_hash: None,
     }
 }

@@ -39,6 +39,7 @@ impl Coordinator {
             threshold_n: n,
             threshold_t: t,
             participants,
+            policy: _,
         } = req;
         if participants.len() != usize::from(n) {
             return Err(bad(
@@ -85,12 +86,14 @@ impl Coordinator {
             session_id: Uuid::new_v4(),
             kind: ProtocolKind::Keygen {
                 generate_aux: false,
+                policy: None,
             },
             curve: CurveName::Secp256k1,
             threshold: t,
             parties: n,
             participants: listed,
             expires_at: 0,
+            authorization: None,
         };
         let pending = devices.iter().any(|d| d.identity.is_none());
         let group_id = descriptor.group_id();
@@ -98,7 +101,10 @@ impl Coordinator {
         // is generated (decided again when the descriptor is signed).
         let generate_aux = !self.config().insecure_test_aux
             && (pending || !self.store().aux_group_exists(&group_id).await?);
-        descriptor.kind = ProtocolKind::Keygen { generate_aux };
+        descriptor.kind = ProtocolKind::Keygen {
+            generate_aux,
+            policy: None,
+        };
         let timeout = if generate_aux {
             self.config().keygen_aux_timeout
         } else {
@@ -268,6 +274,7 @@ impl Coordinator {
                 })
                 .collect(),
             expires_at: now() + self.config().sign_timeout.as_secs(),
+            authorization: None,
         }
     }
 

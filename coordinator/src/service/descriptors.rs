@@ -109,6 +109,7 @@ mod tests {
                 parties: 2,
                 participants: Vec::new(),
                 expires_at: 0,
+                authorization: None,
             },
             signature: [0; 64],
         })

@@ -151,7 +151,12 @@ impl Coordinator {
         let group_id = descriptor.group_id();
         let generate_aux =
             !self.config().insecure_test_aux && !self.store().aux_group_exists(&group_id).await?;
-        descriptor.kind = ProtocolKind::Keygen { generate_aux };
+        if let ProtocolKind::Keygen {
+            generate_aux: g, ..
+        } = &mut descriptor.kind
+        {
+            *g = generate_aux;
+        }
         let signed = match descriptor.sign(&self.config().signing_key) {
             Ok(s) => s,
             Err(e) => {

@@ -113,6 +113,7 @@ impl Coordinator {
             ProtocolKind::Keygen { .. } => SessionKind::Keygen,
             ProtocolKind::Presign { .. } => SessionKind::Presign,
             ProtocolKind::Sign { .. } | ProtocolKind::OnlineSign { .. } => SessionKind::Sign,
+            ProtocolKind::PolicyChange { .. } => SessionKind::PolicyChange,
         };
         let account_id = descriptor.kind.account_id().map(str::to_owned);
         let participants = descriptor.participants.clone();

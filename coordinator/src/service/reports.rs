@@ -110,7 +110,7 @@ impl Coordinator {
                     )
                     .await?;
             }
-            ReportBody::KeygenResult { public_key } => {
+            ReportBody::KeygenResult { public_key, .. } => {
                 let results = self
                     .store()
                     .set_party_result(
@@ -161,6 +161,18 @@ impl Coordinator {
                 {
                     tracing::warn!(session_id = %id, %reason, "session failed");
                 }
+            }
+            ReportBody::Refused { code, reason } => {
+                let reason = format!("{} refused ({code}): {reason}", participant.party_id);
+                if self.fail_session(id, &reason, None).await? {
+                    tracing::warn!(session_id = %id, %reason, "session refused by a party");
+                }
+            }
+            ReportBody::PolicyChanged { .. } => {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidReport,
+                    "policy changes are not run by this coordinator",
+                ));
             }
         }
         Ok(())

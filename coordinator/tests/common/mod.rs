@@ -214,7 +214,10 @@ impl TestApp {
             let r = signed_report(
                 sid,
                 pos as u16,
-                ReportBody::KeygenResult { public_key: pk },
+                ReportBody::KeygenResult {
+                    public_key: pk,
+                    policy_hash: None,
+                },
                 id,
             );
             let (status, body) = self.report(&r).await;

@@ -5,9 +5,10 @@ use std::collections::VecDeque;
 use super::reports::{Persistence, Reports, Send, Settled};
 use super::router::{Link, Routers};
 use super::{
-    Action, HostConfig, HostError, InputRequest, Outcome, ProgressInfo, ReportOutcome,
-    REPORT_GRACE_MS,
+    Action, Admission, HostConfig, HostError, InputRequest, Outcome, ProgressInfo, ReportOutcome,
+    UserApproved, REPORT_GRACE_MS,
 };
+use crate::authz::{authorize, AuthzError, Policy};
 use crate::descriptor::{SessionKind, VerifiedDescriptor};
 use crate::identity::PartyIdentity;
 use crate::session::{PartySession, Pump, SessionError, SessionInput, SessionOutput};
@@ -19,6 +20,8 @@ const TRANSIENT_REFUSALS: [&str; 2] = ["shutting_down", "not_ready"];
 
 #[derive(Debug)]
 enum Phase {
+    /// Waiting for the stored policy or for the admission record.
+    Admission,
     /// Waiting for the host's input.
     Input,
     /// The protocol runs (or waits for the router).
@@ -49,6 +52,8 @@ pub struct PartyHost {
     /// The session's deadline, Unix ms.
     deadline: u64,
     actions: VecDeque<Action>,
+    /// The policy admission checked against (kept for a policy change).
+    stored_policy: Option<Policy>,
 }
 
 impl std::fmt::Debug for PartyHost {
@@ -63,12 +68,15 @@ impl std::fmt::Debug for PartyHost {
     }
 }
 
-fn request_for(d: &VerifiedDescriptor, position: u16) -> InputRequest {
+fn request_for(d: &VerifiedDescriptor, position: u16) -> Option<InputRequest> {
     let desc = d.descriptor();
-    match &desc.kind {
-        SessionKind::Keygen { generate_aux: true } => InputRequest::Primes,
+    Some(match &desc.kind {
+        SessionKind::Keygen {
+            generate_aux: true, ..
+        } => InputRequest::Primes,
         SessionKind::Keygen {
             generate_aux: false,
+            ..
         } => InputRequest::AuxInfo {
             group_id: desc.group_id(),
             parties: desc.parties,
@@ -87,6 +95,27 @@ fn request_for(d: &VerifiedDescriptor, position: u16) -> InputRequest {
             presignature_id: *presignature_id,
             account_id: account_id.clone(),
         },
+        SessionKind::PolicyChange { .. } => return None,
+    })
+}
+
+/// Whether the descriptor signs exactly what the user approved.
+fn matches_approved(d: &VerifiedDescriptor, approved: &UserApproved) -> bool {
+    match (&d.descriptor().kind, approved) {
+        (SessionKind::Sign { message_hash, .. }, UserApproved::Hash(h)) => message_hash == h,
+        (SessionKind::Sign { message_hash, .. }, UserApproved::Message { message, digest }) => {
+            digest.hash(message) == *message_hash
+        }
+        (
+            SessionKind::OnlineSign {
+                message, digest, ..
+            },
+            UserApproved::Message {
+                message: m,
+                digest: g,
+            },
+        ) => message == m && digest == g,
+        _ => false,
     }
 }
 
@@ -104,12 +133,11 @@ impl PartyHost {
             return Err(HostError::NoRouter);
         }
         let deadline = descriptor.descriptor().expires_at.saturating_mul(1000);
-        let request = request_for(&descriptor, position);
         let mut host = Self {
             identity,
             position,
             join_token: config.join_token,
-            phase: Phase::Input,
+            phase: Phase::Admission,
             session: None,
             routers: Routers::new(config.router_urls, config.first_router),
             sent: Vec::new(),
@@ -120,11 +148,92 @@ impl PartyHost {
             ),
             deadline,
             actions: VecDeque::new(),
+            stored_policy: None,
             descriptor,
         };
-        host.actions.push_back(Action::NeedInput(request));
         host.tick(now);
+        if let Some(approved) = &config.approved {
+            if !matches_approved(&host.descriptor, approved) {
+                host.refuse(&AuthzError::NotWhatWasApproved);
+                return Ok(host);
+            }
+        }
+        match &host.descriptor.descriptor().kind {
+            SessionKind::Sign { account_id, .. }
+            | SessionKind::OnlineSign { account_id, .. }
+            | SessionKind::PolicyChange { account_id, .. } => {
+                let account_id = account_id.clone();
+                host.actions.push_back(Action::NeedPolicy { account_id });
+            }
+            SessionKind::Keygen { .. } | SessionKind::Presign { .. } => {
+                host.provide_policy(None, now);
+            }
+        }
         Ok(host)
+    }
+
+    /// The host's answer to [`Action::NeedPolicy`]: this party's own stored
+    /// policy of the account (`None`: the account has none). The approvals
+    /// are checked against it; then the admission is to be recorded.
+    pub fn provide_policy(&mut self, policy: Option<Policy>, now: u64) {
+        self.tick(now);
+        if !matches!(self.phase, Phase::Admission) {
+            return;
+        }
+        let d = self.descriptor.descriptor();
+        let approved = match (&policy, &d.kind) {
+            (None, SessionKind::PolicyChange { .. }) => Err(AuthzError::PolicyChangeRefused(
+                "this party holds no policy for the account".to_string(),
+            )),
+            (None, _) => Ok(None),
+            (Some(p), _) => authorize(d, p, now / 1000),
+        };
+        match approved {
+            Ok(approved) => {
+                self.stored_policy = policy;
+                self.actions.push_back(Action::Record(Admission {
+                    session_id: d.session_id,
+                    approved,
+                }));
+            }
+            Err(e) => self.refuse(&e),
+        }
+    }
+
+    /// The host's answer to [`Action::Record`]: recorded, or refused (a
+    /// seen session, a used request id, the rate limit).
+    pub fn admission_recorded(&mut self, result: Result<(), AuthzError>, now: u64) {
+        self.tick(now);
+        if !matches!(self.phase, Phase::Admission) {
+            return;
+        }
+        if let Err(e) = result {
+            self.refuse(&e);
+            return;
+        }
+        if let SessionKind::PolicyChange { account_id, policy } = &self.descriptor.descriptor().kind
+        {
+            let Some(previous) = self.stored_policy.as_ref().map(Policy::hash) else {
+                self.fail("no stored policy".to_string(), None, now);
+                return;
+            };
+            self.phase = Phase::Storing(ReportBody::PolicyChanged {
+                policy_hash: policy.hash(),
+            });
+            self.actions.push_back(Action::StorePolicy {
+                account_id: account_id.clone(),
+                policy: policy.clone(),
+                previous,
+            });
+            return;
+        }
+        match request_for(&self.descriptor, self.position) {
+            Some(request) => {
+                self.phase = Phase::Input;
+                self.actions.push_back(Action::NeedInput(request));
+            }
+            None => self.fail("the session needs no input".to_string(), None, now),
+        }
     }
 
     /// This party's position in the session.
@@ -150,7 +259,8 @@ impl PartyHost {
     /// When to call [`PartyHost::tick`] next (Unix ms), if anything waits
     /// for time.
     pub fn wake_at(&self) -> Option<u64> {
-        let deadline = matches!(self.phase, Phase::Input | Phase::Running).then_some(self.deadline);
+        let deadline = matches!(self.phase, Phase::Admission | Phase::Input | Phase::Running)
+            .then_some(self.deadline);
         let backoff = match self.routers.link {
             Link::Backoff(t) => Some(t),
             _ => None,
@@ -167,7 +277,9 @@ impl PartyHost {
         if self.is_finished() {
             return;
         }
-        if matches!(self.phase, Phase::Input | Phase::Running) && now >= self.deadline {
+        if matches!(self.phase, Phase::Admission | Phase::Input | Phase::Running)
+            && now >= self.deadline
+        {
             let reason = if self.routers.link != Link::Joined && self.routers.failures > 0 {
                 "no router reachable before the deadline"
             } else {
@@ -384,6 +496,12 @@ impl PartyHost {
             let body = match &output {
                 SessionOutput::Keygen { public_key, .. } => ReportBody::KeygenResult {
                     public_key: *public_key,
+                    policy_hash: match &self.descriptor.descriptor().kind {
+                        SessionKind::Keygen {
+                            policy: Some(p), ..
+                        } => Some(p.hash()),
+                        _ => None,
+                    },
                 },
                 SessionOutput::Signature(signature) => ReportBody::Signature {
                     signature: *signature,
@@ -435,6 +553,21 @@ impl PartyHost {
 
     fn fail_session(&mut self, e: &SessionError, now: u64) {
         self.fail(e.to_string(), e.culprit(), now);
+    }
+
+    /// Refuses the session before it started: a report with the typed
+    /// reason; nothing is recorded, no connection opened, no frame sent.
+    fn refuse(&mut self, e: &AuthzError) {
+        if matches!(self.phase, Phase::Reporting(_) | Phase::Done) {
+            return;
+        }
+        let code = e.code().to_string();
+        let reason = e.to_string();
+        self.phase = Phase::Reporting(Outcome::Failed {
+            reason: format!("refused ({code}): {reason}"),
+            blamed: None,
+        });
+        self.report(ReportBody::Refused { code, reason }, Persistence::Final);
     }
 
     /// Ends the session with a failure report (retried like a result).

@@ -3,6 +3,13 @@
 //! final report, without opening a socket or reading a clock.
 //!
 //! [`PartyHost`] owns
+//! - admission, before anything else: what the user approved (devices) is
+//!   compared with the descriptor; the account's stored policy is asked for
+//!   ([`Action::NeedPolicy`]) and the descriptor's approvals checked against
+//!   it ([`crate::authz::authorize`]); then the host records the session id
+//!   (and an approval's request id) durably ([`Action::Record`]) and refuses
+//!   a session it has seen. A refusal is reported with its typed code
+//!   ([`crate::wire::ReportBody::Refused`]) and no frame is ever sent;
 //! - the input the descriptor needs ([`InputRequest`], fulfilled by the host
 //!   from its store: primes, aux info, a key share or a presignature);
 //! - driving the [`crate::session::PartySession`];
@@ -30,7 +37,8 @@ mod tests;
 
 pub use machine::PartyHost;
 
-use crate::descriptor::DescriptorError;
+use crate::authz::{Approved, Policy};
+use crate::descriptor::{DescriptorError, MessageDigest};
 use crate::session::SessionOutput;
 
 /// First delay between two connection attempts or two report attempts.
@@ -53,6 +61,33 @@ pub struct HostConfig {
     /// How many coordinator endpoints the host rotates through (a progress
     /// report is tried once on each).
     pub coordinators: usize,
+    /// What the user approved (device hosts): a descriptor that would sign
+    /// anything else is refused before any connection.
+    pub approved: Option<UserApproved>,
+}
+
+/// What a device's user saw and approved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserApproved {
+    /// A 32-byte hash.
+    Hash([u8; 32]),
+    /// A message and the digest it is signed with.
+    Message {
+        /// The message.
+        message: Vec<u8>,
+        /// Its digest.
+        digest: MessageDigest,
+    },
+}
+
+/// What the host records durably, in one transaction, before the session
+/// starts ([`Action::Record`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// Refuse [`crate::authz::AuthzError::SessionReplayed`] if this session id is recorded.
+    pub session_id: uuid::Uuid,
+    /// The approval to record, for an account with a policy.
+    pub approved: Option<Approved>,
 }
 
 impl std::fmt::Debug for HostConfig {
@@ -62,6 +97,7 @@ impl std::fmt::Debug for HostConfig {
             .field("first_router", &self.first_router)
             .field("join_token", &"<redacted>")
             .field("coordinators", &self.coordinators)
+            .field("approved", &self.approved)
             .finish()
     }
 }
@@ -152,6 +188,27 @@ pub enum ReportOutcome {
 /// Something the host has to do.
 #[non_exhaustive]
 pub enum Action {
+    /// Load this party's own stored policy of the account, then call
+    /// [`PartyHost::provide_policy`] (or [`PartyHost::host_failed`]).
+    NeedPolicy {
+        /// The account.
+        account_id: String,
+    },
+    /// Durably record the admission (refusing a seen session id, a used
+    /// request id, a rate over the policy's limit), then call
+    /// [`PartyHost::admission_recorded`].
+    Record(Admission),
+    /// Replace the account's stored policy by `policy`, only if its hash is
+    /// still `previous`; then call [`PartyHost::output_stored`] or
+    /// [`PartyHost::output_store_failed`].
+    StorePolicy {
+        /// The account.
+        account_id: String,
+        /// The new policy.
+        policy: Policy,
+        /// Hash of the policy the approvals were checked against.
+        previous: [u8; 32],
+    },
     /// Fetch the session's input from the store.
     NeedInput(InputRequest),
     /// Open a WebSocket to `url` (router `router`), dropping any other
@@ -206,6 +263,15 @@ pub enum Action {
 impl std::fmt::Debug for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Action::NeedPolicy { account_id } => f
+                .debug_struct("NeedPolicy")
+                .field("account_id", account_id)
+                .finish(),
+            Action::Record(a) => f.debug_tuple("Record").field(a).finish(),
+            Action::StorePolicy { account_id, .. } => f
+                .debug_struct("StorePolicy")
+                .field("account_id", account_id)
+                .finish_non_exhaustive(),
             Action::NeedInput(r) => f.debug_tuple("NeedInput").field(r).finish(),
             Action::Connect { router, url } => f
                 .debug_struct("Connect")

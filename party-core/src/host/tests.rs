@@ -39,6 +39,7 @@ fn setup() -> Setup {
         session_id: Uuid::new_v4(),
         kind: SessionKind::Keygen {
             generate_aux: false,
+            policy: None,
         },
         curve: CurveName::Secp256k1,
         threshold: 2,
@@ -53,6 +54,7 @@ fn setup() -> Setup {
             })
             .collect(),
         expires_at: T0 / 1000 + 60,
+        authorization: None,
     };
     let descriptor = d
         .sign(&coordinator)
@@ -68,8 +70,17 @@ fn host(s: &Setup, k: usize, urls: &[&str], coordinators: usize) -> PartyHost {
         first_router: 0,
         join_token: format!("token-{k}"),
         coordinators,
+        approved: None,
     };
-    PartyHost::new(s.descriptor.clone(), s.ids[k].clone(), config, T0).unwrap()
+    let mut h = PartyHost::new(s.descriptor.clone(), s.ids[k].clone(), config, T0).unwrap();
+    // Admission first: the session id is to be recorded before anything.
+    let a = drain(&mut h);
+    assert!(
+        matches!(&a[..], [Action::Record(Admission { session_id, approved: None })] if *session_id == s.descriptor.descriptor().session_id),
+        "{a:?}"
+    );
+    h.admission_recorded(Ok(()), T0);
+    h
 }
 
 fn drain(h: &mut PartyHost) -> Vec<Action> {
@@ -467,7 +478,7 @@ fn three_hosts_complete_a_keygen_through_a_router_that_drops_one_of_them() {
                     Action::SendFrame(f) if connected[k] => log.push(f),
                     Action::CloseConnection => connected[k] = false,
                     Action::SendReport { id, body, .. } => {
-                        if let ReportBody::KeygenResult { public_key } = report_body(&body) {
+                        if let ReportBody::KeygenResult { public_key, .. } = report_body(&body) {
                             results[k] = Some(public_key);
                         }
                         hosts[k].report_result(id, ReportOutcome::Delivered, now);

@@ -90,6 +90,7 @@ impl Fixture {
                 })
                 .collect(),
             expires_at: now() + 600,
+            authorization: None,
         }
     }
 
@@ -127,6 +128,7 @@ impl Fixture {
         let signed = self.sign_descriptor(self.descriptor(
             SessionKind::Keygen {
                 generate_aux: false,
+                policy: None,
             },
             t,
             &indices,

@@ -28,7 +28,7 @@ impl ControlRegistry {
     pub(super) fn attach(&mut self, key: [u8; 32], party_id: &str, conn: Conn, now: u64) -> usize {
         let mut delivered = 0;
         for inv in self.queued.remove(&key).unwrap_or_default() {
-            if !invitation_expired(&inv, now) && conn.send_json(&RouterToClient::Invitation(inv)) {
+            if !invitation_expired(&inv, now) && conn.send_json(&RouterToClient::Invitation(Box::new(inv))) {
                 delivered += 1;
             }
         }
@@ -50,7 +50,7 @@ impl ControlRegistry {
     pub(super) fn deliver(&mut self, key: [u8; 32], invitation: Invitation) -> bool {
         if let Some(c) = self.conns.get(&key) {
             if c.conn
-                .send_json(&RouterToClient::Invitation(invitation.clone()))
+                .send_json(&RouterToClient::Invitation(Box::new(invitation.clone())))
             {
                 tracing::info!(
                     party_id = %c.party_id,

@@ -94,7 +94,7 @@ impl Inner {
             let session_id = inv.descriptor.descriptor.session_id;
             let sent = match self.local().controls.get(&key) {
                 Some((party_id, conn)) => {
-                    let ok = conn.send_json(&RouterToClient::Invitation(inv));
+                    let ok = conn.send_json(&RouterToClient::Invitation(Box::new(inv)));
                     if ok {
                         tracing::info!(%party_id, %session_id, "invitation delivered");
                     }
