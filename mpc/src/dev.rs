@@ -240,6 +240,7 @@ impl DevSystem {
                 router_ws_url: format!("ws://{router_addr}/ws"),
                 coordinator_public_key: hex::encode(coordinator_key.public()),
                 insecure_test_primes: options.insecure_test_primes.clone(),
+                allowed_hosts: crate::demo::hosts_for(api_addr),
             }),
             None => axum::Router::new(),
         };

@@ -83,10 +83,9 @@ pub struct BenchArgs {
     /// a time.
     #[arg(long, default_value_t = 1.0)]
     pub sustained_rate: f64,
-    /// INSECURE, quick runs only: groups use the PUBLIC test aux info of the
-    /// test data in this directory (no prime or aux-info rows).
-    #[arg(long, value_name = "DIR")]
-    pub insecure_test_data: Option<PathBuf>,
+    /// INSECURE (test builds only): groups use the PUBLIC test aux info.
+    #[command(flatten)]
+    pub insecure_test_data: super::insecure::TestData,
 }
 
 fn participants(list: &str) -> serde_json::Value {
@@ -167,7 +166,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         pool: args.pool,
         sustained_signs: args.sustained_signs,
         sustained_rate: args.sustained_rate,
-        insecure_test_aux: args.insecure_test_data,
+        insecure_test_aux: args.insecure_test_data.dir(),
     })
     .await?;
     print!("{}", crate::bench::table(&report));

@@ -41,11 +41,9 @@ pub struct CoordinatorSettings {
     /// Presign sessions running at once, over all coordinator instances.
     #[arg(long, env = "MPC_PRESIGN_CONCURRENCY", default_value_t = DEFAULT_PRESIGN_CONCURRENCY)]
     pub presign_concurrency: usize,
-    /// INSECURE, test only: keygens reuse the PUBLIC pregenerated aux info
-    /// of the test data (`--insecure-test-data` of the parties), so they
-    /// skip aux-info generation.
-    #[arg(long)]
-    pub insecure_test_aux: bool,
+    /// INSECURE (test builds only): reuse the PUBLIC test aux info.
+    #[command(flatten)]
+    pub insecure_test_aux: super::insecure::TestAux,
 }
 
 impl CoordinatorSettings {
@@ -54,7 +52,7 @@ impl CoordinatorSettings {
         config.keygen_aux_timeout = Duration::from_secs(self.keygen_aux_timeout_secs);
         config.keygen_timeout = Duration::from_secs(self.keygen_timeout_secs);
         config.sign_timeout = Duration::from_secs(self.sign_timeout_secs);
-        config.insecure_test_aux = self.insecure_test_aux;
+        config.insecure_test_aux = self.insecure_test_aux.on();
         config.presign_pool = self.presign_pool;
         config.presign_concurrency = self.presign_concurrency;
         config.allowlist = self.allowlist()?;

@@ -25,17 +25,19 @@ pub struct DevArgs {
     /// Number of server parties.
     #[arg(long, default_value_t = 3)]
     pub parties: usize,
-    /// INSECURE, dev/test only: the PUBLIC test data in this directory
-    /// (party-core/test-data): test primes instead of generated ones (skips
-    /// minutes of work), served to the web demo too; with
-    /// --insecure-test-aux, also its aux info (keygen is a DKG only).
-    #[arg(long, value_name = "DIR", alias = "insecure-test-primes")]
-    pub insecure_test_data: Option<PathBuf>,
+    /// INSECURE test data (test builds only); with --insecure-test-aux its
+    /// aux info too (keygen is a DKG only).
+    #[command(flatten)]
+    pub insecure_test_data: super::insecure::TestData,
     /// Serve the web demo at /demo/ from this repository root (holding
-    /// web-demo/ and party-wasm/). Default: the current directory, if it
-    /// holds the demo.
-    #[arg(long, value_name = "REPO_DIR")]
+    /// web-demo/ and party-wasm/; the current directory when no REPO_DIR is
+    /// given). Off unless given; only on a loopback --api address unless
+    /// --demo-public.
+    #[arg(long, value_name = "REPO_DIR", num_args = 0..=1, default_missing_value = ".")]
     pub demo: Option<PathBuf>,
+    /// Allow --demo on a non-loopback --api address.
+    #[arg(long, requires = "demo")]
+    pub demo_public: bool,
     /// The coordinator's settings (as `mpc coordinator`).
     #[command(flatten)]
     pub coordinator: CoordinatorSettings,
@@ -48,7 +50,7 @@ impl DevArgs {
     /// The dev system's options.
     pub fn options(&self) -> anyhow::Result<DevOptions> {
         anyhow::ensure!(
-            !self.coordinator.insecure_test_aux || self.insecure_test_data.is_some(),
+            !self.coordinator.insecure_test_aux.on() || self.insecure_test_data.dir().is_some(),
             "--insecure-test-aux reuses the aux info of --insecure-test-data DIR: give both"
         );
         let c = &self.coordinator;
@@ -56,11 +58,11 @@ impl DevArgs {
         o.api_addr = self.api;
         o.router_addr = self.router;
         o.parties = self.parties;
-        o.insecure_test_primes = self.insecure_test_data.clone();
+        o.insecure_test_primes = self.insecure_test_data.dir();
         o.insecure_test_aux = self
             .insecure_test_data
-            .clone()
-            .filter(|_| c.insecure_test_aux);
+            .dir()
+            .filter(|_| c.insecure_test_aux.on());
         o.keygen_aux_timeout = Duration::from_secs(c.keygen_aux_timeout_secs);
         o.keygen_timeout = Duration::from_secs(c.keygen_timeout_secs);
         o.sign_timeout = Duration::from_secs(c.sign_timeout_secs);
@@ -77,8 +79,12 @@ impl DevArgs {
                 );
                 Some(dir.clone())
             }
-            None => Some(PathBuf::from(".")).filter(|d| crate::demo::available(d)),
+            None => None,
         };
+        anyhow::ensure!(
+            o.demo_root.is_none() || self.api.ip().is_loopback() || self.demo_public,
+            "--demo serves on a loopback --api address only, unless --demo-public"
+        );
         Ok(o)
     }
 }

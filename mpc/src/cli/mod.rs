@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 pub mod client;
 pub mod coordinator;
 pub mod dev;
+pub mod insecure;
 pub mod party;
 pub mod router;
 
@@ -194,22 +195,23 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "insecure-test-data")]
     fn the_test_data_switch_has_one_name_and_the_old_ones_still_parse() {
         let Command::Dev(dev) = parse(&["dev", "--insecure-test-data", "d", "--insecure-test-aux"])
         else {
             panic!("not dev")
         };
-        assert_eq!(dev.insecure_test_data, Some(PathBuf::from("d")));
-        assert!(dev.coordinator.insecure_test_aux);
+        assert_eq!(dev.insecure_test_data.dir(), Some(PathBuf::from("d")));
+        assert!(dev.coordinator.insecure_test_aux.on());
         let Command::Dev(dev) = parse(&["dev", "--insecure-test-primes", "d"]) else {
             panic!("not dev")
         };
-        assert_eq!(dev.insecure_test_data, Some(PathBuf::from("d")));
-        assert!(!dev.coordinator.insecure_test_aux);
+        assert_eq!(dev.insecure_test_data.dir(), Some(PathBuf::from("d")));
+        assert!(!dev.coordinator.insecure_test_aux.on());
         let Command::Bench(b) = parse(&["bench", "--insecure-test-data", "d"]) else {
             panic!("not bench")
         };
-        assert_eq!(b.insecure_test_data, Some(PathBuf::from("d")));
+        assert_eq!(b.insecure_test_data.dir(), Some(PathBuf::from("d")));
         // The aux info comes from the test data.
         let Command::Dev(dev) = parse(&["dev", "--insecure-test-aux"]) else {
             panic!("not dev")

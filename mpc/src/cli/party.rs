@@ -84,13 +84,12 @@ pub struct PartyArgs {
     /// Settings shared with `mpc dev`.
     #[command(flatten)]
     pub settings: PartySettings,
-    /// INSECURE, test only: PUBLIC test primes and aux info from this
-    /// directory (party-core/test-data) instead of generated ones.
-    #[arg(long, value_name = "DIR")]
-    pub insecure_test_data: Option<PathBuf>,
-    /// Which party's test primes to use (0-based), with --insecure-test-data.
-    #[arg(long, default_value_t = 0)]
-    pub insecure_test_index: usize,
+    /// INSECURE test data (test builds only).
+    #[command(flatten)]
+    pub insecure_test_data: super::insecure::TestData,
+    /// Which party's test primes (test builds only).
+    #[command(flatten)]
+    pub insecure_test_index: super::insecure::TestIndex,
     /// Serve Prometheus metrics (`GET /metrics`) and `GET /health` on this
     /// address (a party has no other listener). Off when not given.
     #[arg(long, env = "MPC_METRICS_ADDR")]
@@ -114,11 +113,11 @@ impl PartyArgs {
             router_ws_urls: comma_list(&self.router_ws_url),
             internal_token: self.internal_token,
             primes: prime_source(
-                self.insecure_test_data.as_ref(),
-                self.insecure_test_index,
+                self.insecure_test_data.dir().as_ref(),
+                self.insecure_test_index.index(),
                 self.settings.prime_pool,
             ),
-            insecure_test_aux: self.insecure_test_data,
+            insecure_test_aux: self.insecure_test_data.dir(),
         })
     }
 }

@@ -9,11 +9,20 @@
 //! sessions and accounts). The page never sees the API key. The browser
 //! party itself talks to the coordinator only through the token-
 //! authenticated device join and its signed reports, and to the router.
+//!
+//! The demo is off unless `mpc dev --demo` asks for it, and serves on a
+//! loopback address unless told otherwise. [`guard`] keeps its backend to
+//! the browser that opened the page: Host and Origin checks, a per-browser
+//! session cookie, and each browser acts only on the wallets and sessions
+//! it created itself (a wallet made through the REST API is not the
+//! demo's to sign with).
+
+mod guard;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Extension, Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -24,6 +33,9 @@ use serde_json::{json, Value};
 use tower_http::services::ServeDir;
 
 use crate::client::Client;
+use guard::{BrowserId, Guard, Kind};
+
+pub use guard::hosts_for;
 
 /// The two server parties the demo wallet uses.
 pub const DEMO_SERVERS: [&str; 2] = ["server-party-1", "server-party-2"];
@@ -46,6 +58,8 @@ pub struct DemoConfig {
     pub coordinator_public_key: String,
     /// TEST ONLY: directory of the PUBLIC test primes, served to the page.
     pub insecure_test_primes: Option<PathBuf>,
+    /// `Host` header values the demo answers to ([`hosts_for`]).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for DemoConfig {
@@ -61,6 +75,7 @@ impl std::fmt::Debug for DemoConfig {
 struct Demo {
     config: DemoConfig,
     client: Client,
+    guard: Arc<Guard>,
 }
 
 /// Whether `root` holds the demo (`web-demo/static/index.html`).
@@ -77,7 +92,15 @@ pub fn router(config: DemoConfig) -> Router {
     }
     let root = config.root.clone();
     let client = Client::new(&config.api_url, &config.api_key);
-    let state = Arc::new(Demo { config, client });
+    let guard = Arc::new(Guard::new(
+        config.allowed_hosts.clone(),
+        &config.router_ws_url,
+    ));
+    let state = Arc::new(Demo {
+        config,
+        client,
+        guard: guard.clone(),
+    });
     Router::new()
         .route("/demo", get(|| async { Redirect::permanent("/demo/") }))
         .route("/demo/api/config", get(demo_config))
@@ -96,9 +119,10 @@ pub fn router(config: DemoConfig) -> Router {
             ServeDir::new(root.join("party-wasm/js")),
         )
         .nest_service("/demo/", ServeDir::new(root.join("web-demo/static")))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "error": message, "code": code }))).into_response()
 }
 
@@ -160,7 +184,39 @@ struct WalletRequest {
     party_id: String,
 }
 
-async fn create_wallet(State(d): State<Arc<Demo>>, Json(req): Json<WalletRequest>) -> Response {
+/// Remembers what a successful call created for the browser.
+fn remember(
+    d: &Demo,
+    browser: BrowserId,
+    a: &anyhow::Result<crate::client::Answer>,
+    account: bool,
+) {
+    let Ok(a) = a else { return };
+    if !(200..300).contains(&a.status) {
+        return;
+    }
+    if let Some(id) = a.body["session_id"].as_str() {
+        d.guard.browsers.record(browser, Kind::Session, id);
+        if account {
+            // A wallet's account id is its keygen session id.
+            d.guard.browsers.record(browser, Kind::Account, id);
+        }
+    }
+}
+
+fn not_yours(what: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("unknown_{what}"),
+        &format!("{what} not found"),
+    )
+}
+
+async fn create_wallet(
+    State(d): State<Arc<Demo>>,
+    Extension(browser): Extension<BrowserId>,
+    Json(req): Json<WalletRequest>,
+) -> Response {
     let body = KeygenRequest {
         threshold_n: 3,
         threshold_t: 2,
@@ -175,7 +231,9 @@ async fn create_wallet(State(d): State<Arc<Demo>>, Json(req): Json<WalletRequest
         ],
         policy: None,
     };
-    relay(d.client.post_typed("/api/v1/mpc/keygen", &body).await)
+    let answer = d.client.post_typed("/api/v1/mpc/keygen", &body).await;
+    remember(&d, browser, &answer, true);
+    relay(answer)
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,7 +249,18 @@ struct SignRequest {
     party_id: Option<String>,
 }
 
-async fn sign(State(d): State<Arc<Demo>>, Json(req): Json<SignRequest>) -> Response {
+async fn sign(
+    State(d): State<Arc<Demo>>,
+    Extension(browser): Extension<BrowserId>,
+    Json(req): Json<SignRequest>,
+) -> Response {
+    if !d
+        .guard
+        .browsers
+        .owns(browser, Kind::Account, &req.account_id)
+    {
+        return not_yours("account");
+    }
     let participants = match (req.signers.as_str(), req.party_id) {
         ("browser", Some(p)) => vec![
             Participant {
@@ -224,23 +293,33 @@ async fn sign(State(d): State<Arc<Demo>>, Json(req): Json<SignRequest>) -> Respo
         not_after: None,
         approvals: vec![],
     };
-    relay(d.client.post_typed("/api/v1/mpc/sign", &body).await)
+    let answer = d.client.post_typed("/api/v1/mpc/sign", &body).await;
+    remember(&d, browser, &answer, false);
+    relay(answer)
 }
 
 fn safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-async fn session(State(d): State<Arc<Demo>>, UrlPath(id): UrlPath<String>) -> Response {
-    if !safe_id(&id) {
-        return error(StatusCode::NOT_FOUND, "not_found", "session not found");
+async fn session(
+    State(d): State<Arc<Demo>>,
+    Extension(browser): Extension<BrowserId>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    if !safe_id(&id) || !d.guard.browsers.owns(browser, Kind::Session, &id) {
+        return not_yours("session");
     }
     relay(d.client.get(&format!("/api/v1/mpc/sessions/{id}")).await)
 }
 
-async fn account(State(d): State<Arc<Demo>>, UrlPath(id): UrlPath<String>) -> Response {
-    if !safe_id(&id) {
-        return error(StatusCode::NOT_FOUND, "not_found", "account not found");
+async fn account(
+    State(d): State<Arc<Demo>>,
+    Extension(browser): Extension<BrowserId>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    if !safe_id(&id) || !d.guard.browsers.owns(browser, Kind::Account, &id) {
+        return not_yours("account");
     }
     relay(d.client.get(&format!("/api/v1/mpc/accounts/{id}")).await)
 }
