@@ -173,7 +173,7 @@ pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if !g.allowed_hosts.iter().any(|h| *h == host) {
+    if !g.allowed_hosts.contains(&host) {
         return secure_headers(
             &g,
             error(StatusCode::FORBIDDEN, "bad_host", "unexpected Host header"),
