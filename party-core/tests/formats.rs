@@ -1,0 +1,253 @@
+//! Pinned formats (issue #15): known-answer vectors for the canonical
+//! descriptor bytes and the sealed-record layout and AAD, and sealed records
+//! that take random byte flips and swaps between parties, accounts and kinds
+//! without ever opening or panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use party_core::authz::{Approval, Approver, Authorization, Policy};
+use party_core::descriptor::{
+    CurveName, MessageDigest, Participant, SessionDescriptor, SessionKind, DESCRIPTOR_VERSION,
+};
+use party_core::identity::{CoordinatorKey, PartyIdentity};
+use party_core::seal::{MasterKey, RecordContext, RecordKind, SEAL_VERSION};
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+fn fixed_descriptor() -> SessionDescriptor {
+    fixed_descriptors().0
+}
+
+/// A sign with an authorization and a keygen with a policy, fixed keys.
+fn fixed_descriptors() -> (SessionDescriptor, SessionDescriptor) {
+    let ids: Vec<PartyIdentity> = (1u8..=3)
+        .map(|i| PartyIdentity::from_seed(&[i; 32]))
+        .collect();
+    let approver = Approver::parse(
+        "alice".into(),
+        Some(&hex::encode(
+            ed25519_dalek::SigningKey::from_bytes(&[9; 32])
+                .verifying_key()
+                .to_bytes(),
+        )),
+        None,
+    )
+    .unwrap();
+    let policy = Policy {
+        approvers: vec![approver],
+        quorum: 1,
+        digests: vec![MessageDigest::Keccak256],
+        allow_bare_hash: false,
+        max_signatures_per_hour: Some(10),
+    };
+    let keygen = SessionDescriptor {
+        version: DESCRIPTOR_VERSION,
+        session_id: Uuid::from_bytes([0x22; 16]),
+        kind: SessionKind::Keygen {
+            generate_aux: true,
+            policy: Some(policy),
+        },
+        curve: CurveName::Secp256k1,
+        threshold: 2,
+        parties: 3,
+        participants: (0u16..3)
+            .map(|k| Participant {
+                party_id: format!("party-{k}"),
+                keygen_index: k,
+                identity: ids[usize::from(k)].public(),
+            })
+            .collect(),
+        expires_at: 1_900_000_000,
+        authorization: None,
+    };
+    let sign = SessionDescriptor {
+        version: DESCRIPTOR_VERSION,
+        session_id: Uuid::from_bytes([0x11; 16]),
+        kind: SessionKind::Sign {
+            account_id: "acct-1".into(),
+            message_hash: MessageDigest::Keccak256.hash(b"pay 1"),
+            derivation_path: vec![],
+        },
+        curve: CurveName::Secp256k1,
+        threshold: 2,
+        parties: 3,
+        participants: [0u16, 2]
+            .iter()
+            .map(|&k| Participant {
+                party_id: format!("party-{k}"),
+                keygen_index: k,
+                identity: ids[usize::from(k)].public(),
+            })
+            .collect(),
+        expires_at: 1_900_000_000,
+        authorization: Some(Authorization {
+            request_id: "r-1".into(),
+            not_after: 1_900_000_000,
+            message: Some(party_core::authz::ApprovedMessage {
+                message: b"pay 1".to_vec(),
+                digest: MessageDigest::Keccak256,
+            }),
+            approvals: vec![Approval {
+                approver: "alice".into(),
+                signature: vec![0xab; 64],
+            }],
+        }),
+    };
+    (sign, keygen)
+}
+
+/// The descriptor's canonical bytes (what the coordinator signs and the
+/// execution id hashes) are pinned: a change of layout must be a new
+/// version, not a silent change.
+#[test]
+fn descriptor_canonical_bytes_are_pinned() {
+    let d = fixed_descriptor();
+    let bytes = d.canonical_bytes();
+    // The layout starts with the length-prefixed domain and the version.
+    let domain = b"mpc/descriptor/v2";
+    assert_eq!(&bytes[..4], &(domain.len() as u32).to_be_bytes());
+    assert_eq!(&bytes[4..4 + domain.len()], domain);
+    assert_eq!(bytes[4 + domain.len()], 2, "descriptor version");
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes)),
+        DESCRIPTOR_SHA256,
+        "canonical descriptor bytes changed"
+    );
+    assert_eq!(hex::encode(d.execution_id()), EXECUTION_ID);
+    let keygen = fixed_descriptors().1;
+    keygen.validate().unwrap();
+    assert_eq!(
+        hex::encode(Sha256::digest(keygen.canonical_bytes())),
+        KEYGEN_SHA256,
+        "canonical keygen descriptor (with a policy) changed"
+    );
+    // And they are what a coordinator signature covers.
+    let key = CoordinatorKey::generate(&mut OsRng);
+    let signed = d.clone().sign(&key).unwrap();
+    signed.verify(&key.public()).unwrap();
+}
+
+const DESCRIPTOR_SHA256: &str = "a0026b6da66a8b189975776581cbf076a5696855b7aa8b18e710e56d75346d64";
+const KEYGEN_SHA256: &str = "0c594a7d1330b67f577308c316089c644777bcc19baf3dbdfc9674652e6860c1";
+const EXECUTION_ID: &str = "555372eb2ec6b6bd58ff738b8d542c74d4f87eddcaef814b8882eaa0db0473c0";
+
+/// The AAD of a sealed record, written out from its layout: the raw domain
+/// `mpc/seal/v1`, the party id and the account id each prefixed with its
+/// length (u32 BE), the kind byte and the version byte.
+#[test]
+fn sealed_record_aad_and_layout_are_pinned() {
+    let ctx = RecordContext {
+        party_id: "p1",
+        account_id: "acct",
+        kind: RecordKind::KeyShare,
+    };
+    let expected = [
+        hex::encode("mpc/seal/v1"),
+        "00000002".into(),
+        hex::encode("p1"),
+        "00000004".into(),
+        hex::encode("acct"),
+        "01".into(), // kind: key share
+        "01".into(), // seal version
+    ]
+    .concat();
+    assert_eq!(hex::encode(ctx.associated_data()), expected);
+    // version || kind || 12-byte nonce || ciphertext || 16-byte tag.
+    let key = MasterKey::from_bytes(&[5; 32]).unwrap();
+    let sealed = key.seal(ctx, b"hello").unwrap();
+    assert_eq!(sealed[0], SEAL_VERSION);
+    assert_eq!(sealed[1], RecordKind::KeyShare as u8);
+    assert_eq!(sealed.len(), 2 + 12 + 5 + 16);
+    assert_eq!(&*key.open(ctx, &sealed).unwrap(), b"hello");
+}
+
+/// A record sealed by this format's first release still opens.
+#[test]
+fn a_record_sealed_by_an_earlier_build_still_opens() {
+    let key = MasterKey::from_bytes(&[5; 32]).unwrap();
+    let ctx = RecordContext {
+        party_id: "party-1",
+        account_id: "acct-1",
+        kind: RecordKind::Presignature,
+    };
+    let sealed = hex::decode(SEALED_FIXTURE).unwrap();
+    assert_eq!(
+        &*key.open(ctx, &sealed).unwrap(),
+        b"a presignature of an earlier build"
+    );
+}
+
+/// Sealed on 2026-12-02 under the master key `[5; 32]`.
+const SEALED_FIXTURE: &str = "01049ec4f6de0344ed2cab52097c275f76b04f7ed25a04d4243caac69fb30a4b5bde3ba7a3a0d7803abb4f4b9ed0ec4f4612eeaf76e8d7fa970b7228c306cd0c";
+
+const KINDS: [RecordKind; 5] = [
+    RecordKind::KeyShare,
+    RecordKind::AuxInfo,
+    RecordKind::Primes,
+    RecordKind::Presignature,
+    RecordKind::Identity,
+];
+
+/// Every record kind: 10,000 random byte flips each, and every swap of
+/// party, account and kind: all refused, none panics.
+#[test]
+fn sealed_records_refuse_every_flip_and_swap() {
+    let key = MasterKey::generate();
+    let mut refused = 0usize;
+    for kind in KINDS {
+        let ctx = RecordContext {
+            party_id: "party-1",
+            account_id: "acct-1",
+            kind,
+        };
+        let mut plain = vec![0u8; 256];
+        OsRng.fill_bytes(&mut plain);
+        let sealed = key.seal(ctx, &plain).unwrap();
+        for _ in 0..10_000 {
+            let mut bad = sealed.clone();
+            let i = usize::try_from(OsRng.next_u32()).unwrap() % bad.len();
+            let flip = loop {
+                let b = (OsRng.next_u32() & 0xff) as u8;
+                if b != 0 {
+                    break b;
+                }
+            };
+            bad[i] ^= flip;
+            assert!(
+                key.open(ctx, &bad).is_err(),
+                "a flipped {kind:?} record opened"
+            );
+            refused += 1;
+        }
+        // Truncated and extended.
+        for n in [0, 1, 2, 13, 29, sealed.len() - 1] {
+            assert!(key.open(ctx, &sealed[..n]).is_err());
+        }
+        let mut longer = sealed.clone();
+        longer.push(0);
+        assert!(key.open(ctx, &longer).is_err());
+        // Swapped to another party, account or kind, or opened by another key.
+        for other in [
+            RecordContext {
+                party_id: "party-2",
+                ..ctx
+            },
+            RecordContext {
+                account_id: "acct-2",
+                ..ctx
+            },
+            RecordContext {
+                account_id: "",
+                ..ctx
+            },
+        ] {
+            assert!(key.open(other, &sealed).is_err());
+        }
+        for k in KINDS.into_iter().filter(|k| *k as u8 != kind as u8) {
+            assert!(key.open(RecordContext { kind: k, ..ctx }, &sealed).is_err());
+        }
+        assert!(MasterKey::generate().open(ctx, &sealed).is_err());
+        assert_eq!(&*key.open(ctx, &sealed).unwrap(), plain.as_slice());
+    }
+    assert_eq!(refused, KINDS.len() * 10_000);
+}
