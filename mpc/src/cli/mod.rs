@@ -239,10 +239,13 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::unwrap_used, clippy::expect_used)]
     fn the_routers_credential_is_not_the_parties_token() {
         // The same secret for both roles is refused at start.
         let same = coordinator_with("shared", "shared").unwrap().into_config();
-        let err = same.err().expect("one token for both roles was accepted");
+        let Err(err) = same else {
+            panic!("one token for both roles was accepted")
+        };
         assert!(err.to_string().contains("must differ"), "{err}");
         assert!(coordinator_with("parties", " ")
             .unwrap()
