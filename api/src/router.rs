@@ -1,17 +1,21 @@
-//! The router's internal HTTP API, which coordinators call. Every request
-//! carries [`INTERNAL_TOKEN_HEADER`]; every error is an
+//! The router's internal HTTP API, which coordinators call on the router's
+//! internal listener (not its public WebSocket one). Every request carries
+//! [`INTERNAL_TOKEN_HEADER`] with the routers' internal credential, which
+//! only coordinators hold; every error is an
 //! [`ErrorBody`](crate::error::ErrorBody).
 //!
 //! | Route | Request | Success |
 //! |---|---|---|
-//! | `POST /internal/v1/sessions` | [`RegisterSession`] | 201 [`SessionRegistered`] |
+//! | `POST /internal/v1/sessions` | [`RegisterSession`] | 201 [`SessionRegistered`] (200 for the same registration of an open session again) |
 //! | `DELETE /internal/v1/sessions/{id}` | — | 204, no body |
 //! | `POST /internal/v1/invitations` | [`InviteRequest`] | 202 [`InviteResponse`] |
 //!
 //! Errors: 400 `bad_request` (malformed body or field), 401 `unauthorized`
 //! (missing or wrong token), 404 `unknown_session` (`DELETE` of a session the
-//! router does not know), 409 `conflict` (session id registered twice), 503
-//! `unavailable` (the router's shared state store does not answer).
+//! router does not know), 409 `conflict` (another registration of an open
+//! session id), 410 `session_closed` (the session id was registered before
+//! and its session has closed: it never runs again), 503 `unavailable` (the
+//! router's shared state store does not answer).
 //!
 //! A party's public identity and an invitation are `party_core` types
 //! (`PartyPublicKey`, `wire::Invitation`); the requests that carry them are

@@ -27,13 +27,19 @@ pub struct CoordinatorConfig {
     pub allowlist: Vec<IpNet>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
-    /// Router internal API base URLs, e.g. `http://127.0.0.1:8081`; tried in
-    /// turn, the next one when a router is unreachable.
+    /// Base URLs of the routers' internal listeners (not their public
+    /// WebSocket ones), e.g. `http://127.0.0.1:8091`; tried in turn, the
+    /// next one when a router is unreachable.
     pub router_internal_urls: Vec<String>,
     /// Router WebSocket URL given to device parties, e.g. `ws://127.0.0.1:8081/ws`.
     pub router_public_ws_url: String,
-    /// Shared secret of internal APIs (router, party registration).
+    /// Shared secret of the coordinator's own internal API (party
+    /// registration): server parties hold it.
     pub internal_token: String,
+    /// The routers' internal API credential, which only coordinators hold
+    /// (never the same as `internal_token`). `new` leaves it empty, which
+    /// every router refuses: set it.
+    pub router_internal_token: String,
     /// Deadline of a keygen that generates aux info.
     pub keygen_aux_timeout: Duration,
     /// Deadline of a keygen that reuses aux info.
@@ -68,6 +74,8 @@ impl std::fmt::Debug for CoordinatorConfig {
 
 impl CoordinatorConfig {
     /// Defaults for everything but the database, key, router and secret.
+    /// `router_url` is a router's internal listener; the public WebSocket URL
+    /// is guessed from it (same host and port) until set.
     pub fn new(
         database_url: impl Into<String>,
         signing_key: CoordinatorKey,
@@ -84,6 +92,7 @@ impl CoordinatorConfig {
             router_internal_urls: vec![router_url.to_string()],
             router_public_ws_url: format!("{}/ws", router_url.replacen("http", "ws", 1)),
             internal_token: internal_token.into(),
+            router_internal_token: String::new(),
             keygen_aux_timeout: DEFAULT_KEYGEN_AUX_TIMEOUT,
             keygen_timeout: DEFAULT_KEYGEN_TIMEOUT,
             sign_timeout: DEFAULT_SIGN_TIMEOUT,

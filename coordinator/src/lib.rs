@@ -108,8 +108,10 @@ impl Coordinator {
         if config.router_internal_urls.is_empty() {
             return Err(StartError::Config("at least one router URL is needed"));
         }
-        let router =
-            router_client::RouterClient::new(&config.router_internal_urls, &config.internal_token);
+        let router = router_client::RouterClient::new(
+            &config.router_internal_urls,
+            &config.router_internal_token,
+        );
         Self::with_router(config, Arc::new(router))
     }
 

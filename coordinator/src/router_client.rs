@@ -102,8 +102,9 @@ impl RouterApi for RouterClient {
 }
 
 impl RouterClient {
-    /// A client for the router instances at `bases` (e.g.
-    /// `http://127.0.0.1:8081`).
+    /// A client for the internal listeners of the router instances at
+    /// `bases` (e.g. `http://127.0.0.1:8091`), presenting `token`, the
+    /// routers' internal credential.
     pub fn new(bases: &[String], token: &str) -> Self {
         Self {
             bases: Arc::new(

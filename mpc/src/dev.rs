@@ -27,8 +27,11 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     /// REST API address (port 0 picks one).
     pub api_addr: SocketAddr,
-    /// Router address (port 0 picks one).
+    /// Router address (port 0 picks one): the public listener.
     pub router_addr: SocketAddr,
+    /// The router's internal listener, which only the coordinator calls
+    /// (port 0 picks one; keep it on loopback).
+    pub router_internal_addr: SocketAddr,
     /// Number of server parties.
     pub parties: usize,
     /// TEST/DEV ONLY: public test primes instead of generated ones.
@@ -63,12 +66,14 @@ pub struct DevOptions {
 }
 
 impl DevOptions {
-    /// Defaults: API on 127.0.0.1:8080, router on 127.0.0.1:8081, 3 parties.
+    /// Defaults: API on 127.0.0.1:8080, router on 127.0.0.1:8081 (its
+    /// internal API on a free loopback port), 3 parties.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             router_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            router_internal_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             parties: 3,
             insecure_test_primes: None,
             insecure_test_aux: None,
@@ -123,8 +128,10 @@ pub struct DevSystem {
     pub api_key: String,
     /// Whether the API key was created by this start (print it once).
     pub api_key_is_new: bool,
-    /// Router base URL (`http://...`).
+    /// Router base URL (`http://...`): its public listener.
     pub router_url: String,
+    /// Base URL of the router's internal listener (the coordinator's only).
+    pub router_internal_url: String,
     /// The coordinator's descriptor-signing public key (hex).
     pub coordinator_public_key: String,
     /// The router (tests subscribe to the frames it relays).
@@ -144,6 +151,7 @@ impl std::fmt::Debug for DevSystem {
         f.debug_struct("DevSystem")
             .field("api_url", &self.api_url)
             .field("router_url", &self.router_url)
+            .field("router_internal_url", &self.router_internal_url)
             .finish_non_exhaustive()
     }
 }
@@ -191,18 +199,25 @@ impl DevSystem {
             .map_err(|e| anyhow::anyhow!("coordinator.key: {e}"))?;
         let (api_key, api_key_is_new) =
             read_or_create(&dir.join("api-key"), coordinator::auth::new_api_key)?;
+        // Parties register with the coordinator using `internal_token`; only
+        // the coordinator holds the router's own credential.
         let internal_token = coordinator::auth::new_api_key();
+        let router_token = coordinator::auth::new_api_key();
 
-        let router_listener = tokio::net::TcpListener::bind(options.router_addr).await?;
-        let router_addr = router_listener.local_addr()?;
+        let router_listeners = router::Listeners {
+            public: tokio::net::TcpListener::bind(options.router_addr).await?,
+            internal: tokio::net::TcpListener::bind(options.router_internal_addr).await?,
+        };
+        let router_addr = router_listeners.public.local_addr()?;
         let router_url = format!("http://{router_addr}");
-        let mut router_config = router::RouterConfig::new(internal_token.clone());
+        let router_internal_url = format!("http://{}", router_listeners.internal.local_addr()?);
+        let mut router_config = router::RouterConfig::new(router_token.clone());
         router_config.redis_url = options.redis_url.clone();
         let router = router::Router::new(router_config)?;
         let r = router.clone();
         let router_service = Service::spawn(move |rx| async move {
             if let Err(e) = r
-                .serve(router_listener, async move {
+                .serve(router_listeners, async move {
                     let _ = rx.await;
                 })
                 .await
@@ -217,9 +232,11 @@ impl DevSystem {
                 .clone()
                 .unwrap_or_else(|| format!("sqlite://{}", dir.join("coordinator.db").display())),
             coordinator_key.clone(),
-            &router_url,
+            &router_internal_url,
             internal_token.clone(),
         );
+        config.router_internal_token = router_token;
+        config.router_public_ws_url = format!("ws://{router_addr}/ws");
         config.bootstrap_api_keys = vec![api_key.clone()];
         config.insecure_test_aux = options.insecure_test_aux.is_some();
         config.keygen_aux_timeout = options.keygen_aux_timeout;
@@ -261,6 +278,7 @@ impl DevSystem {
             api_key,
             api_key_is_new,
             router_url,
+            router_internal_url,
             coordinator_public_key: hex::encode(coordinator_key.public()),
             router,
             coordinator,

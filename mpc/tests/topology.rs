@@ -6,7 +6,10 @@
 //!
 //! It shows: keygen through one coordinator and signing through the other;
 //! a router killed (SIGKILL) mid-session; a coordinator killed mid-session and
-//! restarted; accounts and sessions surviving; no session left open.
+//! restarted; accounts and sessions surviving; no session left open; the
+//! routers' internal API only on its own listener, only with the
+//! coordinators' credential (the parties' token gets 401), and a completed
+//! session refused if registered again.
 //! Uses the PUBLIC test primes and aux info (explicit test switches) so the
 //! run takes seconds. Needs PostgreSQL and Redis: skipped with a printed
 //! reason outside CI when they are down, a failure in CI.
@@ -25,7 +28,10 @@ use party_core::seal::MasterKey;
 use serde_json::{json, Value};
 
 const API_KEY: &str = "mpc_topology_test_key_0123456789";
+/// What parties register with the coordinators with.
 const INTERNAL: &str = "topology-internal-token";
+/// The routers' internal credential: coordinators only.
+const ROUTER_TOKEN: &str = "topology-router-internal-token";
 const REDIS: &str = "redis://127.0.0.1:6379";
 /// Deadline of the signing sessions (seconds).
 const SIGN_TIMEOUT: u64 = 30;
@@ -180,6 +186,8 @@ async fn two_coordinators_two_routers_survive_crashes() {
     let test_data = test_data();
 
     let (ca, cb, ra, rb) = (free_port(), free_port(), free_port(), free_port());
+    // The routers' internal listeners.
+    let (ia, ib) = (free_port(), free_port());
     let c_url = |p: u16| format!("http://127.0.0.1:{p}");
     let r_ws = |p: u16| format!("ws://127.0.0.1:{p}/ws");
     let s = |v: &str| v.to_string();
@@ -242,8 +250,10 @@ async fn two_coordinators_two_routers_survive_crashes() {
                 key_file.display().to_string(),
                 s("--api-key"),
                 s(API_KEY),
-                s("--router-url"),
+                s("--router-internal-url"),
                 routers,
+                s("--router-internal-token"),
+                s(ROUTER_TOKEN),
                 s("--internal-token"),
                 s(INTERNAL),
                 s("--sign-timeout-secs"),
@@ -256,9 +266,9 @@ async fn two_coordinators_two_routers_survive_crashes() {
             ],
         )
     };
-    let mut coord_a = coordinator("coordinator-a", ca, format!("{},{}", c_url(ra), c_url(rb)));
-    let mut coord_b = coordinator("coordinator-b", cb, format!("{},{}", c_url(rb), c_url(ra)));
-    let router = |name: &str, port: u16| {
+    let mut coord_a = coordinator("coordinator-a", ca, format!("{},{}", c_url(ia), c_url(ib)));
+    let mut coord_b = coordinator("coordinator-b", cb, format!("{},{}", c_url(ib), c_url(ia)));
+    let router = |name: &str, port: u16, internal: u16| {
         Proc::new(
             name,
             &dir,
@@ -266,15 +276,17 @@ async fn two_coordinators_two_routers_survive_crashes() {
                 s("router"),
                 s("--listen"),
                 format!("127.0.0.1:{port}"),
+                s("--internal-listen"),
+                format!("127.0.0.1:{internal}"),
                 s("--internal-token"),
-                s(INTERNAL),
+                s(ROUTER_TOKEN),
                 s("--redis-url"),
                 s(REDIS),
             ],
         )
     };
-    let mut router_a = router("router-a", ra);
-    let mut router_b = router("router-b", rb);
+    let mut router_a = router("router-a", ra, ia);
+    let mut router_b = router("router-b", rb, ib);
 
     // Reverse dependency order: everyone retries until its peers are up.
     for p in &mut parties {
@@ -296,6 +308,53 @@ async fn two_coordinators_two_routers_survive_crashes() {
     }
     let a = Client::new(&c_url(ca), API_KEY);
     let b = Client::new(&c_url(cb), API_KEY);
+
+    // The routers' internal API: not on the public listener, and not for
+    // the token every party holds.
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let registration = |session_id: &str| {
+        json!({ "session_id": session_id, "expires_at": soon,
+                "participants": [{ "position": 0, "token_sha256": "22".repeat(32), "identity": null }] })
+    };
+    let post = |url: String, token: &'static str, body: Value| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(url)
+                .header("X-Internal-Token", token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let probe = uuid::Uuid::new_v4().to_string();
+    for (public, internal) in [(ra, ia), (rb, ib)] {
+        let (status, body) = post(
+            format!("{}/internal/v1/sessions", c_url(internal)),
+            INTERNAL,
+            registration(&probe),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["code"]),
+            (401, &json!("unauthorized")),
+            "{body}"
+        );
+        let (status, _) = post(
+            format!("{}/internal/v1/sessions", c_url(public)),
+            ROUTER_TOKEN,
+            registration(&probe),
+        )
+        .await;
+        assert_eq!(status, 404, "the internal API is served on the public port");
+    }
 
     // Keygen through A, once every party has registered.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -341,6 +400,28 @@ async fn two_coordinators_two_routers_survive_crashes() {
         .unwrap()
         .body;
     let public_key = account["public_key"].as_str().unwrap().to_string();
+
+    // The completed keygen cannot be registered again, through either router
+    // (the coordinator closes it in the background: until then another
+    // registration of the open id is a conflict).
+    for internal in [ia, ib] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = post(
+                format!("{}/internal/v1/sessions", c_url(internal)),
+                ROUTER_TOKEN,
+                registration(&keygen_id),
+            )
+            .await;
+            if status == 410 {
+                assert_eq!(body["code"], "session_closed");
+                break;
+            }
+            assert_eq!(status, 409, "{body}");
+            assert!(tokio::time::Instant::now() < deadline, "never closed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     // Signing through B, parties 1 (router A) and 2 (router B).
     let hash = random_hash();

@@ -9,19 +9,28 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_SESSION_BYTES: usize = 64 * 1024 * 1024;
 /// Default time a client has to answer the challenge.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on open connections to the public listener.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Router settings. `Debug` does not print the internal token.
 #[derive(Clone)]
 pub struct RouterConfig {
-    /// Shared secret every internal API request carries in `X-Internal-Token`.
-    /// An empty token refuses every internal request.
+    /// The internal API's credential, which every request to the internal
+    /// listener carries in `X-Internal-Token`. Only coordinators hold it: it
+    /// is not the token parties register with. An empty token refuses every
+    /// internal request.
     pub internal_token: String,
+    /// Most connections open at once on the public listener (WebSocket and
+    /// plain HTTP); past it a connection is answered 503 and closed. Keep
+    /// the process's open-file limit above it.
+    pub max_connections: usize,
     /// Largest binary frame accepted from a party; larger frames are dropped.
     pub max_frame_bytes: usize,
     /// Largest amount of frame bytes buffered per session; frames past it are
     /// dropped.
     pub max_session_bytes: usize,
-    /// Time a client has to answer the challenge.
+    /// Time a client has to answer the challenge. A public connection that
+    /// has not authenticated is also closed when a read waits twice as long.
     pub handshake_timeout: Duration,
     /// Redis URL: session state shared by every router instance using it.
     /// `None` keeps state in this process (one instance, `mpc dev`).
@@ -33,6 +42,7 @@ impl RouterConfig {
     pub fn new(internal_token: impl Into<String>) -> Self {
         Self {
             internal_token: internal_token.into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
@@ -45,6 +55,7 @@ impl fmt::Debug for RouterConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RouterConfig")
             .field("internal_token", &"<redacted>")
+            .field("max_connections", &self.max_connections)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("max_session_bytes", &self.max_session_bytes)
             .field("handshake_timeout", &self.handshake_timeout)

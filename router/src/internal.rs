@@ -1,8 +1,16 @@
-//! The internal HTTP API the coordinator calls. Every request carries
-//! `X-Internal-Token`; errors are [`ErrorBody`] `{"error", "code"}`. Request
-//! and answer types are `mpc_api::router`'s.
+//! The internal HTTP API the coordinator calls, served on its own listener
+//! (never the public WebSocket one). Every request carries
+//! `X-Internal-Token`, the router's internal credential that only
+//! coordinators hold (not the token parties register with); errors are
+//! [`ErrorBody`] `{"error", "code"}`. Request and answer types are
+//! `mpc_api::router`'s.
 //!
-//! - `POST /internal/v1/sessions`: register a session and its slots.
+//! - `POST /internal/v1/sessions`: register a session and its slots. A
+//!   session id is registered once: 201 the first time; 200 for the very
+//!   same registration again while the session is open (a retry); 409
+//!   `conflict` for another registration of an open session; 410
+//!   `session_closed` once the session has closed (completed, failed or
+//!   expired), for 7 days past its deadline on either backend.
 //! - `DELETE /internal/v1/sessions/{id}`: end a session.
 //! - `POST /internal/v1/invitations`: deliver or queue an invitation.
 
@@ -26,8 +34,13 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 
-use crate::backend::{BackendError, Slot};
+use crate::backend::{BackendError, Registration, Slot};
 use crate::{now_unix, Router};
+
+/// Latest deadline a registration may set, from now: 30 days. Closed
+/// session ids are remembered for a while past the deadline, so a deadline
+/// without bound would make the router remember an id without bound.
+pub(crate) const MAX_SESSION_LIFETIME_SECS: u64 = 30 * 24 * 3600;
 
 /// An API error: a stable code (which gives the status) and a message
 /// without secrets.
@@ -153,20 +166,37 @@ async fn register_session(
 ) -> Result<(StatusCode, Json<SessionRegistered>), ApiError> {
     let req: RegisterSession<PartyPublicKey> = parse_json(&body)?;
     let session_id = req.session_id;
+    if req.expires_at > now_unix().saturating_add(MAX_SESSION_LIFETIME_SECS) {
+        return Err(ApiError::bad_request(format!(
+            "expires_at is more than {MAX_SESSION_LIFETIME_SECS} seconds away"
+        )));
+    }
     let slots = slots(req.participants)?;
     let n = slots.len();
-    let fresh = router
+    let outcome = router
         .register_session(session_id, req.expires_at, slots)
         .await
         .map_err(unavailable)?;
-    if !fresh {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "session already registered",
-        ));
-    }
-    tracing::info!(%session_id, parties = n, expires_at = req.expires_at, "session registered");
-    Ok((StatusCode::CREATED, Json(SessionRegistered { session_id })))
+    let status = match outcome {
+        Registration::Fresh => StatusCode::CREATED,
+        Registration::Identical => StatusCode::OK,
+        Registration::Conflict => {
+            tracing::warn!(%session_id, "registration refused: the session is open with other slots");
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "session already registered with another deadline or other slots",
+            ));
+        }
+        Registration::Closed => {
+            tracing::warn!(%session_id, "registration refused: the session has closed");
+            return Err(ApiError::new(
+                ErrorCode::SessionClosed,
+                "this session has closed and cannot be registered again",
+            ));
+        }
+    };
+    tracing::info!(%session_id, parties = n, expires_at = req.expires_at, retry = (status == StatusCode::OK), "session registered");
+    Ok((status, Json(SessionRegistered { session_id })))
 }
 
 async fn close_session(

@@ -11,6 +11,8 @@
 //! instance using it, so a party may join, reconnect or fail over to any of
 //! them. Layout:
 //! - [`config`] — [`RouterConfig`] (limits, internal token, Redis URL).
+//! - `listener`: the public listener's connection cap and each connection's
+//!   pre-authentication guard (byte budget, idle deadline).
 //! - `backend`: the `Backend` trait (register, join's storage steps, the
 //!   frame log, leave, close, expire, control connections, invitations) and
 //!   its `memory` and `redis` implementations.
@@ -20,18 +22,23 @@
 //! - `conn`: the handle through which state reaches a connection task.
 //! - `ws`: `GET /ws`, the challenge handshake and the frame loop.
 //! - `internal`: the internal HTTP API the coordinator calls
-//!   (`/internal/v1/...`, authenticated by `X-Internal-Token`; types in
-//!   `mpc_api::router`).
+//!   (`/internal/v1/...`, authenticated by `X-Internal-Token`, the
+//!   coordinators' own credential; types in `mpc_api::router`).
 //! - `metrics`: the Prometheus series, served at `GET /metrics`.
 //!
-//! [`Router::serve`] runs the HTTP server, the backend's background work and
-//! a sweeper that ends expired sessions every second.
+//! [`Router::serve`] runs two HTTP servers, the backend's background work
+//! and a sweeper that ends expired sessions every second: the **public**
+//! listener (parties and browsers: `GET /ws`, `/health`, `/ready`,
+//! `/metrics`, behind the connection cap) and the **internal** listener
+//! (coordinators only: the internal API, nothing else), which deployments
+//! keep on loopback or a private network.
 #![forbid(unsafe_code)]
 
 mod backend;
 pub mod config;
 mod conn;
 mod internal;
+mod listener;
 mod metrics;
 mod policy;
 mod ws;
@@ -47,6 +54,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 pub use config::RouterConfig;
+pub use listener::PRE_AUTH_MAX_BYTES;
 pub use mpc_api::router::INTERNAL_TOKEN_HEADER;
 
 use backend::{Backend, FrameTap};
@@ -124,17 +132,22 @@ impl Router {
         self.backend().ready().await
     }
 
-    /// All routes: `GET /health`, `GET /ready`, `GET /metrics`, `GET /ws` and
-    /// the internal API. Sessions expire only while [`Router::serve`] runs
-    /// its sweeper (joins to an expired session are refused either way).
-    pub fn app(&self) -> axum::Router {
+    /// The public listener's routes: `GET /health`, `GET /ready`,
+    /// `GET /metrics` and `GET /ws`. Sessions expire only while
+    /// [`Router::serve`] runs its sweeper (joins to an expired session are
+    /// refused either way).
+    fn public_app(&self) -> axum::Router {
         axum::Router::new()
             .route("/health", get(health))
             .route("/ready", get(ready))
             .route("/metrics", get(metrics::serve))
             .route("/ws", get(ws::upgrade))
-            .merge(internal::routes(self.clone()))
             .with_state(self.clone())
+    }
+
+    /// The internal listener's routes: the internal API only.
+    fn internal_app(&self) -> axum::Router {
+        internal::routes(self.clone()).with_state(self.clone())
     }
 
     /// Every frame the router accepts and relays, with its session id. For
@@ -143,13 +156,14 @@ impl Router {
         self.inner.frames.subscribe()
     }
 
-    /// Serves [`Router::app`] on `listener` until `shutdown` completes; then
-    /// every WebSocket connection closes and the expiry sweeper, which runs
+    /// Serves the public routes on `listeners.public` and the internal API
+    /// on `listeners.internal` until `shutdown` completes; then every
+    /// WebSocket connection closes and the expiry sweeper, which runs
     /// meanwhile, stops. The router stays shut down afterwards: new
     /// handshakes are refused with `shutting_down`.
     pub async fn serve(
         self,
-        listener: tokio::net::TcpListener,
+        listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let this = self.clone();
@@ -159,16 +173,39 @@ impl Router {
         });
         let sweeper = tokio::spawn(self.clone().sweep());
         let background = tokio::spawn(self.backend().run(self.shutdown_signal()));
+        let config = self.config();
+        let public = listener::PublicListener::new(
+            listeners.public,
+            config.max_connections,
+            config.handshake_timeout.saturating_mul(2),
+        );
         let mut stop = self.shutdown_signal();
-        let result = axum::serve(nodelay(listener), self.app())
-            .with_graceful_shutdown(async move { stopped(&mut stop).await })
-            .await;
-        // If the server failed before the signal, stop everything anyway.
+        let public = axum::serve(
+            public,
+            self.public_app()
+                .into_make_service_with_connect_info::<listener::Preauth>(),
+        )
+        .with_graceful_shutdown(async move { stopped(&mut stop).await });
+        let mut stop = self.shutdown_signal();
+        let internal = axum::serve(nodelay(listeners.internal), self.internal_app())
+            .with_graceful_shutdown(async move { stopped(&mut stop).await });
+        // Either server ending (it fails only at start) ends the other.
+        let (public, internal) = tokio::join!(
+            async {
+                let r = public.await;
+                self.inner.shutdown.send_replace(true);
+                r
+            },
+            async {
+                let r = internal.await;
+                self.inner.shutdown.send_replace(true);
+                r
+            }
+        );
         signal.abort();
-        self.inner.shutdown.send_replace(true);
         let _ = sweeper.await;
         let _ = background.await;
-        result
+        public.and(internal)
     }
 
     async fn sweep(self) {
@@ -228,22 +265,28 @@ async fn ready(
     )
 }
 
+/// Where [`Router::serve`] listens.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Parties and browsers: `GET /ws`, `/health`, `/ready`, `/metrics`.
+    pub public: tokio::net::TcpListener,
+    /// Coordinators: the internal API (keep it on loopback or a private
+    /// network).
+    pub internal: tokio::net::TcpListener,
+}
+
 /// The router could not be configured.
 #[derive(Debug, thiserror::Error)]
 #[error("router configuration: {0}")]
 pub struct RouterStartError(String);
 
-/// The listener with `TCP_NODELAY` on every accepted connection: protocol
-/// frames and reports are small and must not wait for Nagle's algorithm
-/// (with delayed ACKs, ~40 ms per round trip).
+/// The listener with `TCP_NODELAY` on every accepted connection.
 fn nodelay(
     listener: tokio::net::TcpListener,
 ) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
     use axum::serve::ListenerExt as _;
     fn set(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
+        listener::set_nodelay(tcp);
     }
     listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }

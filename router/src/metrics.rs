@@ -14,6 +14,8 @@
 //! | `mpc_router_sessions_closed_total` | counter | |
 //! | `mpc_router_sessions_expired_total` | counter | |
 //! | `mpc_router_join_refusals_total` | counter | `reason` (the refusal's code) |
+//! | `mpc_router_registrations_refused_total` | counter | `reason`: `conflict`, `session_closed` |
+//! | `mpc_router_connections_refused_total` | counter | `reason`: `cap`, `pre_auth_limit` |
 
 use axum::response::IntoResponse;
 use mpc_telemetry::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
@@ -26,6 +28,8 @@ const SESSIONS_REGISTERED: &str = "mpc_router_sessions_registered_total";
 const SESSIONS_CLOSED: &str = "mpc_router_sessions_closed_total";
 const SESSIONS_EXPIRED: &str = "mpc_router_sessions_expired_total";
 const JOIN_REFUSALS: &str = "mpc_router_join_refusals_total";
+const REGISTRATIONS_REFUSED: &str = "mpc_router_registrations_refused_total";
+const CONNECTIONS_REFUSED: &str = "mpc_router_connections_refused_total";
 
 /// Installs the process-wide recorder (so nothing recorded before the first
 /// scrape is lost) and describes the series.
@@ -49,6 +53,14 @@ pub(crate) fn init() {
         "Sessions this instance ended at their deadline"
     );
     describe_counter!(JOIN_REFUSALS, "Session joins refused, by reason");
+    describe_counter!(
+        REGISTRATIONS_REFUSED,
+        "Session registrations refused: the id is open with other slots, or closed"
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections refused or closed before authentication: over the connection cap, or over the pre-authentication byte limit"
+    );
 }
 
 /// `GET /metrics`.
@@ -114,4 +126,12 @@ pub(crate) fn sessions_expired(n: usize) {
 
 pub(crate) fn join_refused(reason: &'static str) {
     counter!(JOIN_REFUSALS, "reason" => reason).increment(1);
+}
+
+pub(crate) fn registration_refused(reason: &'static str) {
+    counter!(REGISTRATIONS_REFUSED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn connection_refused(reason: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
 }

@@ -6,10 +6,15 @@
 //! client's messages, its outbound queue ([`crate::conn`]) and the router's
 //! shutdown signal. It ends when the client goes away, when the state drops
 //! its queue (session closed, connection replaced) or on shutdown.
+//!
+//! Before the client has authenticated (joined a session, or opened a
+//! control connection with a valid signature), at most
+//! [`PRE_AUTH_MAX_BYTES`] are read from its socket ([`crate::listener`]);
+//! a client that sends more is cut off without the rest being read.
 
 use axum::body::Bytes;
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use futures_util::SinkExt as _;
 use party_core::identity::{verify_ed25519, PartyPublicKey};
@@ -21,23 +26,34 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::conn::{Conn, Outbound};
-use crate::metrics::{ConnKind, OpenConnection};
+use crate::listener::{Preauth, PRE_AUTH_MAX_BYTES};
+use crate::metrics::{self, ConnKind, OpenConnection};
 use crate::policy::{JoinError, JoinRequest, Joined, RelayError};
 use crate::{now_unix, stopped, Router};
 
 /// Room above `max_frame_bytes` for the WebSocket message limit, so a frame
 /// just over the limit is dropped and logged rather than ending the connection.
 const MESSAGE_SLACK: usize = 64 * 1024;
+/// Initial read buffer of a connection (it grows for larger messages):
+/// small, so that connections waiting to authenticate cost little.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
-/// `GET /ws`.
-pub(crate) async fn upgrade(State(router): State<Router>, ws: WebSocketUpgrade) -> Response {
+/// `GET /ws`: arms the connection's pre-authentication byte budget, then
+/// upgrades.
+pub(crate) async fn upgrade(
+    State(router): State<Router>,
+    ConnectInfo(preauth): ConnectInfo<Preauth>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let limit = router
         .config()
         .max_frame_bytes
         .saturating_add(MESSAGE_SLACK);
+    preauth.limit(PRE_AUTH_MAX_BYTES);
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| handle(router, socket))
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| handle(router, socket, preauth))
 }
 
 /// Why the handshake produced no request.
@@ -48,7 +64,7 @@ enum HandshakeEnd {
     Malformed,
 }
 
-async fn handle(router: Router, mut socket: WebSocket) {
+async fn handle(router: Router, mut socket: WebSocket, preauth: Preauth) {
     let mut stop = router.shutdown_signal();
     let mut nonce = [0u8; 32];
     OsRng.fill_bytes(&mut nonce);
@@ -68,6 +84,18 @@ async fn handle(router: Router, mut socket: WebSocket) {
     };
     let hello = match hello {
         Ok(Ok(hello)) => hello,
+        Ok(Err(HandshakeEnd::Closed)) if preauth.exceeded() => {
+            metrics::connection_refused("pre_auth_limit");
+            debug!("connection cut off: over the pre-authentication limit");
+            // Best effort: nothing more is read from this client.
+            refuse(
+                &mut socket,
+                "too_large",
+                "more than the pre-authentication limit before authenticating",
+            )
+            .await;
+            return;
+        }
         Ok(Err(HandshakeEnd::Closed)) => return,
         Ok(Err(HandshakeEnd::Malformed)) => {
             debug!("malformed handshake");
@@ -111,7 +139,7 @@ async fn handle(router: Router, mut socket: WebSocket) {
                 identity,
                 signature_ok,
             };
-            session_connection(router, socket, stop, join).await;
+            session_connection(router, socket, stop, join, preauth).await;
         }
         ClientToRouter::Control {
             party_id,
@@ -124,7 +152,12 @@ async fn handle(router: Router, mut socket: WebSocket) {
                 &signature,
             )
             .is_ok();
-            control_connection(router, socket, stop, party_id, identity, signature_ok).await;
+            let hello = ControlHello {
+                party_id,
+                identity,
+                signature_ok,
+            };
+            control_connection(router, socket, stop, hello, preauth).await;
         }
     }
 }
@@ -149,6 +182,7 @@ async fn session_connection(
     mut socket: WebSocket,
     mut stop: watch::Receiver<bool>,
     join: JoinRequest,
+    preauth: Preauth,
 ) {
     let session_id = join.session_id;
     let conn_id = router.next_conn_id();
@@ -166,6 +200,7 @@ async fn session_connection(
             return;
         }
     };
+    preauth.authenticated();
     let position = joined.position;
     let _open = OpenConnection::new(ConnKind::Session);
     info!(%session_id, position, identity = ?join.identity, "party joined");
@@ -210,14 +245,25 @@ async fn on_frame(router: &Router, session_id: Uuid, joined: Joined, conn_id: u6
     }
 }
 
+/// A control connection's answer to the challenge.
+struct ControlHello {
+    party_id: String,
+    identity: PartyPublicKey,
+    signature_ok: bool,
+}
+
 async fn control_connection(
     router: Router,
     mut socket: WebSocket,
     mut stop: watch::Receiver<bool>,
-    party_id: String,
-    identity: PartyPublicKey,
-    signature_ok: bool,
+    hello: ControlHello,
+    preauth: Preauth,
 ) {
+    let ControlHello {
+        party_id,
+        identity,
+        signature_ok,
+    } = hello;
     if let Err(e) = Router::check_control(&party_id, signature_ok) {
         if e == crate::policy::ControlError::BadSignature {
             warn!(%party_id, "control connection refused: bad signature");
@@ -225,6 +271,7 @@ async fn control_connection(
         refuse(&mut socket, e.code(), &e.to_string()).await;
         return;
     }
+    preauth.authenticated();
     let conn_id = router.next_conn_id();
     let (conn, mut rx) = Conn::new(conn_id);
     let delivered = router

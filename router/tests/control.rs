@@ -100,7 +100,10 @@ async fn internal_api_requires_the_token(backend: TestBackend) {
     let r = TestRouter::start(&backend).await;
     let body = json!({"session_id": random_uuid(), "expires_at": now() + 60, "participants": []});
     for token in [None, Some("wrong"), Some("")] {
-        let mut req = r.http.post(r.url("/internal/v1/sessions")).json(&body);
+        let mut req = r
+            .http
+            .post(r.internal_url("/internal/v1/sessions"))
+            .json(&body);
         if let Some(t) = token {
             req = req.header("X-Internal-Token", t);
         }
@@ -112,14 +115,14 @@ async fn internal_api_requires_the_token(backend: TestBackend) {
     }
     let resp = r
         .http
-        .delete(r.url(&format!("/internal/v1/sessions/{}", random_uuid())))
+        .delete(r.internal_url(&format!("/internal/v1/sessions/{}", random_uuid())))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     let resp = r
         .http
-        .post(r.url("/internal/v1/invitations"))
+        .post(r.internal_url("/internal/v1/invitations"))
         .json(&json!({}))
         .send()
         .await
@@ -137,9 +140,23 @@ async fn session_registration_is_validated(backend: TestBackend) {
     assert_eq!(status, 201);
     assert_eq!(body, json!({"session_id": id}));
 
+    // The same registration again (a retry) changes nothing and succeeds;
+    // another registration of the same id is a conflict.
     let (status, body) = r.post("/internal/v1/sessions", &good).await;
+    assert_eq!((status, body), (200, json!({"session_id": id})));
+    let other = json!({"session_id": id, "expires_at": now() + 60, "participants": [slot(0)]});
+    let (status, body) = r.post("/internal/v1/sessions", &other).await;
     assert_eq!(status, 409);
     assert_eq!(body["code"], "conflict");
+    // A deadline past the longest session lifetime (30 days).
+    let far = json!({"session_id": random_uuid(), "expires_at": now() + 31 * 24 * 3600,
+                     "participants": [slot(0)]});
+    let (status, body) = r.post("/internal/v1/sessions", &far).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &json!("bad_request")),
+        "{body}"
+    );
 
     let bad_bodies = [
         // gap in positions

@@ -6,8 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{on_both_backends, random_uuid, Client, TestBackend, TestRouter};
+use common::{
+    now, on_both_backends, random_token, random_uuid, token_hash, Client, TestBackend, TestRouter,
+};
 use futures_util::SinkExt as _;
+use mpc_api::router::SESSIONS_PATH;
 use party_core::envelope::{Channel, Stage};
 use party_core::identity::PartyIdentity;
 use party_core::wire::RouterToClient;
@@ -34,6 +37,9 @@ on_both_backends!(
     the_sweeper_closes_expired_sessions,
     the_router_sees_no_p2p_plaintext,
     shutdown_closes_connections_and_serve_returns,
+    a_closed_session_cannot_be_registered_again,
+    an_expired_session_cannot_be_registered_again,
+    re_registering_an_open_session_changes_nothing,
 );
 
 async fn health_reports_healthy(backend: TestBackend) {
@@ -446,4 +452,128 @@ async fn shutdown_closes_connections_and_serve_returns(backend: TestBackend) {
         Some(tokio_tungstenite::tungstenite::Message::Close(_)) | None => {}
         other => panic!("unexpected {other:?}"),
     }
+}
+
+async fn a_closed_session_cannot_be_registered_again(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
+    let s = r.session(2, &[0]).await;
+    let mut c0 = s.join(&r, 0).await;
+    // The coordinator closes it (completed or failed).
+    let (status, _) = r
+        .delete(&format!("/internal/v1/sessions/{}", s.session_id))
+        .await;
+    assert_eq!(status, 204);
+    assert!(matches!(
+        c0.next_json().await,
+        RouterToClient::SessionClosed { .. }
+    ));
+
+    // The very same registration (a replay) is refused with a typed reason.
+    let (status, body) = r.post(SESSIONS_PATH, &s.registration).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (410, &json!("session_closed")),
+        "{body}"
+    );
+    assert!(body["error"].is_string());
+    // So is the same id with a later deadline and fresh tokens.
+    let token = random_token();
+    let mut fresh = s.registration.clone();
+    fresh["expires_at"] = json!(now() + 7200);
+    fresh["participants"] = json!([
+        {"position": 0, "token_sha256": token_hash(&token), "identity": null}
+    ]);
+    let (status, body) = r.post(SESSIONS_PATH, &fresh).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (410, &json!("session_closed")),
+        "{body}"
+    );
+    // Nothing was registered: neither the old tokens nor the new one join.
+    let mut c = r.client().await;
+    let reply = c
+        .join(s.session_id, &s.parties[0].token, &s.parties[0].identity)
+        .await;
+    c.expect_error(reply, "unknown_session").await;
+    let mut c = r.client().await;
+    let reply = c.join(s.session_id, &token, &s.parties[1].identity).await;
+    c.expect_error(reply, "unknown_session").await;
+}
+
+async fn an_expired_session_cannot_be_registered_again(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
+    let s = r.session_until(2, &[], now() + 2).await;
+    // Until its deadline the same registration is a harmless retry; from
+    // the deadline on, the session is over and the id is refused.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let body = loop {
+        let (status, body) = r.post(SESSIONS_PATH, &s.registration).await;
+        if status != 200 {
+            assert_eq!(status, 410, "{body}");
+            break body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["code"], "session_closed");
+    assert!(now() >= s.registration["expires_at"].as_u64().unwrap());
+    let mut again = s.registration.clone();
+    again["expires_at"] = json!(now() + 3600);
+    let (status, body) = r.post(SESSIONS_PATH, &again).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (410, &json!("session_closed")),
+        "{body}"
+    );
+    let mut c = r.client().await;
+    let reply = c
+        .join(s.session_id, &s.parties[0].token, &s.parties[0].identity)
+        .await;
+    match reply {
+        RouterToClient::Error { code, .. } => {
+            assert!(code == "expired" || code == "unknown_session", "{code}");
+            c.expect_closed().await;
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn re_registering_an_open_session_changes_nothing(backend: TestBackend) {
+    let r = TestRouter::start(&backend).await;
+    let s = r.session(2, &[]).await;
+    let mut c0 = s.join(&r, 0).await;
+    let mut c1 = s.join(&r, 1).await;
+
+    // The same registration again (the coordinator retrying): 200, and
+    // the session, its bindings and its connections are untouched.
+    let (status, body) = r.post(SESSIONS_PATH, &s.registration).await;
+    assert_eq!((status, body), (200, json!({"session_id": s.session_id})));
+
+    // Another registration of the open id, e.g. to swap slot 1's token and
+    // identity: refused, nothing changed.
+    let intruder = PartyIdentity::generate(&mut OsRng);
+    let token = random_token();
+    let mut swapped = s.registration.clone();
+    swapped["participants"][1] = json!({
+        "position": 1, "token_sha256": token_hash(&token), "identity": intruder.public()
+    });
+    let (status, body) = r.post(SESSIONS_PATH, &swapped).await;
+    assert_eq!((status, &body["code"]), (409, &json!("conflict")), "{body}");
+    let mut c = r.client().await;
+    let reply = c.join(s.session_id, &token, &intruder).await;
+    c.expect_error(reply, "bad_token").await;
+    // Slot 1 stays bound to the identity that joined it.
+    let mut c = r.client().await;
+    let reply = c.join(s.session_id, &s.parties[1].token, &intruder).await;
+    c.expect_error(reply, "token_bound").await;
+
+    // Frames still flow between the original parties.
+    let mut ch0 = s.channel(0);
+    let mut ch1 = s.channel(1);
+    let b = ch0.seal_broadcast(Stage::Sign, b"still here").unwrap();
+    c0.send_frame(b).await;
+    assert_eq!(
+        ch1.open(&c1.next_frame().await).unwrap().payload,
+        b"still here"
+    );
 }

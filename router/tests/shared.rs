@@ -210,14 +210,52 @@ async fn invitations_reach_a_party_connected_to_another_instance_or_wait_for_it(
 }
 
 #[tokio::test]
+async fn a_session_closed_through_one_instance_cannot_be_registered_on_another() {
+    let Some((a, b)) = pair().await else { return };
+    let s = a.session(2, &[]).await;
+    let (status, _) = a
+        .delete(&format!("/internal/v1/sessions/{}", s.session_id))
+        .await;
+    assert_eq!(status, 204);
+    for r in [&a, &b] {
+        let (status, body) = r
+            .post(mpc_api::router::SESSIONS_PATH, &s.registration)
+            .await;
+        assert_eq!(
+            (status, &body["code"]),
+            (410, &json!("session_closed")),
+            "{body}"
+        );
+    }
+    // An instance started afterwards knows it too: the id is kept in Redis.
+    let Some(c) = TestRouter::start_shared().await else {
+        return;
+    };
+    let (status, body) = c
+        .post(mpc_api::router::SESSIONS_PATH, &s.registration)
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (410, &json!("session_closed")),
+        "{body}"
+    );
+    let mut client = c.client().await;
+    let reply = client
+        .join(s.session_id, &s.parties[0].token, &s.parties[0].identity)
+        .await;
+    client.expect_error(reply, "unknown_session").await;
+}
+
+#[tokio::test]
 async fn without_redis_the_router_is_live_but_not_ready() {
     let mut config = RouterConfig::new(INTERNAL_TOKEN);
     config.redis_url = Some("redis://127.0.0.1:1".into());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listeners = common::listeners().await;
+    let addr = listeners.public.local_addr().unwrap();
+    let internal_addr = listeners.internal.local_addr().unwrap();
     let router = router::Router::new(config).unwrap();
     let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(router.clone().serve(listener, async {
+    tokio::spawn(router.clone().serve(listeners, async {
         let _ = rx.await;
     }));
     let http = reqwest::Client::new();
@@ -234,7 +272,7 @@ async fn without_redis_the_router_is_live_but_not_ready() {
         .unwrap();
     assert_eq!(ready.status(), 503);
     let reg = http
-        .post(format!("http://{addr}/internal/v1/sessions"))
+        .post(format!("http://{internal_addr}/internal/v1/sessions"))
         .header("X-Internal-Token", INTERNAL_TOKEN)
         .json(&json!({ "session_id": common::random_uuid(), "expires_at": common::now() + 60,
                        "participants": [{ "position": 0, "token_sha256": "00".repeat(32), "identity": null }] }))

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod inputs;
+mod router_guard;
 pub mod runner;
 pub mod store;
 mod tables;
@@ -25,6 +26,10 @@ use party_core::seal::MasterKey;
 use party_core::wire::{control_message, ClientToRouter, RouterToClient};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
+
+pub(crate) use router_guard::{
+    router_text, ws_config, Backoff, CONTROL_MAX_MESSAGE_BYTES, SESSION_MAX_MESSAGE_BYTES,
+};
 
 pub use store::PartyStore;
 
@@ -271,16 +276,21 @@ impl ServerParty {
         }
         let work = async {
             register(&state).await;
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = Backoff::default();
             loop {
+                let started = tokio::time::Instant::now();
                 match control_connection(&state, &mut sessions).await {
-                    Ok(()) => backoff = Duration::from_millis(100),
+                    Ok(()) => {
+                        tracing::info!(party_id = %state.config.party_id, "control connection closed")
+                    }
                     Err(e) => {
                         tracing::warn!(party_id = %state.config.party_id, error = %e, "control connection lost")
                     }
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                // Only a connection that stayed up a while resets the
+                // backoff: a router that accepts and drops at once is not
+                // retried in a tight loop.
+                tokio::time::sleep(backoff.next(started.elapsed())).await;
             }
         };
         tokio::select! {
@@ -414,16 +424,18 @@ impl From<String> for HandshakeError {
     }
 }
 
-/// Connects to the router and answers its challenge with `answer(nonce)`.
+/// Connects to the router (taking messages of at most `max_message` bytes)
+/// and answers its challenge with `answer(nonce)`.
 pub(crate) async fn router_handshake(
     url: &str,
+    max_message: usize,
     answer: impl FnOnce(&[u8; 32]) -> ClientToRouter,
 ) -> Result<(Ws, RouterToClient), HandshakeError> {
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
         // No Nagle: protocol rounds are small frames that must go out at
         // once (with Nagle and delayed ACKs each round waited ~40 ms).
-        tokio_tungstenite::connect_async_with_config(url, None, true),
+        tokio_tungstenite::connect_async_with_config(url, Some(ws_config(max_message)), true),
     )
     .await
     .map_err(|_| "router connection timed out".to_string())?
@@ -438,7 +450,10 @@ pub(crate) async fn router_handshake(
         .map_err(|e| e.to_string())?;
     let reply = next_json(&mut ws).await?;
     if let RouterToClient::Error { code, message } = reply {
-        return Err(HandshakeError::Refused { code, message });
+        return Err(HandshakeError::Refused {
+            code: router_text(&code),
+            message: router_text(&message),
+        });
     }
     Ok((ws, reply))
 }
@@ -450,10 +465,27 @@ async fn next_json(ws: &mut Ws) -> Result<RouterToClient, String> {
                 return serde_json::from_str(&t).map_err(|e| e.to_string())
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(other)) => return Err(format!("unexpected message {other:?}")),
+            Some(Ok(other)) => {
+                return Err(format!(
+                    "unexpected {} message of {} bytes",
+                    message_kind(&other),
+                    other.len()
+                ))
+            }
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("connection closed".into()),
         }
+    }
+}
+
+fn message_kind(m: &Message) -> &'static str {
+    match m {
+        Message::Text(_) => "text",
+        Message::Binary(_) => "binary",
+        Message::Ping(_) => "ping",
+        Message::Pong(_) => "pong",
+        Message::Close(_) => "close",
+        Message::Frame(_) => "frame",
     }
 }
 
@@ -463,10 +495,12 @@ async fn control_connection(
 ) -> Result<(), String> {
     let c = &state.config;
     let (index, url) = state.routers.current();
-    let connected = router_handshake(url, |nonce| ClientToRouter::Control {
-        party_id: c.party_id.clone(),
-        identity: state.identity.public(),
-        signature: state.identity.sign(&control_message(nonce, &c.party_id)),
+    let connected = router_handshake(url, CONTROL_MAX_MESSAGE_BYTES, |nonce| {
+        ClientToRouter::Control {
+            party_id: c.party_id.clone(),
+            identity: state.identity.public(),
+            signature: state.identity.sign(&control_message(nonce, &c.party_id)),
+        }
     })
     .await;
     let mut ws = match connected {
@@ -491,8 +525,16 @@ async fn control_connection(
                     let st = state.clone();
                     sessions.spawn(async move { runner::run_invitation(st, *inv).await });
                 }
-                Ok(other) => {
-                    tracing::debug!(party_id = %c.party_id, ?other, "control message ignored")
+                Ok(RouterToClient::Error { code, message }) => {
+                    tracing::warn!(
+                        party_id = %c.party_id,
+                        code = %router_text(&code),
+                        message = %router_text(&message),
+                        "router error on the control connection"
+                    )
+                }
+                Ok(_) => {
+                    tracing::debug!(party_id = %c.party_id, "control message ignored")
                 }
                 Err(e) => tracing::warn!(party_id = %c.party_id, error = %e, "bad control message"),
             },

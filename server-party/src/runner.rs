@@ -184,7 +184,7 @@ impl Shell {
     ) {
         match msg {
             Some(Ok(Message::Text(t))) => {
-                let text = t.to_string();
+                let text = crate::router_guard::capped_router_message(&t).into_owned();
                 self.blocking(move |h| h.text_received(&text, unix_now_ms()))
                     .await;
             }
@@ -276,7 +276,11 @@ impl Shell {
                         // round waited ~40 ms).
                         let r = tokio::time::timeout(
                             CONNECT_TIMEOUT,
-                            tokio_tungstenite::connect_async_with_config(&url, None, true),
+                            tokio_tungstenite::connect_async_with_config(
+                                &url,
+                                Some(crate::ws_config(crate::SESSION_MAX_MESSAGE_BYTES)),
+                                true,
+                            ),
                         )
                         .await
                         .map_err(|_| "router connection timed out".to_string())

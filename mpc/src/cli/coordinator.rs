@@ -100,10 +100,21 @@ pub struct CoordinatorArgs {
     /// An API key to accept (stored hashed).
     #[arg(long, env = "MPC_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Router base URLs, comma-separated (any instance serves any call).
-    #[arg(long, env = "MPC_ROUTER_URL", default_value = "http://127.0.0.1:8081")]
-    pub router_url: String,
-    /// Shared secret of the internal APIs.
+    /// Base URLs of the routers' internal listeners (`mpc router
+    /// --internal-listen`), comma-separated (any instance serves any call).
+    #[arg(
+        long,
+        alias = "router-url",
+        env = "MPC_ROUTER_INTERNAL_URL",
+        default_value = "http://127.0.0.1:8091"
+    )]
+    pub router_internal_url: String,
+    /// The routers' internal API credential (their
+    /// `MPC_ROUTER_INTERNAL_TOKEN`); only coordinators hold it.
+    #[arg(long, env = "MPC_ROUTER_INTERNAL_TOKEN", hide_env_values = true)]
+    pub router_internal_token: String,
+    /// Shared secret of the coordinator's party registration API, which
+    /// server parties hold. Must differ from `--router-internal-token`.
     #[arg(long, env = "MPC_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: String,
     /// Settings shared with `mpc dev`.
@@ -119,11 +130,21 @@ impl CoordinatorArgs {
             self.signing_key_file,
         )?)
         .map_err(|e| anyhow::anyhow!("signing key: {e}"))?;
-        let routers = comma_list(&self.router_url);
+        anyhow::ensure!(
+            !self.router_internal_token.trim().is_empty(),
+            "--router-internal-token (MPC_ROUTER_INTERNAL_TOKEN) must not be empty"
+        );
+        anyhow::ensure!(
+            self.router_internal_token != self.internal_token,
+            "--router-internal-token must differ from --internal-token: parties hold the \
+             latter, and only coordinators may call the routers' internal API"
+        );
+        let routers = comma_list(&self.router_internal_url);
         let first = routers.first().cloned().unwrap_or_default();
         let mut config =
             CoordinatorConfig::new(self.database_url, key, &first, self.internal_token);
         config.router_internal_urls = routers;
+        config.router_internal_token = self.router_internal_token;
         config.bootstrap_api_keys = self.api_key.into_iter().collect();
         self.settings.apply(&mut config)?;
         Ok(config)

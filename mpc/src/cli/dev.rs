@@ -19,9 +19,13 @@ pub struct DevArgs {
     /// REST API address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub api: SocketAddr,
-    /// Router address.
+    /// Router address (its public listener: WebSocket, health, metrics).
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub router: SocketAddr,
+    /// The router's internal API address, which only the coordinator calls
+    /// (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub router_internal: SocketAddr,
     /// Number of server parties.
     #[arg(long, default_value_t = 3)]
     pub parties: usize,
@@ -57,6 +61,7 @@ impl DevArgs {
         let mut o = DevOptions::new(&self.data_dir);
         o.api_addr = self.api;
         o.router_addr = self.router;
+        o.router_internal_addr = self.router_internal;
         o.parties = self.parties;
         o.insecure_test_primes = self.insecure_test_data.dir();
         o.insecure_test_aux = self
@@ -97,6 +102,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("mpc dev is running");
     println!("  API:     {}", sys.api_url);
     println!("  router:  {}", sys.router_url);
+    println!("  router internal API: {}", sys.router_internal_url);
     println!("  coordinator key: {}", sys.coordinator_public_key);
     if has_demo {
         println!("  demo:    {}/demo/", sys.api_url);

@@ -170,6 +170,8 @@ mod tests {
             "coordinator",
             "--internal-token",
             "t",
+            "--router-internal-token",
+            "r",
             "--signing-key",
             "00",
         ]) else {
@@ -217,5 +219,58 @@ mod tests {
             panic!("not dev")
         };
         assert!(dev.options().is_err());
+    }
+
+    fn coordinator_with(
+        internal: &str,
+        router: &str,
+    ) -> anyhow::Result<coordinator::CoordinatorArgs> {
+        let key = hex::encode([7u8; 32]);
+        match parse(&[
+            "coordinator",
+            "--internal-token",
+            internal,
+            "--router-internal-token",
+            router,
+            "--signing-key",
+            &key,
+        ]) {
+            Command::Coordinator(c) => Ok(c),
+            other => anyhow::bail!("not coordinator: {other:?}"),
+        }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used, clippy::expect_used)]
+    fn the_routers_credential_is_not_the_parties_token() {
+        // The same secret for both roles is refused at start.
+        let same = coordinator_with("shared", "shared").unwrap().into_config();
+        let Err(err) = same else {
+            panic!("one token for both roles was accepted")
+        };
+        assert!(err.to_string().contains("must differ"), "{err}");
+        assert!(coordinator_with("parties", " ")
+            .unwrap()
+            .into_config()
+            .is_err());
+        let config = coordinator_with("parties", "coordinators-only")
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(config.router_internal_token, "coordinators-only");
+        assert_eq!(config.internal_token, "parties");
+        // By default the coordinator calls a router's internal listener,
+        // which listens on loopback.
+        assert_eq!(config.router_internal_urls, vec!["http://127.0.0.1:8091"]);
+        let Command::Router(r) = parse(&["router", "--internal-token", "coordinators-only"]) else {
+            panic!("not router")
+        };
+        assert!(r.internal_listen.ip().is_loopback());
+        assert_ne!(r.internal_listen.port(), r.listen.port());
+        assert_eq!(r.into_config().unwrap().internal_token, "coordinators-only");
+        let Command::Router(r) = parse(&["router", "--internal-token", ""]) else {
+            panic!("not router")
+        };
+        assert!(r.into_config().is_err());
     }
 }

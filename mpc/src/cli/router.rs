@@ -2,19 +2,34 @@
 
 use std::net::SocketAddr;
 
-use router::RouterConfig;
+use router::config::DEFAULT_MAX_CONNECTIONS;
+use router::{Listeners, RouterConfig};
 
 use super::shutdown_signal;
+
+/// The default of `--internal-listen`.
+pub const DEFAULT_INTERNAL_LISTEN: &str = "127.0.0.1:8091";
 
 /// `mpc router`.
 #[derive(clap::Args, Debug)]
 pub struct RouterArgs {
-    /// Listen address.
+    /// Public listen address, for parties and browsers: `/ws`, `/health`,
+    /// `/ready`, `/metrics`.
     #[arg(long, env = "MPC_LISTEN", default_value = "0.0.0.0:8081")]
     pub listen: SocketAddr,
-    /// Shared secret of the internal APIs.
-    #[arg(long, env = "MPC_INTERNAL_TOKEN", hide_env_values = true)]
+    /// Listen address of the internal API, which only coordinators call:
+    /// keep it on loopback or a private network, never published.
+    #[arg(long, env = "MPC_ROUTER_INTERNAL_LISTEN", default_value = DEFAULT_INTERNAL_LISTEN)]
+    pub internal_listen: SocketAddr,
+    /// The internal API's credential. Only coordinators hold it: it is not
+    /// the token parties register with (`MPC_INTERNAL_TOKEN`).
+    #[arg(long, env = "MPC_ROUTER_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: String,
+    /// Most connections open at once on the public listener; past it a
+    /// connection is answered 503 and closed. Keep the open-file limit
+    /// (`ulimit -n`) above it.
+    #[arg(long, env = "MPC_ROUTER_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
     /// Redis URL: share session state with every router instance using
     /// the same Redis. Without it, state stays in this process.
     #[arg(long, env = "MPC_REDIS_URL")]
@@ -23,19 +38,35 @@ pub struct RouterArgs {
 
 impl RouterArgs {
     /// The router's configuration.
-    pub fn into_config(self) -> RouterConfig {
+    pub fn into_config(self) -> anyhow::Result<RouterConfig> {
+        anyhow::ensure!(
+            !self.internal_token.trim().is_empty(),
+            "--internal-token (MPC_ROUTER_INTERNAL_TOKEN) must not be empty"
+        );
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "--max-connections must be above 0"
+        );
         let mut config = RouterConfig::new(self.internal_token);
+        config.max_connections = self.max_connections;
         config.redis_url = self.redis_url;
-        config
+        Ok(config)
     }
 }
 
 /// Runs the router until Ctrl-C.
 pub async fn run(args: RouterArgs) -> anyhow::Result<()> {
-    let listen = args.listen;
-    let router = router::Router::new(args.into_config())?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "router listening");
-    router.serve(listener, shutdown_signal()).await?;
+    let (listen, internal_listen) = (args.listen, args.internal_listen);
+    let router = router::Router::new(args.into_config()?)?;
+    let listeners = Listeners {
+        public: tokio::net::TcpListener::bind(listen).await?,
+        internal: tokio::net::TcpListener::bind(internal_listen).await?,
+    };
+    tracing::info!(
+        public = %listeners.public.local_addr()?,
+        internal = %listeners.internal.local_addr()?,
+        "router listening"
+    );
+    router.serve(listeners, shutdown_signal()).await?;
     Ok(())
 }

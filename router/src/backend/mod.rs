@@ -32,6 +32,28 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// dropped first.
 pub(crate) const MAX_QUEUED_PER_PARTY: usize = 256;
 
+/// How long past a session's deadline its id stays remembered, so that the
+/// session cannot be registered again once it has closed (completed, failed
+/// or expired): 7 days.
+pub(crate) const CLOSED_ID_RETENTION_SECS: u64 = 7 * 24 * 3600;
+
+/// What [`Backend::register`] did with a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Registration {
+    /// A new session id: stored.
+    Fresh,
+    /// The session is open and was registered with exactly these deadline
+    /// and slots: nothing changed (a retried registration).
+    Identical,
+    /// The session is open and was registered with another deadline or
+    /// other slots: nothing changed.
+    Conflict,
+    /// The session id was registered before and that session has closed
+    /// (completed, failed or expired): nothing changed, and it never runs
+    /// again.
+    Closed,
+}
+
 /// The state store of a router instance.
 ///
 /// Used as `Arc<dyn Backend>`, so the trait is object-safe: its async methods
@@ -55,14 +77,16 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     /// `stop` turns true.
     fn run(&self, stop: watch::Receiver<bool>) -> BoxFuture<'static, ()>;
 
-    /// Stores a new session; slots in position order. False if the id is
-    /// taken.
+    /// Stores a new session; slots in position order. A session id is
+    /// stored once: while the session is open another registration changes
+    /// nothing, and after it has closed the id is remembered for
+    /// [`CLOSED_ID_RETENTION_SECS`] past its deadline and refused.
     fn register(
         &self,
         session_id: Uuid,
         expires_at: u64,
         slots: Vec<Slot>,
-    ) -> BoxFuture<'_, Result<bool, BackendError>>;
+    ) -> BoxFuture<'_, Result<Registration, BackendError>>;
 
     /// A session's deadline and slots, with the identities bound so far;
     /// `None` if it is unknown or has ended.
@@ -262,4 +286,27 @@ impl FrameTap {
             let _ = self.0.send((session_id, frame.to_vec()));
         }
     }
+}
+
+/// A digest of a registration as it was sent (deadline, then each slot's
+/// token hash and the identity bound at registration), to tell a retried
+/// registration from a different one.
+pub(crate) fn registration_digest(expires_at: u64, slots: &[Slot]) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"mpc-router/registration/v1");
+    h.update(expires_at.to_be_bytes());
+    h.update(u64::try_from(slots.len()).unwrap_or(u64::MAX).to_be_bytes());
+    for slot in slots {
+        h.update(slot.token_sha256);
+        match &slot.identity {
+            Some(key) => {
+                h.update([1]);
+                h.update(key.ed25519);
+                h.update(key.x25519);
+            }
+            None => h.update([0]),
+        }
+    }
+    h.finalize().into()
 }

@@ -7,7 +7,7 @@ use subtle::{Choice, ConstantTimeEq};
 use uuid::Uuid;
 
 use super::{JoinError, JoinRequest, Joined, RelayError};
-use crate::backend::{BackendError, LogEntry, Slot};
+use crate::backend::{BackendError, LogEntry, Registration, Slot};
 use crate::conn::Conn;
 use crate::{metrics, Router};
 
@@ -25,21 +25,25 @@ fn find_slot(slots: &[Slot], token_sha256: &[u8; 32]) -> Option<usize> {
 }
 
 impl Router {
-    /// Registers a session; false if the id is taken.
+    /// Registers a session. An id is registered once: see
+    /// [`Registration`] for what another registration of it gets.
     pub(crate) async fn register_session(
         &self,
         session_id: Uuid,
         expires_at: u64,
         slots: Vec<Slot>,
-    ) -> Result<bool, BackendError> {
-        let fresh = self
+    ) -> Result<Registration, BackendError> {
+        let outcome = self
             .backend()
             .register(session_id, expires_at, slots)
             .await?;
-        if fresh {
-            metrics::session_registered();
+        match outcome {
+            Registration::Fresh => metrics::session_registered(),
+            Registration::Identical => {}
+            Registration::Conflict => metrics::registration_refused("conflict"),
+            Registration::Closed => metrics::registration_refused("session_closed"),
         }
-        Ok(fresh)
+        Ok(outcome)
     }
 
     /// Admits `conn` to a session. The checks, in order: the session exists
@@ -213,10 +217,13 @@ mod tests {
                 identity: None,
             })
             .collect();
-        assert!(router
-            .register_session(id, expires_at, slots)
-            .await
-            .unwrap());
+        assert_eq!(
+            router
+                .register_session(id, expires_at, slots)
+                .await
+                .unwrap(),
+            Registration::Fresh
+        );
         (router, id)
     }
 

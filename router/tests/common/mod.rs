@@ -11,7 +11,7 @@ use party_core::envelope::Channel;
 use party_core::identity::{PartyIdentity, PartyPublicKey};
 use party_core::wire::{control_message, join_message, ClientToRouter, RouterToClient};
 use rand_core::{OsRng, RngCore as _};
-use router::{Router, RouterConfig};
+use router::{Listeners, Router, RouterConfig};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use tokio::net::TcpStream;
@@ -26,7 +26,10 @@ pub const INTERNAL_TOKEN: &str = "test-internal-token";
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct TestRouter {
+    /// The public listener: `/ws`, health, readiness, metrics.
     pub addr: SocketAddr,
+    /// The internal listener: the internal API.
+    pub internal_addr: SocketAddr,
     pub router: Router,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -102,11 +105,12 @@ impl TestRouter {
             config.redis_url = Some(url.clone());
         }
         let shared = config.redis_url.is_some();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listeners = listeners().await;
+        let addr = listeners.public.local_addr().unwrap();
+        let internal_addr = listeners.internal.local_addr().unwrap();
         let router = Router::new(config).unwrap();
         let (tx, rx) = oneshot::channel();
-        let server = tokio::spawn(router.clone().serve(listener, async {
+        let server = tokio::spawn(router.clone().serve(listeners, async {
             let _ = rx.await;
         }));
         if shared {
@@ -121,6 +125,7 @@ impl TestRouter {
         }
         Self {
             addr,
+            internal_addr,
             router,
             http: reqwest::Client::new(),
             shutdown: Some(tx),
@@ -161,20 +166,30 @@ impl TestRouter {
         }
     }
 
+    /// A URL of the public listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    /// POST with the internal token; returns status and JSON body.
+    /// A URL of the internal listener.
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.internal_addr)
+    }
+
+    /// POST to the internal API with the internal token; returns status and
+    /// JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .header("X-Internal-Token", INTERNAL_TOKEN)
-            .json(body)
-            .send()
+        self.post_with(&self.internal_url(path), Some(INTERNAL_TOKEN), body)
             .await
-            .unwrap();
+    }
+
+    /// POST `body` to `url` with `token` (if any) as `X-Internal-Token`.
+    pub async fn post_with(&self, url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.http.post(url).json(body);
+        if let Some(token) = token {
+            req = req.header("X-Internal-Token", token);
+        }
+        let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let body = resp.json::<Value>().await.unwrap_or(Value::Null);
         (status, body)
@@ -183,7 +198,7 @@ impl TestRouter {
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         let resp = self
             .http
-            .delete(self.url(path))
+            .delete(self.internal_url(path))
             .header("X-Internal-Token", INTERNAL_TOKEN)
             .send()
             .await
@@ -231,9 +246,8 @@ impl TestRouter {
             expires_at,
             participants,
         };
-        let (status, body) = self
-            .post(SESSIONS_PATH, &serde_json::to_value(&request).unwrap())
-            .await;
+        let registration = serde_json::to_value(&request).unwrap();
+        let (status, body) = self.post(SESSIONS_PATH, &registration).await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["session_id"], json!(session_id));
         let answer: SessionRegistered = serde_json::from_value(body).unwrap();
@@ -241,7 +255,16 @@ impl TestRouter {
         TestSession {
             session_id,
             parties,
+            registration,
         }
+    }
+}
+
+/// A public and an internal listener on 127.0.0.1, ports picked by the OS.
+pub async fn listeners() -> Listeners {
+    Listeners {
+        public: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        internal: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     }
 }
 
@@ -261,6 +284,8 @@ pub struct TestParty {
 pub struct TestSession {
     pub session_id: Uuid,
     pub parties: Vec<TestParty>,
+    /// The registration as it was posted.
+    pub registration: Value,
 }
 
 impl TestSession {

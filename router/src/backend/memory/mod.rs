@@ -8,6 +8,7 @@
 //! method does its work before returning a ready future.
 
 mod control;
+mod seen;
 
 use std::collections::HashMap;
 use std::future::ready;
@@ -19,9 +20,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use self::control::ControlRegistry;
+use self::seen::SeenIds;
 use super::{
-    AppendError, Backend, BackendError, BoxFuture, FrameTap, LogEntry, SessionRecord, SessionShape,
-    Slot,
+    registration_digest, AppendError, Backend, BackendError, BoxFuture, FrameTap, LogEntry,
+    Registration, SessionRecord, SessionShape, Slot,
 };
 use crate::conn::Conn;
 
@@ -34,6 +36,9 @@ struct StoredSlot {
 
 #[derive(Debug)]
 struct Session {
+    /// [`registration_digest`] of the registration, to tell a retry from
+    /// another registration of the same id.
+    registration: [u8; 32],
     expires_at: u64,
     slots: Vec<StoredSlot>,
     log: Vec<LogEntry>,
@@ -53,16 +58,28 @@ impl Session {
     }
 }
 
+/// Open sessions and every session id registered lately.
+#[derive(Debug, Default)]
+struct Sessions {
+    open: HashMap<Uuid, Session>,
+    seen: SeenIds,
+}
+
 /// All state of this router instance, in memory.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryBackend {
-    sessions: Mutex<HashMap<Uuid, Session>>,
+    sessions: Mutex<Sessions>,
     control: Mutex<ControlRegistry>,
 }
 
 impl MemoryBackend {
-    fn sessions(&self) -> MutexGuard<'_, HashMap<Uuid, Session>> {
+    fn all_sessions(&self) -> MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The open sessions.
+    fn sessions(&self) -> OpenSessions<'_> {
+        OpenSessions(self.all_sessions())
     }
 
     fn control(&self) -> MutexGuard<'_, ControlRegistry> {
@@ -98,10 +115,21 @@ impl Backend for MemoryBackend {
         session_id: Uuid,
         expires_at: u64,
         slots: Vec<Slot>,
-    ) -> BoxFuture<'_, Result<bool, BackendError>> {
-        let mut sessions = self.sessions();
-        let fresh = !sessions.contains_key(&session_id);
-        if fresh {
+    ) -> BoxFuture<'_, Result<Registration, BackendError>> {
+        let registration = registration_digest(expires_at, &slots);
+        let mut all = self.all_sessions();
+        let outcome = if let Some(open) = all.open.get(&session_id) {
+            if crate::now_unix() >= open.expires_at {
+                // Past its deadline, not swept yet: over all the same.
+                Registration::Closed
+            } else if open.registration == registration {
+                Registration::Identical
+            } else {
+                Registration::Conflict
+            }
+        } else if all.seen.contains(&session_id) {
+            Registration::Closed
+        } else {
             let slots = slots
                 .into_iter()
                 .map(|s| StoredSlot {
@@ -110,17 +138,20 @@ impl Backend for MemoryBackend {
                     conn: None,
                 })
                 .collect();
-            sessions.insert(
+            all.seen.insert(session_id, expires_at);
+            all.open.insert(
                 session_id,
                 Session {
+                    registration,
                     expires_at,
                     slots,
                     log: Vec::new(),
                     logged_bytes: 0,
                 },
             );
-        }
-        Box::pin(ready(Ok(fresh)))
+            Registration::Fresh
+        };
+        Box::pin(ready(Ok(outcome)))
     }
 
     fn session(
@@ -250,6 +281,7 @@ impl Backend for MemoryBackend {
         for id in &overdue {
             self.close_now(*id);
         }
+        self.all_sessions().seen.prune(now);
         self.control().expire(now);
         overdue
     }
@@ -274,5 +306,21 @@ impl Backend for MemoryBackend {
         invitation: Invitation,
     ) -> BoxFuture<'_, Result<bool, BackendError>> {
         Box::pin(ready(Ok(self.control().deliver(key, invitation))))
+    }
+}
+
+/// The open sessions, behind the sessions lock.
+struct OpenSessions<'a>(MutexGuard<'a, Sessions>);
+
+impl std::ops::Deref for OpenSessions<'_> {
+    type Target = HashMap<Uuid, Session>;
+    fn deref(&self) -> &Self::Target {
+        &self.0.open
+    }
+}
+
+impl std::ops::DerefMut for OpenSessions<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0.open
     }
 }

@@ -12,6 +12,9 @@
 //!   frame. It is the buffer late joiners and reconnecting parties replay.
 //! - `mpc:s:{sid}:bytes` — bytes in the log, for the per-session limit.
 //! - `mpc:inv:{key}` — invitations queued for a party (a list).
+//! - `mpc:seen:{sid}` — set with the registration and kept 7 days past the
+//!   session's other keys: the id was used, so it is never registered again
+//!   (by any instance) once the session has closed.
 //!
 //! Pub/sub tells instances when to look: `mpc:n:{sid}` (new frames),
 //! `mpc:c:{sid}` (session closed), `mpc:r:{sid}` (a position's connection
@@ -38,8 +41,8 @@ use tokio::sync::{watch, Notify, OnceCell};
 use uuid::Uuid;
 
 use super::{
-    AppendError, Backend, BackendError, BoxFuture, FrameTap, LogEntry, SessionRecord, SessionShape,
-    Slot,
+    AppendError, Backend, BackendError, BoxFuture, FrameTap, LogEntry, Registration, SessionRecord,
+    SessionShape, Slot,
 };
 use crate::conn::Conn;
 
@@ -94,6 +97,10 @@ struct Inner {
 
 fn session_key(sid: Uuid) -> String {
     format!("mpc:s:{sid}")
+}
+
+fn seen_key(sid: Uuid) -> String {
+    format!("mpc:seen:{sid}")
 }
 
 /// Seconds a key of a session with deadline `expires_at` should live.
@@ -253,7 +260,7 @@ impl Backend for RedisBackend {
         session_id: Uuid,
         expires_at: u64,
         slots: Vec<Slot>,
-    ) -> BoxFuture<'_, Result<bool, BackendError>> {
+    ) -> BoxFuture<'_, Result<Registration, BackendError>> {
         Box::pin(self.inner.register(session_id, expires_at, slots))
     }
 

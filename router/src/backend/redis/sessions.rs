@@ -14,11 +14,33 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use super::{session_key, ttl, Inner, Live, LocalSession, Stop};
+use super::{seen_key, session_key, ttl, Inner, Live, LocalSession, Stop};
 use crate::backend::{
-    is_for, AppendError, BackendError, LogEntry, SessionRecord, SessionShape, Slot,
+    is_for, AppendError, BackendError, LogEntry, Registration, SessionRecord, SessionShape, Slot,
+    CLOSED_ID_RETENTION_SECS,
 };
 use crate::conn::Conn;
+
+/// Registers a session unless its id is taken, in one step.
+/// KEYS: the session key, its seen key. ARGV: the registration (JSON), its
+/// TTL, the seen key's TTL, now (Unix seconds). Returns 0 registered, 1 the
+/// same registration is open, 2 another registration is open, 3 the id was
+/// registered before and its session has closed.
+const REGISTER: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, meta = pcall(cjson.decode, cur)
+  if ok and type(meta) == 'table' and tonumber(meta.expires_at) and tonumber(meta.expires_at) <= tonumber(ARGV[4]) then
+    return 3
+  end
+  if cur == ARGV[1] then return 1 end
+  return 2
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 3 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+return 0
+";
 
 /// Log entries read per round trip.
 const READ_BATCH: usize = 256;
@@ -43,13 +65,15 @@ fn decode_identity(json: &str) -> Option<PartyPublicKey> {
 }
 
 impl Inner {
-    /// Registers a session; false if the id is taken.
+    /// Registers a session unless its id was registered before (see
+    /// [`REGISTER`]); the id is remembered [`CLOSED_ID_RETENTION_SECS`] past
+    /// the session's keys, by every instance.
     pub(super) async fn register(
         &self,
         session_id: Uuid,
         expires_at: u64,
         slots: Vec<Slot>,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<Registration, BackendError> {
         let meta = Meta {
             expires_at,
             slots: slots
@@ -61,16 +85,26 @@ impl Inner {
                 .collect(),
         };
         let json = serde_json::to_string(&meta).unwrap_or_default();
+        let session_ttl = ttl(expires_at);
+        let retention = i64::try_from(CLOSED_ID_RETENTION_SECS).unwrap_or(i64::MAX);
         let mut con = self.con()?;
-        let set: Option<String> = redis::cmd("SET")
+        let outcome: i64 = redis::cmd("EVAL")
+            .arg(REGISTER)
+            .arg(2)
             .arg(session_key(session_id))
+            .arg(seen_key(session_id))
             .arg(json)
-            .arg("NX")
-            .arg("EX")
-            .arg(ttl(expires_at))
+            .arg(session_ttl)
+            .arg(session_ttl.saturating_add(retention))
+            .arg(crate::now_unix())
             .query_async(&mut con)
             .await?;
-        Ok(set.is_some())
+        Ok(match outcome {
+            0 => Registration::Fresh,
+            1 => Registration::Identical,
+            2 => Registration::Conflict,
+            _ => Registration::Closed,
+        })
     }
 
     /// The registration and the identities bound since, in one round trip.
