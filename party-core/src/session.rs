@@ -6,6 +6,14 @@
 //! frames, progress and finally a [`SessionOutput`] out ([`Pump`]). A keygen
 //! that generates aux info runs two stages (aux info, then DKG) over the same
 //! channel; frames of a later stage that arrive early are kept until it starts.
+//!
+//! A session with p2p messages opens with this party's signed ephemeral key
+//! ([`crate::envelope::Stage::SessionKey`]), sent with the first round's
+//! messages. A p2p payload for a peer whose key has not arrived is held and
+//! sealed the moment it does; a p2p frame that arrives before its sender's key
+//! is held (up to [`MAX_HELD_FRAMES`]) and opened then. Broadcast-only
+//! sessions (online signing) send no key and never wait. When the session
+//! ends the ephemeral secret and the derived keys are forgotten (zeroized).
 
 use std::collections::VecDeque;
 
@@ -19,10 +27,11 @@ use generic_ec::{NonZero, Point};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use sha3::Keccak256;
+use zeroize::Zeroizing;
 
 use crate::descriptor::{DescriptorError, MessageDigest, SessionKind, VerifiedDescriptor};
 use crate::driver::{self, DriverError, Progress, StageDriver, StageOutput, Step};
-use crate::envelope::{Channel, EnvelopeError, Inbound, Stage};
+use crate::envelope::{Channel, EnvelopeError, FrameHeader, Inbound, Stage};
 use crate::identity::PartyIdentity;
 use crate::primes::PrimeSet;
 use crate::signature::{public_key_of, RecoverableSignature, SignatureError};
@@ -57,7 +66,19 @@ pub enum SessionError {
     /// The session already produced its output.
     #[error("session already finished")]
     Finished,
+    /// A participant's identity is one no honest party makes (an all-zero
+    /// or low-order X25519 key, a small-order Ed25519 key).
+    #[error("participant {position} has an invalid identity key")]
+    InvalidIdentity {
+        /// position of the participant
+        position: u16,
+    },
 }
+
+/// How many p2p frames that arrived before their sender's session key a
+/// session keeps (the router delivers each sender's frames in order, so this
+/// is a margin, not a queue).
+pub const MAX_HELD_FRAMES: usize = 256;
 
 impl SessionError {
     /// Whether the session cannot continue after this error (a rejected frame
@@ -238,6 +259,10 @@ pub struct PartySession {
     aux_is_new: bool,
     share: Option<Box<KeyShare>>,
     finished: bool,
+    /// p2p payloads waiting for their recipient's session key.
+    pending_out: Vec<(Stage, u16, Zeroizing<Vec<u8>>)>,
+    /// p2p frames that arrived before their sender's session key.
+    held: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for PartySession {
@@ -270,6 +295,13 @@ impl PartySession {
         descriptor.check_not_expired(now)?;
         let me = descriptor.position_of(&identity.public())?;
         let d = descriptor.descriptor().clone();
+        for (k, p) in d.participants.iter().enumerate() {
+            if p.identity.validate().is_err() {
+                return Err(SessionError::InvalidIdentity {
+                    position: u16::try_from(k).unwrap_or(u16::MAX),
+                });
+            }
+        }
         let eid = descriptor.execution_id();
         let channel = Channel::new(
             d.session_id,
@@ -292,6 +324,8 @@ impl PartySession {
             aux_is_new: false,
             share: None,
             finished: false,
+            pending_out: Vec::new(),
+            held: Vec::new(),
         };
         let check_share = |share: &KeyShare| -> Result<(), SessionError> {
             if share.i != my_keygen_index {
@@ -413,7 +447,11 @@ impl PartySession {
             self.try_combine(&mut pump)?;
             return Ok(pump);
         }
-        let mut pump = Pump::default();
+        // The signed ephemeral key goes first, with the first round.
+        let mut pump = Pump {
+            frames: vec![self.channel.session_key_frame()?],
+            ..Pump::default()
+        };
         self.advance(&mut pump)?;
         Ok(pump)
     }
@@ -424,11 +462,54 @@ impl PartySession {
         if self.finished {
             return Err(SessionError::Finished);
         }
-        let inbound = self.channel.open(frame)?;
+        let inbound = match self.channel.open(frame) {
+            Ok(inbound) => inbound,
+            Err(EnvelopeError::SessionKeyMissing { .. }) if self.held.len() < MAX_HELD_FRAMES => {
+                self.held.push(frame.to_vec());
+                return Ok(Pump::default());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut pump = Pump::default();
+        self.dispatch(inbound, &mut pump)?;
+        Ok(pump)
+    }
+
+    /// A peer's session key arrived: seal what was held for it, then open
+    /// the frames it sent before its key reached us.
+    fn session_key_arrived(&mut self, peer: u16, pump: &mut Pump) -> Result<(), SessionError> {
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_out)
+            .into_iter()
+            .partition(|(_, to, _)| *to == peer);
+        self.pending_out = waiting;
+        for (stage, to, payload) in ready {
+            pump.frames
+                .push(self.channel.seal_p2p(stage, to, &payload)?);
+        }
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|f| matches!(FrameHeader::parse(f), Ok((h, _, _)) if h.sender == peer));
+        self.held = others;
+        for frame in mine {
+            if self.finished {
+                break;
+            }
+            // A held frame that does not open now is dropped like any
+            // rejected frame.
+            if let Ok(inbound) = self.channel.open(&frame) {
+                self.dispatch(inbound, pump)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, inbound: Inbound, pump: &mut Pump) -> Result<(), SessionError> {
+        if inbound.stage == Stage::SessionKey {
+            return self.session_key_arrived(inbound.sender, pump);
+        }
         if let Some(online) = self.online.as_mut() {
             if inbound.stage != Stage::Online || !inbound.broadcast {
-                return Ok(pump);
+                return Ok(());
             }
             let partial: PartialSignature<Curve> =
                 crate::codec::decode(&inbound.payload).map_err(|_| DriverError::BadMessage {
@@ -436,20 +517,28 @@ impl PartySession {
                     sender: inbound.sender,
                 })?;
             online.partials[usize::from(inbound.sender)] = Some(partial);
-            self.try_combine(&mut pump)?;
-            return Ok(pump);
+            return self.try_combine(pump);
         }
         let current_stage = self.current.as_ref().map(|d| d.stage());
         if Some(inbound.stage) == current_stage {
             if let Some(driver) = self.current.as_mut() {
                 driver.handle(inbound.sender, inbound.broadcast, &inbound.payload)?;
             }
-            self.advance(&mut pump)?;
+            self.advance(pump)?;
         } else if matches!(self.plan, Plan::KeygenAfterAux) && inbound.stage == Stage::Keygen {
             self.early.push_back(inbound);
         }
         // Frames of a finished stage are late duplicates of nothing we need.
-        Ok(pump)
+        Ok(())
+    }
+
+    /// The session is over (output or failure): the ephemeral secret and
+    /// every key derived from it are forgotten, held payloads wiped.
+    fn finish(&mut self) {
+        self.finished = true;
+        self.channel.forget_keys();
+        self.pending_out.clear();
+        self.held.clear();
     }
 
     fn try_combine(&mut self, pump: &mut Pump) -> Result<(), SessionError> {
@@ -471,12 +560,12 @@ impl PartySession {
                 .zip(&public.commitments)
                 .position(|(p, c)| p.sigma * public.Gamma != m * c.tilde_Delta + r * c.tilde_S)
                 .and_then(|p| u16::try_from(p).ok());
-            self.finished = true;
+            self.finish();
             return Err(SessionError::Combine { suspect });
         };
         let sig =
             RecoverableSignature::from_cggmp(&sig, &online.hash, &online.presignature.public_key)?;
-        self.finished = true;
+        self.finish();
         pump.output = Some(SessionOutput::Signature(sig));
         Ok(())
     }
@@ -494,7 +583,7 @@ impl PartySession {
             } = match driver.run() {
                 Ok(step) => step,
                 Err(e) => {
-                    self.finished = true;
+                    self.finish();
                     return Err(e.into());
                 }
             };
@@ -502,7 +591,14 @@ impl PartySession {
             for out in outgoing {
                 let frame = match out.recipient {
                     None => self.channel.seal_broadcast(stage, &out.payload)?,
-                    Some(to) => self.channel.seal_p2p(stage, to, &out.payload)?,
+                    Some(to) if self.channel.has_session_key(to) => {
+                        self.channel.seal_p2p(stage, to, &out.payload)?
+                    }
+                    Some(to) => {
+                        self.pending_out
+                            .push((stage, to, Zeroizing::new(out.payload)));
+                        continue;
+                    }
                 };
                 pump.frames.push(frame);
             }
@@ -538,7 +634,7 @@ impl PartySession {
                             SessionError::InputMismatch("aux info does not fit the DKG output")
                         })?;
                     let public_key = public_key_of(&share);
-                    self.finished = true;
+                    self.finish();
                     pump.output = Some(SessionOutput::Keygen {
                         share: Box::new(share),
                         public_key,
@@ -561,7 +657,7 @@ impl PartySession {
                         message_hash,
                         &public_key_of(share),
                     )?;
-                    self.finished = true;
+                    self.finish();
                     pump.output = Some(SessionOutput::Signature(sig));
                 }
                 StageOutput::Presignature(p) => {
@@ -571,8 +667,7 @@ impl PartySession {
                         .share
                         .as_ref()
                         .ok_or(SessionError::InputMismatch("share missing"))?;
-                    self.finished = true;
-                    pump.output = Some(SessionOutput::Presignature(Box::new(StoredPresignature {
+                    let stored = StoredPresignature {
                         presignature_id: d.session_id,
                         account_id: d.kind.account_id().unwrap_or_default().to_owned(),
                         public_key: public_key_of(share),
@@ -585,7 +680,9 @@ impl PartySession {
                             .iter()
                             .map(|c| (c.tilde_Delta, c.tilde_S))
                             .collect(),
-                    })));
+                    };
+                    self.finish();
+                    pump.output = Some(SessionOutput::Presignature(Box::new(stored)));
                 }
             }
             if self.finished {
