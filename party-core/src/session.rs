@@ -275,6 +275,19 @@ impl std::fmt::Debug for PartySession {
     }
 }
 
+impl Drop for PartySession {
+    /// The Paillier primes this session still holds (its copy of the share
+    /// or aux info) are wiped; the channel's keys zeroize themselves.
+    fn drop(&mut self) {
+        if let Some(aux) = self.aux.take() {
+            crate::primes::wipe_aux_info(*aux);
+        }
+        if let Some(share) = self.share.take() {
+            crate::primes::wipe_key_share(*share);
+        }
+    }
+}
+
 fn message_data(message: &[u8], digest: MessageDigest) -> (DataToSign<Curve>, [u8; 32]) {
     let data = match digest {
         MessageDigest::Sha256 => DataToSign::digest::<Sha256>(message),
@@ -629,16 +642,22 @@ impl PartySession {
                     let aux = self.aux.take().ok_or(SessionError::InputMismatch(
                         "aux info missing at keygen end",
                     ))?;
-                    let share =
-                        KeyShare::from_parts((*incomplete, (*aux).clone())).map_err(|_| {
-                            SessionError::InputMismatch("aux info does not fit the DKG output")
-                        })?;
+                    let share = KeyShare::from_parts((*incomplete, (*aux).clone()));
+                    let new_aux_info = if self.aux_is_new {
+                        Some(aux)
+                    } else {
+                        crate::primes::wipe_aux_info(*aux);
+                        None
+                    };
+                    let share = share.map_err(|_| {
+                        SessionError::InputMismatch("aux info does not fit the DKG output")
+                    })?;
                     let public_key = public_key_of(&share);
                     self.finish();
                     pump.output = Some(SessionOutput::Keygen {
                         share: Box::new(share),
                         public_key,
-                        new_aux_info: self.aux_is_new.then_some(aux),
+                        new_aux_info,
                     });
                 }
                 StageOutput::Signature(sig) => {
