@@ -16,7 +16,12 @@ use uuid::Uuid;
 
 /// A join body for `identity`, signed (over the v2 message naming exactly
 /// these keys) by `signer`.
-fn signed_join(signer: &PartyIdentity, identity: PartyPublicKey, sid: &str, token: &str) -> serde_json::Value {
+fn signed_join(
+    signer: &PartyIdentity,
+    identity: PartyPublicKey,
+    sid: &str,
+    token: &str,
+) -> serde_json::Value {
     let session = Uuid::parse_str(sid).unwrap();
     json!({
         "join_token": token,

@@ -163,9 +163,9 @@ impl Identity {
         join_token: &str,
     ) -> Result<String, JsError> {
         let id = uuid(session_id)?;
-        let signature = self
-            .inner
-            .sign(&device_join_message(&id, join_token, &self.inner.public()));
+        let signature =
+            self.inner
+                .sign(&device_join_message(&id, join_token, &self.inner.public()));
         let body = serde_json::json!({
             "join_token": join_token,
             "identity": self.inner.public(),

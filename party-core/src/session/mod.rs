@@ -15,235 +15,32 @@
 //! sessions (online signing) send no key and never wait. When the session
 //! ends the ephemeral secret and the derived keys are forgotten (zeroized).
 
+mod io;
+mod keys;
+mod online;
+
 use std::collections::VecDeque;
 
 use cggmp24::key_share::AnyKeyShare as _;
-use cggmp24::signing::{
-    PartialSignature, Presignature, PresignatureCommitment, PresignaturePublicData,
-};
-use cggmp24::DataToSign;
-use generic_ec::coords::AlwaysHasAffineX as _;
-use generic_ec::{NonZero, Point};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use sha3::Keccak256;
+use cggmp24::signing::PartialSignature;
 use zeroize::Zeroizing;
 
-use crate::descriptor::{DescriptorError, MessageDigest, SessionKind, VerifiedDescriptor};
-use crate::driver::{self, DriverError, Progress, StageDriver, StageOutput, Step};
-use crate::envelope::{Channel, EnvelopeError, FrameHeader, Inbound, Stage};
+pub use io::{AuxSource, Pump, SessionError, SessionInput, SessionOutput, MAX_HELD_FRAMES};
+pub use online::StoredPresignature;
+
+use crate::descriptor::{SessionKind, VerifiedDescriptor};
+use crate::driver::{self, DriverError, StageDriver, StageOutput, Step};
+use crate::envelope::{Channel, EnvelopeError, Inbound, Stage};
 use crate::identity::PartyIdentity;
-use crate::primes::PrimeSet;
-use crate::signature::{public_key_of, RecoverableSignature, SignatureError};
+use crate::signature::{public_key_of, RecoverableSignature};
 use crate::{AuxInfo, Curve, KeyShare};
-
-/// Why a session could not start or failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SessionError {
-    /// The descriptor is not acceptable to this party.
-    #[error(transparent)]
-    Descriptor(#[from] DescriptorError),
-    /// A frame was rejected; the session goes on (the host logs and drops it).
-    #[error(transparent)]
-    Frame(#[from] EnvelopeError),
-    /// The protocol failed; the session is over for this party.
-    #[error(transparent)]
-    Protocol(#[from] DriverError),
-    /// The inputs do not match the descriptor (wrong share, wrong aux info...).
-    #[error("input does not match the session: {0}")]
-    InputMismatch(&'static str),
-    /// The final signature did not verify.
-    #[error(transparent)]
-    Signature(#[from] SignatureError),
-    /// Combining partial signatures failed; names the signer whose partial
-    /// signature is inconsistent with the presignature, where known.
-    #[error("partial signatures do not combine (suspect party {suspect:?})")]
-    Combine {
-        /// position of a signer whose partial signature is invalid
-        suspect: Option<u16>,
-    },
-    /// The session already produced its output.
-    #[error("session already finished")]
-    Finished,
-    /// A participant's identity is one no honest party makes (an all-zero
-    /// or low-order X25519 key, a small-order Ed25519 key).
-    #[error("participant {position} has an invalid identity key")]
-    InvalidIdentity {
-        /// position of the participant
-        position: u16,
-    },
-}
-
-/// How many p2p frames that arrived before their sender's session key a
-/// session keeps (the router delivers each sender's frames in order, so this
-/// is a margin, not a queue).
-pub const MAX_HELD_FRAMES: usize = 256;
-
-impl SessionError {
-    /// Whether the session cannot continue after this error (a rejected frame
-    /// is not fatal).
-    pub fn is_fatal(&self) -> bool {
-        !matches!(self, SessionError::Frame(_))
-    }
-
-    /// The position of the party the failure is blamed on, where known: the
-    /// protocol library's culprit, the sender of an undecodable message, or
-    /// the signer whose partial signature does not combine.
-    pub fn culprit(&self) -> Option<u16> {
-        match self {
-            SessionError::Protocol(e) => e.culprit(),
-            SessionError::Combine { suspect } => *suspect,
-            _ => None,
-        }
-    }
-}
-
-/// Where a keygen's aux info comes from.
-pub enum AuxSource {
-    /// Generate aux info for the group from these primes (slow).
-    Generate(PrimeSet),
-    /// Reuse aux info already generated for this party group.
-    Existing(Box<AuxInfo>),
-}
-
-impl std::fmt::Debug for AuxSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AuxSource::Generate(_) => "AuxSource::Generate(<redacted>)",
-            AuxSource::Existing(_) => "AuxSource::Existing(<redacted>)",
-        })
-    }
-}
-
-/// The secret inputs a party brings to a session.
-#[non_exhaustive]
-pub enum SessionInput {
-    /// For a keygen session.
-    Keygen(AuxSource),
-    /// For a full signing or presign session.
-    Share(Box<KeyShare>),
-    /// For an online signing session: the presignature, already removed from
-    /// the party's store (it must never be used twice).
-    Presignature(Box<StoredPresignature>),
-}
-
-impl std::fmt::Debug for SessionInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SessionInput::Keygen(_) => "SessionInput::Keygen(<redacted>)",
-            SessionInput::Share(_) => "SessionInput::Share(<redacted>)",
-            SessionInput::Presignature(_) => "SessionInput::Presignature(<redacted>)",
-        })
-    }
-}
-
-/// A presignature as a party stores it (sealed) between presign and online
-/// signing.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct StoredPresignature {
-    /// The presign session id.
-    pub presignature_id: uuid::Uuid,
-    /// Account the presignature belongs to.
-    pub account_id: String,
-    /// Compressed public key of the account.
-    #[serde(with = "hex::serde")]
-    pub public_key: [u8; 33],
-    /// Keygen indices of the signers, in signer order.
-    pub keygen_indices: Vec<u16>,
-    /// This party's position among the signers.
-    pub position: u16,
-    presignature: Presignature<Curve>,
-    gamma: NonZero<Point<Curve>>,
-    commitments: Vec<(Point<Curve>, Point<Curve>)>,
-}
-
-impl std::fmt::Debug for StoredPresignature {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredPresignature")
-            .field("presignature_id", &self.presignature_id)
-            .field("account_id", &self.account_id)
-            .field("position", &self.position)
-            .finish_non_exhaustive()
-    }
-}
-
-impl StoredPresignature {
-    fn public_data(&self) -> PresignaturePublicData<Curve> {
-        PresignaturePublicData {
-            Gamma: self.gamma,
-            commitments: self
-                .commitments
-                .iter()
-                .map(|(d, s)| PresignatureCommitment {
-                    tilde_Delta: *d,
-                    tilde_S: *s,
-                })
-                .collect(),
-        }
-    }
-}
-
-/// What a finished session produced.
-#[non_exhaustive]
-pub enum SessionOutput {
-    /// A new key share; `new_aux_info` is set when aux info was generated in
-    /// this session (to keep for later keygens of the same group).
-    Keygen {
-        /// The complete key share.
-        share: Box<KeyShare>,
-        /// Compressed SEC1 public key of the account.
-        public_key: [u8; 33],
-        /// Aux info generated in this session, if any.
-        new_aux_info: Option<Box<AuxInfo>>,
-    },
-    /// A verified signature.
-    Signature(RecoverableSignature),
-    /// A presignature to seal and store.
-    Presignature(Box<StoredPresignature>),
-}
-
-impl std::fmt::Debug for SessionOutput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SessionOutput::Keygen { public_key, .. } => f
-                .debug_struct("SessionOutput::Keygen")
-                .field("public_key", &hex::encode(public_key))
-                .finish_non_exhaustive(),
-            SessionOutput::Signature(s) => {
-                f.debug_tuple("SessionOutput::Signature").field(s).finish()
-            }
-            SessionOutput::Presignature(p) => f
-                .debug_tuple("SessionOutput::Presignature")
-                .field(p)
-                .finish(),
-        }
-    }
-}
-
-/// What a call into the session produced.
-#[derive(Debug, Default)]
-pub struct Pump {
-    /// Sealed frames to send through the router.
-    pub frames: Vec<Vec<u8>>,
-    /// Progress events.
-    pub progress: Vec<Progress>,
-    /// The session's output, once finished.
-    pub output: Option<SessionOutput>,
-}
+use online::{message_data, OnlineState};
 
 enum Plan {
     /// Run DKG once aux info is known.
     KeygenAfterAux,
     /// Nothing after the current stage.
     Done,
-}
-
-struct OnlineState {
-    presignature: StoredPresignature,
-    data: DataToSign<Curve>,
-    hash: [u8; 32],
-    partials: Vec<Option<PartialSignature<Curve>>>,
 }
 
 /// One party's run of one session.
@@ -286,14 +83,6 @@ impl Drop for PartySession {
             crate::primes::wipe_key_share(*share);
         }
     }
-}
-
-fn message_data(message: &[u8], digest: MessageDigest) -> (DataToSign<Curve>, [u8; 32]) {
-    let data = match digest {
-        MessageDigest::Sha256 => DataToSign::digest::<Sha256>(message),
-        MessageDigest::Keccak256 => DataToSign::digest::<Keccak256>(message),
-    };
-    (data, digest.hash(message))
 }
 
 impl PartySession {
@@ -488,34 +277,6 @@ impl PartySession {
         Ok(pump)
     }
 
-    /// A peer's session key arrived: seal what was held for it, then open
-    /// the frames it sent before its key reached us.
-    fn session_key_arrived(&mut self, peer: u16, pump: &mut Pump) -> Result<(), SessionError> {
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_out)
-            .into_iter()
-            .partition(|(_, to, _)| *to == peer);
-        self.pending_out = waiting;
-        for (stage, to, payload) in ready {
-            pump.frames
-                .push(self.channel.seal_p2p(stage, to, &payload)?);
-        }
-        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|f| matches!(FrameHeader::parse(f), Ok((h, _, _)) if h.sender == peer));
-        self.held = others;
-        for frame in mine {
-            if self.finished {
-                break;
-            }
-            // A held frame that does not open now is dropped like any
-            // rejected frame.
-            if let Ok(inbound) = self.channel.open(&frame) {
-                self.dispatch(inbound, pump)?;
-            }
-        }
-        Ok(())
-    }
-
     fn dispatch(&mut self, inbound: Inbound, pump: &mut Pump) -> Result<(), SessionError> {
         if inbound.stage == Stage::SessionKey {
             return self.session_key_arrived(inbound.sender, pump);
@@ -552,35 +313,6 @@ impl PartySession {
         self.channel.forget_keys();
         self.pending_out.clear();
         self.held.clear();
-    }
-
-    fn try_combine(&mut self, pump: &mut Pump) -> Result<(), SessionError> {
-        let Some(online) = self.online.as_ref() else {
-            return Ok(());
-        };
-        if online.partials.iter().any(Option::is_none) {
-            return Ok(());
-        }
-        let partials: Vec<PartialSignature<Curve>> =
-            online.partials.iter().flatten().copied().collect();
-        let public = online.presignature.public_data();
-        let Some(sig) = PartialSignature::combine(&partials, &public, online.data) else {
-            // Find who is inconsistent with the presignature commitments.
-            let r = public.Gamma.x().to_scalar();
-            let m = online.data.to_scalar();
-            let suspect = partials
-                .iter()
-                .zip(&public.commitments)
-                .position(|(p, c)| p.sigma * public.Gamma != m * c.tilde_Delta + r * c.tilde_S)
-                .and_then(|p| u16::try_from(p).ok());
-            self.finish();
-            return Err(SessionError::Combine { suspect });
-        };
-        let sig =
-            RecoverableSignature::from_cggmp(&sig, &online.hash, &online.presignature.public_key)?;
-        self.finish();
-        pump.output = Some(SessionOutput::Signature(sig));
-        Ok(())
     }
 
     fn advance(&mut self, pump: &mut Pump) -> Result<(), SessionError> {
