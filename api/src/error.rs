@@ -40,6 +40,10 @@ pub enum ErrorCode {
     InvalidWait,
     /// `Idempotency-Key` is empty, too long or not printable ASCII.
     InvalidIdempotencyKey,
+    /// An identity key no honest party makes: an X25519 key that is all
+    /// zero, of low order or not a canonical curve point, or an Ed25519 key
+    /// of small order.
+    InvalidIdentityKey,
     // 401
     /// Missing or unknown API key / internal token.
     Unauthorized,
@@ -118,6 +122,7 @@ impl ErrorCode {
             | InvalidSession
             | InvalidWait
             | InvalidIdempotencyKey
+            | InvalidIdentityKey
             | UnknownParticipant => 400,
             Unauthorized | InvalidToken | BadSignature => 401,
             Forbidden => 403,
@@ -155,6 +160,7 @@ impl ErrorCode {
             InvalidSession => "invalid_session",
             InvalidWait => "invalid_wait",
             InvalidIdempotencyKey => "invalid_idempotency_key",
+            InvalidIdentityKey => "invalid_identity_key",
             Unauthorized => "unauthorized",
             InvalidToken => "invalid_token",
             BadSignature => "bad_signature",
@@ -196,6 +202,7 @@ impl ErrorCode {
         ErrorCode::InvalidSession,
         ErrorCode::InvalidWait,
         ErrorCode::InvalidIdempotencyKey,
+        ErrorCode::InvalidIdentityKey,
         ErrorCode::Unauthorized,
         ErrorCode::InvalidToken,
         ErrorCode::BadSignature,

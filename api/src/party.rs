@@ -32,7 +32,8 @@ pub struct RegisterParty {
 
 /// `POST /api/v1/mpc/sessions/{id}/join`: a device presents its join token
 /// and identity, with the identity's signature over
-/// `"mpc/coordinator/device-join/v1" || session id || SHA-256(token)`.
+/// `"mpc/coordinator/device-join/v2" || session id || SHA-256(token) ||
+/// ed25519 || x25519` (both public keys, 32 bytes each).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceJoinRequest {

@@ -51,7 +51,7 @@ fn join_body(id: &PartyIdentity, session: &str, token: &str) -> Value {
     json!({
         "join_token": token,
         "identity": id.public(),
-        "signature": hex::encode(id.sign(&device_join_message(&sid, token))),
+        "signature": hex::encode(id.sign(&device_join_message(&sid, token, &id.public()))),
     })
 }
 

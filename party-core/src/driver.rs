@@ -477,8 +477,11 @@ pub fn aux_info(eid: &[u8; 32], i: u16, n: u16, primes: PrimeSet) -> Box<dyn Sta
     let eid = sub_execution_id(eid, stage);
     let progress = ProgressLog::new(stage);
     let mut tracer = progress.clone();
-    let primes = primes.into_inner();
     let protocol = move |party| async move {
+        let primes = primes.into_inner().map_err(|_| DriverError::Misuse {
+            stage: stage.name(),
+            reason: "the primes do not fit the security level",
+        })?;
         cggmp24::aux_info_gen::<Level>(ExecutionId::new(&eid), i, n, primes)
             .set_progress_tracer(&mut tracer)
             .start(&mut OsRng, party)

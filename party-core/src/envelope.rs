@@ -8,25 +8,34 @@
 //! - a **broadcast** frame (recipient `0xFFFF`) carries its payload in the clear
 //!   and an Ed25519 signature by the sender over the execution ID, the header
 //!   and the payload;
+//! - a **session key** frame (a broadcast of stage [`Stage::SessionKey`]) is
+//!   the first frame of a session with p2p messages: the sender's fresh
+//!   ephemeral X25519 public key, signed by its identity key under its own
+//!   domain tag over the execution ID and the header (so bound to the session
+//!   and the sender's position);
 //! - a **p2p** frame's body is `nonce || AES-256-GCM(payload)` under a key
-//!   agreed by X25519 between sender and recipient and expanded with HKDF over
-//!   the execution ID and the direction; the AAD binds the execution ID and the
-//!   whole header (session, stage, sender, recipient, sequence).
+//!   agreed by X25519 between the two parties' *ephemeral* keys and expanded
+//!   with HKDF over the execution ID, the direction and both ephemeral keys
+//!   ([`crate::session_keys`]); the AAD binds the execution ID and the whole
+//!   header (session, stage, sender, recipient, sequence). The static X25519
+//!   identity keys take no part, so a leaked identity seed does not open
+//!   recorded frames once the session's ephemeral secrets are gone.
 //!
 //! [`Channel::open`] rejects a frame of another session, an unknown or spoofed
-//! sender, a bad signature, a failed decryption or a replayed sequence number
-//! with an [`EnvelopeError`] that names the claimed sender.
+//! sender, a bad signature, a forged or low-order session key, a p2p frame
+//! from a party whose session key is not known, a failed decryption or a
+//! replayed sequence number with an [`EnvelopeError`] that names the claimed
+//! sender.
 
 use std::collections::HashSet;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use hkdf::Hkdf;
 use rand_core::{OsRng, RngCore};
-use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::identity::{PartyIdentity, PartyPublicKey};
+use crate::session_keys::{KeyError, SessionKeys};
 
 /// Envelope format version.
 pub const ENVELOPE_VERSION: u8 = 1;
@@ -55,6 +64,8 @@ pub enum Stage {
     Presign = 4,
     /// Partial signatures from presignatures.
     Online = 5,
+    /// The sender's signed ephemeral X25519 key for this session.
+    SessionKey = 6,
 }
 
 impl Stage {
@@ -65,6 +76,7 @@ impl Stage {
             3 => Stage::Sign,
             4 => Stage::Presign,
             5 => Stage::Online,
+            6 => Stage::SessionKey,
             _ => return None,
         })
     }
@@ -76,6 +88,7 @@ impl Stage {
             Stage::Sign => "sign",
             Stage::Presign => "presign",
             Stage::Online => "online_sign",
+            Stage::SessionKey => "session_key",
         }
     }
 }
@@ -138,6 +151,35 @@ pub enum EnvelopeError {
         /// repeated sequence number
         seq: u64,
     },
+    /// A session key frame whose signature does not verify under the claimed
+    /// sender's identity, or whose key is malformed, all zero or of low order.
+    #[error("forged or invalid session key from party {sender}")]
+    BadSessionKey {
+        /// claimed sender
+        sender: u16,
+    },
+    /// A second, different session key from the same party.
+    #[error("party {sender} sent a second, different session key")]
+    SessionKeyChanged {
+        /// claimed sender
+        sender: u16,
+    },
+    /// A p2p frame from a party whose session key has not been received.
+    #[error("p2p frame from party {sender} before its session key")]
+    SessionKeyMissing {
+        /// claimed sender
+        sender: u16,
+    },
+    /// The session's keys are gone (the session is over).
+    #[error("the session's keys are gone")]
+    Closed,
+    /// Sending a p2p frame to a party whose session key has not arrived yet
+    /// (the session holds the payload until it does).
+    #[error("no session key for party {peer} yet")]
+    PeerKeyPending {
+        /// recipient
+        peer: u16,
+    },
     /// Sending failed (recipient out of range or payload too large).
     #[error("cannot send: {0}")]
     Send(&'static str),
@@ -153,6 +195,9 @@ impl EnvelopeError {
             | EnvelopeError::NotForUs { sender, .. }
             | EnvelopeError::BadSignature { sender }
             | EnvelopeError::DecryptFailed { sender }
+            | EnvelopeError::BadSessionKey { sender }
+            | EnvelopeError::SessionKeyChanged { sender }
+            | EnvelopeError::SessionKeyMissing { sender }
             | EnvelopeError::Replayed { sender, .. } => Some(*sender),
             _ => None,
         }
@@ -257,6 +302,7 @@ pub struct Channel {
     peers: Vec<PartyPublicKey>,
     next_seq: u64,
     seen: HashSet<(u16, u64)>,
+    keys: SessionKeys,
 }
 
 impl std::fmt::Debug for Channel {
@@ -270,12 +316,12 @@ impl std::fmt::Debug for Channel {
 }
 
 const DOMAIN_BROADCAST: &[u8] = b"mpc/envelope/broadcast/v1";
-const DOMAIN_P2P_KEY: &[u8] = b"mpc/envelope/p2p-key/v1";
-const DOMAIN_P2P_AAD: &[u8] = b"mpc/envelope/p2p-aad/v1";
+const DOMAIN_SESSION_KEY: &[u8] = b"mpc/envelope/session-key/v1";
+const DOMAIN_P2P_AAD: &[u8] = b"mpc/envelope/p2p-aad/v2";
 
 impl Channel {
     /// A channel for party `me` among `peers` (all participants, in session
-    /// order, including `me`).
+    /// order, including `me`), with a fresh ephemeral X25519 key pair.
     pub fn new(
         session_id: Uuid,
         execution_id: [u8; 32],
@@ -283,6 +329,7 @@ impl Channel {
         identity: PartyIdentity,
         peers: Vec<PartyPublicKey>,
     ) -> Self {
+        let keys = SessionKeys::generate(me, peers.len());
         Self {
             session_id,
             execution_id,
@@ -291,7 +338,27 @@ impl Channel {
             peers,
             next_seq: 0,
             seen: HashSet::new(),
+            keys,
         }
+    }
+
+    /// The signed frame announcing this party's ephemeral key: the first
+    /// frame of every session that has p2p messages.
+    pub fn session_key_frame(&mut self) -> Result<Vec<u8>, EnvelopeError> {
+        let key = self.keys.public();
+        self.seal_broadcast(Stage::SessionKey, &key)
+    }
+
+    /// Whether `peer`'s session key is known, so p2p frames to it can be sealed.
+    pub fn has_session_key(&self, peer: u16) -> bool {
+        self.keys.has(peer)
+    }
+
+    /// Forgets the ephemeral secret and every key derived from it (zeroized):
+    /// called when the session ends. Afterwards p2p frames can neither be
+    /// sealed nor opened.
+    pub fn forget_keys(&mut self) {
+        self.keys.forget();
     }
 
     /// This party's position.
@@ -309,27 +376,25 @@ impl Channel {
         self.peers.is_empty()
     }
 
-    fn p2p_cipher(&self, sender: u16, recipient: u16) -> Result<Aes256Gcm, EnvelopeError> {
-        let peer = if sender == self.me { recipient } else { sender };
-        let peer_key = self
-            .peers
-            .get(usize::from(peer))
-            .ok_or(EnvelopeError::UnknownSender { sender })?;
-        let shared = self.identity.agree(&peer_key.x25519);
-        let hk = Hkdf::<Sha256>::new(Some(&self.execution_id), shared.as_ref());
-        let mut info = Vec::with_capacity(DOMAIN_P2P_KEY.len() + 4);
-        info.extend_from_slice(DOMAIN_P2P_KEY);
-        info.extend_from_slice(&sender.to_be_bytes());
-        info.extend_from_slice(&recipient.to_be_bytes());
-        let mut key = zeroize::Zeroizing::new([0u8; 32]);
-        hk.expand(&info, key.as_mut())
-            .map_err(|_| EnvelopeError::Send("key derivation"))?;
-        Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| EnvelopeError::Send("key length"))
+    fn p2p_cipher(
+        &self,
+        key: Option<&[u8; 32]>,
+        err: EnvelopeError,
+    ) -> Result<Aes256Gcm, EnvelopeError> {
+        let key = key.ok_or(err)?;
+        Aes256Gcm::new_from_slice(key).map_err(|_| EnvelopeError::Send("key length"))
     }
 
-    fn broadcast_message(&self, header: &[u8], body: &[u8]) -> Vec<u8> {
-        let mut m = Vec::with_capacity(DOMAIN_BROADCAST.len() + 32 + header.len() + body.len());
-        m.extend_from_slice(DOMAIN_BROADCAST);
+    /// What a broadcast signature covers: the domain of its kind (a session
+    /// key or a protocol message), the execution ID, the header and the body.
+    fn broadcast_message(&self, stage: Stage, header: &[u8], body: &[u8]) -> Vec<u8> {
+        let domain = if stage == Stage::SessionKey {
+            DOMAIN_SESSION_KEY
+        } else {
+            DOMAIN_BROADCAST
+        };
+        let mut m = Vec::with_capacity(domain.len() + 32 + header.len() + body.len());
+        m.extend_from_slice(domain);
         m.extend_from_slice(&self.execution_id);
         m.extend_from_slice(header);
         m.extend_from_slice(body);
@@ -368,7 +433,7 @@ impl Channel {
         let header = self.next_header(stage, BROADCAST).encode(payload.len());
         let sig = self
             .identity
-            .sign(&self.broadcast_message(&header, payload));
+            .sign(&self.broadcast_message(stage, &header, payload));
         let mut frame = Vec::with_capacity(HEADER_LEN + payload.len() + SIG_LEN);
         frame.extend_from_slice(&header);
         frame.extend_from_slice(payload);
@@ -389,7 +454,10 @@ impl Channel {
         if recipient == self.me || usize::from(recipient) >= self.peers.len() {
             return Err(EnvelopeError::Send("recipient out of range"));
         }
-        let cipher = self.p2p_cipher(self.me, recipient)?;
+        let cipher = self.p2p_cipher(
+            self.keys.send_key(recipient),
+            EnvelopeError::PeerKeyPending { peer: recipient },
+        )?;
         let header = self
             .next_header(stage, recipient)
             .encode(NONCE_LEN + payload.len() + TAG_LEN);
@@ -430,9 +498,15 @@ impl Channel {
             let sig: [u8; SIG_LEN] = auth
                 .try_into()
                 .map_err(|_| EnvelopeError::Malformed("signature"))?;
-            sender_key
-                .verify(&self.broadcast_message(header_bytes, body), &sig)
-                .map_err(|_| EnvelopeError::BadSignature { sender })?;
+            let verified = sender_key.verify(
+                &self.broadcast_message(header.stage, header_bytes, body),
+                &sig,
+            );
+            match (verified, header.stage) {
+                (Ok(()), _) => {}
+                (Err(_), Stage::SessionKey) => return Err(EnvelopeError::BadSessionKey { sender }),
+                (Err(_), _) => return Err(EnvelopeError::BadSignature { sender }),
+            }
             body.to_vec()
         } else {
             if header.recipient != self.me {
@@ -444,7 +518,10 @@ impl Channel {
             if body.len() < NONCE_LEN + TAG_LEN {
                 return Err(EnvelopeError::DecryptFailed { sender });
             }
-            let cipher = self.p2p_cipher(sender, self.me)?;
+            let cipher = self.p2p_cipher(
+                self.keys.recv_key(sender),
+                EnvelopeError::SessionKeyMissing { sender },
+            )?;
             let aad = self.p2p_aad(header_bytes);
             cipher
                 .decrypt(
@@ -457,12 +534,25 @@ impl Channel {
                 .map_err(|_| EnvelopeError::DecryptFailed { sender })?
         };
         // Only an authenticated frame may claim a sequence number.
-        if !self.seen.insert((sender, header.seq)) {
+        if self.seen.contains(&(sender, header.seq)) {
             return Err(EnvelopeError::Replayed {
                 sender,
                 seq: header.seq,
             });
         }
+        if header.stage == Stage::SessionKey {
+            if !header.is_broadcast() {
+                return Err(EnvelopeError::Malformed("session key sent p2p"));
+            }
+            self.keys
+                .accept(&self.execution_id, sender, &payload)
+                .map_err(|e| match e {
+                    KeyError::Weak => EnvelopeError::BadSessionKey { sender },
+                    KeyError::Changed => EnvelopeError::SessionKeyChanged { sender },
+                    KeyError::Closed => EnvelopeError::Closed,
+                })?;
+        }
+        self.seen.insert((sender, header.seq));
         Ok(Inbound {
             stage: header.stage,
             sender,

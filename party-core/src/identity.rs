@@ -1,14 +1,20 @@
 //! A party's long-term identity.
 //!
 //! One 32-byte secret seed yields two keys through domain-separated SHA-512:
-//! an Ed25519 key that signs broadcast frames, result reports and descriptors,
-//! and an X25519 key from which p2p encryption keys are agreed. The public half
+//! an Ed25519 key that signs broadcast frames, result reports, join proofs and
+//! each session's ephemeral X25519 key ([`crate::envelope`]), and a static
+//! X25519 key that is registered and listed with it (p2p payloads are *not*
+//! encrypted under it: they use the signed per-session ephemeral keys, so a
+//! leaked seed does not open recorded frames). The public half
 //! ([`PartyPublicKey`]) is what the coordinator registers and lists in session
-//! descriptors.
+//! descriptors; [`PartyPublicKey::validate`] refuses keys no honest party
+//! makes (an Ed25519 key of small order, an X25519 key of low order, off the
+//! curve or not canonically encoded), and every Ed25519 signature is checked
+//! with `verify_strict`.
 
 use std::fmt;
 
-use ed25519_dalek::{Signer as _, Verifier as _};
+use ed25519_dalek::Signer as _;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha512};
@@ -27,6 +33,13 @@ pub enum IdentityError {
     /// A signature did not verify.
     #[error("signature does not verify")]
     BadSignature,
+    /// An Ed25519 key of small order: signatures under it prove nothing.
+    #[error("the Ed25519 key is of small order")]
+    WeakEd25519Key,
+    /// An X25519 key that is all zero, of low order, not on the curve or not
+    /// canonically encoded: agreement with it yields a predictable secret.
+    #[error("the X25519 key is all zero, of low order or not a canonical curve point")]
+    WeakX25519Key,
 }
 
 /// A party's secret identity. `Debug` prints only the public key.
@@ -120,23 +133,34 @@ impl PartyIdentity {
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
         self.signing.sign(msg).to_bytes()
     }
-
-    /// X25519 agreement with a peer's public key: the raw shared secret.
-    pub(crate) fn agree(&self, peer: &[u8; 32]) -> Zeroizing<[u8; 32]> {
-        let x = x25519_dalek::StaticSecret::from(*derive(&self.seed, b"x25519"));
-        let shared = x.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
-        Zeroizing::new(shared.to_bytes())
-    }
 }
 
 impl PartyPublicKey {
+    /// A public identity from its two keys, if both pass [`Self::validate`].
+    pub fn new(ed25519: [u8; 32], x25519: [u8; 32]) -> Result<Self, IdentityError> {
+        let key = Self { ed25519, x25519 };
+        key.validate()?;
+        Ok(key)
+    }
+
+    /// Refuses keys no honest party makes: an Ed25519 key that is not a
+    /// point or is of small order, and an X25519 key that is all zero, of low
+    /// order, off the curve or not canonically encoded. Every place that
+    /// accepts an identity from outside (registration, device join, a
+    /// descriptor's participants) calls this.
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        check_ed25519(&self.ed25519)?;
+        check_x25519(&self.x25519)
+    }
+
     /// Verifies an Ed25519 signature made by [`PartyIdentity::sign`].
     pub fn verify(&self, msg: &[u8], signature: &[u8; 64]) -> Result<(), IdentityError> {
         verify_ed25519(&self.ed25519, msg, signature)
     }
 }
 
-/// Verifies an Ed25519 signature under a raw 32-byte verifying key.
+/// Verifies an Ed25519 signature under a raw 32-byte verifying key, strictly
+/// (`verify_strict`: no small-order key or `R`, no non-canonical encodings).
 pub fn verify_ed25519(
     key: &[u8; 32],
     msg: &[u8],
@@ -144,8 +168,30 @@ pub fn verify_ed25519(
 ) -> Result<(), IdentityError> {
     let vk = ed25519_dalek::VerifyingKey::from_bytes(key)
         .map_err(|_| IdentityError::InvalidPublicKey)?;
-    vk.verify(msg, &ed25519_dalek::Signature::from_bytes(signature))
+    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(signature))
         .map_err(|_| IdentityError::BadSignature)
+}
+
+/// Checks an X25519 public key: a canonical encoding of a point on the curve
+/// (not its twist) whose order is not small. The all-zero key, the other
+/// low-order points and their non-canonical aliases are all refused.
+pub fn check_x25519(key: &[u8; 32]) -> Result<(), IdentityError> {
+    let point = curve25519_dalek::montgomery::MontgomeryPoint(*key);
+    let edwards = point.to_edwards(0).ok_or(IdentityError::WeakX25519Key)?;
+    if edwards.is_small_order() || edwards.to_montgomery().to_bytes() != *key {
+        return Err(IdentityError::WeakX25519Key);
+    }
+    Ok(())
+}
+
+/// Checks an Ed25519 public key: a valid point encoding, not of small order.
+pub fn check_ed25519(key: &[u8; 32]) -> Result<(), IdentityError> {
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(key)
+        .map_err(|_| IdentityError::InvalidPublicKey)?;
+    if vk.is_weak() {
+        return Err(IdentityError::WeakEd25519Key);
+    }
+    Ok(())
 }
 
 /// The coordinator's signing key (Ed25519), used to sign session descriptors.

@@ -13,7 +13,8 @@
 //! - [`descriptor`] — the session descriptor the coordinator signs, its canonical
 //!   bytes and the execution ID derived from it.
 //! - [`envelope`] — the wire frame; broadcast payloads signed, p2p payloads
-//!   encrypted end to end, replay and spoofing rejected with typed errors.
+//!   encrypted end to end under per-session ephemeral keys (`session_keys`),
+//!   replay and spoofing rejected with typed errors.
 //! - [`driver`] — a sans-I/O wrapper around one CGGMP24 protocol run.
 //! - [`session`] — a party's whole session (descriptor + envelopes + drivers).
 //! - [`host`] — the party-side session logic around it (inputs, router
@@ -50,6 +51,7 @@ pub mod identity;
 pub mod primes;
 pub mod seal;
 pub mod session;
+mod session_keys;
 pub mod signature;
 pub mod wire;
 

@@ -3,6 +3,18 @@
 //! Aux info needs four 1536-bit safe primes per party. Generating them is the
 //! slowest step of a first keygen (minutes with pure-Rust integers), so hosts
 //! generate them ahead of time, seal them ([`crate::seal`]) and keep a pool.
+//!
+//! The primes are the Paillier secret key to be: [`PrimeSet`] and
+//! [`PartialPrimes`] are `Zeroize + ZeroizeOnDrop`, and so are the byte forms
+//! they pass through. Neither cggmp24 nor fast-paillier zeroizes its big
+//! integers (their `Integer` has no `Zeroize`, and the library's
+//! `DecryptionKey` and aux info keep `p`, `q` unwiped), and this crate
+//! forbids `unsafe`, so [`wipe`] clears an integer through its own safe API:
+//! every bit set to zero in place, least significant first (so the limb
+//! buffer is never shrunk while it still holds secret limbs), then
+//! `black_box` so the stores are not optimised away. That is best effort: a
+//! copy the big-integer library made internally (a reallocation while
+//! computing) is out of reach.
 
 use std::fmt;
 
@@ -11,6 +23,7 @@ use cggmp24::key_refresh::PregeneratedPrimes;
 use cggmp24::security_level::SecurityLevel;
 use rand_core::{CryptoRng, OsRng, RngCore};
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::Level;
 
@@ -35,12 +48,56 @@ pub enum PrimeError {
     Codec(#[from] crate::codec::CodecError),
 }
 
+/// Overwrites a non-negative integer with zero in place (see the module
+/// documentation for what this does and does not reach).
+pub fn wipe(x: &mut Integer) {
+    let bits = u32::try_from(x.significant_bits()).unwrap_or(u32::MAX);
+    for i in 0..bits {
+        x.set_bit(i, false);
+    }
+    std::hint::black_box(&*x);
+}
+
+/// Wipes the Paillier primes `p`, `q` of aux info this party owns and no
+/// longer needs (the library's types do not do it themselves).
+pub fn wipe_aux_info(aux: crate::AuxInfo) {
+    let mut dirty = aux.into_inner();
+    wipe(&mut dirty.p);
+    wipe(&mut dirty.q);
+}
+
+/// Wipes the Paillier primes of a key share this party owns and no longer
+/// needs (its secret scalar zeroizes itself on drop).
+pub fn wipe_key_share(share: crate::KeyShare) {
+    let mut dirty = share.into_inner();
+    wipe(&mut dirty.aux.p);
+    wipe(&mut dirty.aux.q);
+}
+
+fn zeros() -> [Integer; 4] {
+    std::array::from_fn(|_| Integer::zero())
+}
+
 /// Four safe primes, the secret input of one party's aux info.
 ///
 /// Only constructed through [`PrimeSet::generate`] or validated decoding;
-/// `Debug` never prints the numbers.
+/// `Debug` never prints the numbers; wiped when dropped.
 #[derive(Clone)]
-pub struct PrimeSet(PregeneratedPrimes<Level>);
+pub struct PrimeSet([Integer; 4]);
+
+impl Zeroize for PrimeSet {
+    fn zeroize(&mut self) {
+        self.0.iter_mut().for_each(wipe);
+    }
+}
+
+impl Drop for PrimeSet {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for PrimeSet {}
 
 impl fmt::Debug for PrimeSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -56,8 +113,13 @@ struct PrimeSetRecord {
 
 mod serde_bytes_vec {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    /// A byte string encoded as a CBOR byte string.
+    /// A byte string encoded as a CBOR byte string (a prime: wiped on drop).
     pub struct Bytes(pub Vec<u8>);
+    impl Drop for Bytes {
+        fn drop(&mut self) {
+            zeroize::Zeroize::zeroize(&mut self.0);
+        }
+    }
     impl Serialize for Bytes {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             s.serialize_bytes(&self.0)
@@ -115,22 +177,32 @@ impl PrimeSet {
     }
 
     fn from_vec(primes: Vec<Integer>) -> Result<Self, PrimeError> {
-        let arr: [Integer; 4] = primes
-            .try_into()
-            .map_err(|_| PrimeError::WrongSize { index: 0 })?;
-        for (index, p) in arr.iter().enumerate() {
+        let arr: [Integer; 4] = primes.try_into().map_err(|mut v: Vec<Integer>| {
+            v.iter_mut().for_each(wipe);
+            PrimeError::WrongSize { index: 0 }
+        })?;
+        // Wiped on every path from here.
+        let set = Self(arr);
+        for (index, p) in set.0.iter().enumerate() {
+            if p.significant_bits() != u64::from(Level::RSA_PRIME_BITLEN) {
+                return Err(PrimeError::WrongSize { index });
+            }
+        }
+        for (index, p) in set.0.iter().enumerate() {
             if !is_safe_prime(p) {
                 return Err(PrimeError::NotSafePrime { index });
             }
         }
-        PregeneratedPrimes::<Level>::try_from(arr)
-            .map(Self)
-            .map_err(|arr| PrimeError::WrongSize {
-                index: arr
-                    .iter()
-                    .position(|p| p.significant_bits() != u64::from(Level::RSA_PRIME_BITLEN))
-                    .unwrap_or(0),
-            })
+        // The library's own size check, on a copy that is wiped at once.
+        let (accepted, mut copy) = match PregeneratedPrimes::<Level>::try_from(set.0.clone()) {
+            Ok(p) => (true, p.into_primes()),
+            Err(arr) => (false, arr),
+        };
+        copy.iter_mut().for_each(wipe);
+        if !accepted {
+            return Err(PrimeError::WrongSize { index: 0 });
+        }
+        Ok(set)
     }
 
     /// Encodes the primes (secret: seal the result before storing it).
@@ -138,7 +210,6 @@ impl PrimeSet {
         let record = PrimeSetRecord {
             primes: self
                 .0
-                .primes_ref()
                 .iter()
                 .map(|p| serde_bytes_vec::Bytes(p.to_bytes_msf()))
                 .collect(),
@@ -158,17 +229,38 @@ impl PrimeSet {
         )
     }
 
-    pub(crate) fn into_inner(self) -> PregeneratedPrimes<Level> {
-        self.0
+    /// The primes as the protocol library takes them (which does not wipe
+    /// them: from here they are the library's).
+    pub(crate) fn into_inner(mut self) -> Result<PregeneratedPrimes<Level>, PrimeError> {
+        let primes = std::mem::replace(&mut self.0, zeros());
+        PregeneratedPrimes::<Level>::try_from(primes).map_err(|mut arr| {
+            arr.iter_mut().for_each(wipe);
+            PrimeError::WrongSize { index: 0 }
+        })
     }
 }
 
 /// Safe primes found so far towards one [`PrimeSet`]: a background task can
 /// build a set one prime at a time (pausing between primes), and whoever
 /// needs a set at once takes what it has and finds only the rest.
-/// Secret: `Debug` shows only the count.
+/// Secret: `Debug` shows only the count; wiped when dropped.
 #[derive(Default)]
 pub struct PartialPrimes(Vec<Integer>);
+
+impl Zeroize for PartialPrimes {
+    fn zeroize(&mut self) {
+        self.0.iter_mut().for_each(wipe);
+        self.0.clear();
+    }
+}
+
+impl Drop for PartialPrimes {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for PartialPrimes {}
 
 impl fmt::Debug for PartialPrimes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -196,17 +288,17 @@ impl PartialPrimes {
     }
 
     /// Moves the primes of `other` into this one (up to four in all).
-    pub fn absorb(&mut self, other: PartialPrimes) {
-        for p in other.0 {
-            if self.0.len() < 4 {
-                self.0.push(p);
-            }
+    pub fn absorb(&mut self, mut other: PartialPrimes) {
+        while self.0.len() < 4 {
+            let Some(p) = other.0.pop() else { break };
+            self.0.push(p);
         }
+        // `other` is wiped as it drops, with whatever did not fit.
     }
 
     /// The set, if four primes are found (validated like any set).
-    pub fn into_set(self) -> Result<PrimeSet, PrimeError> {
-        PrimeSet::from_vec(self.0)
+    pub fn into_set(mut self) -> Result<PrimeSet, PrimeError> {
+        PrimeSet::from_vec(std::mem::take(&mut self.0))
     }
 
     /// Finds the missing primes on up to `threads` OS threads (native hosts),
@@ -214,7 +306,7 @@ impl PartialPrimes {
     /// there), and returns the set.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn finish_parallel(
-        self,
+        mut self,
         threads: usize,
         progress: impl Fn(usize) + Sync,
     ) -> Result<PrimeSet, PrimeError> {
@@ -223,7 +315,7 @@ impl PartialPrimes {
         let have = self.0.len().min(4);
         let threads = threads.clamp(1, 4 - have.min(3));
         let claimed = AtomicUsize::new(have);
-        let found = Mutex::new(self.0);
+        let found = Mutex::new(std::mem::take(&mut self.0));
         std::thread::scope(|s| {
             for _ in 0..threads {
                 s.spawn(|| {
@@ -237,9 +329,8 @@ impl PartialPrimes {
                 });
             }
         });
-        let primes = found
-            .into_inner()
-            .map_err(|_| PrimeError::WrongSize { index: 0 })?;
+        // A poisoned lock still holds the primes: take them either way.
+        let primes = found.into_inner().unwrap_or_else(|e| e.into_inner());
         PrimeSet::from_vec(primes)
     }
 }
@@ -342,6 +433,10 @@ pub fn sieve_safe_prime(rng: &mut impl RngCore, bits: u32) -> Integer {
             if q.is_probably_prime(25, rng) != IsPrime::No
                 && p.is_probably_prime(25, rng) != IsPrime::No
             {
+                // q0 and q give p away.
+                let (mut q, mut q0) = (q, q0);
+                wipe(&mut q);
+                wipe(&mut q0);
                 return p;
             }
         }
@@ -356,15 +451,17 @@ fn is_safe_prime(p: &Integer) -> bool {
         return false;
     }
     // p is odd, so (p - 1) / 2 == p >> 1.
-    let mut bytes = p.to_bytes_msf();
+    let mut bytes = Zeroizing::new(p.to_bytes_msf());
     let mut carry = 0u8;
     for b in bytes.iter_mut() {
         let next = *b & 1;
         *b = (*b >> 1) | (carry << 7);
         carry = next;
     }
-    let q = Integer::from_bytes_msf(&bytes);
-    q.is_probably_prime(25, &mut rng) != IsPrime::No
+    let mut q = Integer::from_bytes_msf(&bytes);
+    let prime = q.is_probably_prime(25, &mut rng) != IsPrime::No;
+    wipe(&mut q);
+    prime
 }
 
 #[cfg(test)]
@@ -380,6 +477,24 @@ mod tests {
                 assert!(is_safe_prime(&p), "{bits}-bit result is not a safe prime");
             }
         }
+    }
+
+    #[test]
+    fn wipe_leaves_zero_and_prime_sets_wipe_their_numbers() {
+        let mut p = sieve_safe_prime(&mut OsRng, 256);
+        assert!(p.significant_bits() > 0);
+        wipe(&mut p);
+        assert_eq!(p, Integer::zero());
+        let mut partial = PartialPrimes::default();
+        partial.0.push(sieve_safe_prime(&mut OsRng, 128));
+        partial.zeroize();
+        assert!(partial.is_empty());
+        // A set of the wrong size is refused (and wiped on the way out).
+        let small: Vec<Integer> = (0..4).map(|_| sieve_safe_prime(&mut OsRng, 64)).collect();
+        assert!(matches!(
+            PrimeSet::from_parts(small),
+            Err(PrimeError::WrongSize { index: 0 })
+        ));
     }
 
     #[test]

@@ -135,14 +135,22 @@ pub fn join_message(nonce: &[u8; 32], session_id: &Uuid) -> Vec<u8> {
     m
 }
 
+/// Domain tag of the device join proof. v1 (session id and token hash only)
+/// did not cover the X25519 key and is no longer accepted.
+pub const DEVICE_JOIN_DOMAIN: &[u8] = b"mpc/coordinator/device-join/v2";
+
 /// The bytes a device party signs when it presents its identity to the
-/// coordinator with its join token (proof of possession of the identity key):
-/// `"mpc/coordinator/device-join/v1" || session id || SHA-256(token)`.
-pub fn device_join_message(session_id: &Uuid, token: &str) -> Vec<u8> {
+/// coordinator with its join token (proof of possession of the identity key,
+/// covering both public keys so neither can be swapped):
+/// `"mpc/coordinator/device-join/v2" || session id || SHA-256(token) ||
+/// Ed25519 key || X25519 key`.
+pub fn device_join_message(session_id: &Uuid, token: &str, identity: &PartyPublicKey) -> Vec<u8> {
     use sha2::Digest as _;
-    let mut m = b"mpc/coordinator/device-join/v1".to_vec();
+    let mut m = DEVICE_JOIN_DOMAIN.to_vec();
     m.extend_from_slice(session_id.as_bytes());
     m.extend_from_slice(&sha2::Sha256::digest(token.as_bytes()));
+    m.extend_from_slice(&identity.ed25519);
+    m.extend_from_slice(&identity.x25519);
     m
 }
 

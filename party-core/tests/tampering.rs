@@ -15,13 +15,36 @@ use party_core::KeyShare;
 use rand_core::OsRng;
 use uuid::Uuid;
 
-/// Channels of three parties in one session.
+/// Channels of the parties of one session, their signed session keys
+/// exchanged (each party's first frame, sequence number 0).
 fn channels(session_id: Uuid, eid: [u8; 32], ids: &[PartyIdentity]) -> Vec<Channel> {
     let peers: Vec<_> = ids.iter().map(|i| i.public()).collect();
-    ids.iter()
+    let mut ch: Vec<Channel> = ids
+        .iter()
         .enumerate()
         .map(|(k, id)| Channel::new(session_id, eid, k as u16, id.clone(), peers.clone()))
-        .collect()
+        .collect();
+    exchange_keys(&mut ch);
+    ch
+}
+
+/// Every channel's session key frame, opened by every other channel.
+fn exchange_keys(ch: &mut [Channel]) {
+    let frames: Vec<Vec<u8>> = ch
+        .iter_mut()
+        .map(|c| c.session_key_frame().unwrap())
+        .collect();
+    for (from, frame) in frames.iter().enumerate() {
+        for (to, c) in ch.iter_mut().enumerate() {
+            if to != from {
+                let inbound = c.open(frame).unwrap();
+                assert_eq!(
+                    (inbound.stage, inbound.sender),
+                    (Stage::SessionKey, from as u16)
+                );
+            }
+        }
+    }
 }
 
 fn ids(n: usize) -> Vec<PartyIdentity> {
@@ -135,6 +158,9 @@ fn spoofed_sender_is_rejected() {
         ch[1].open(&frame),
         Err(EnvelopeError::BadSignature { sender: 0 })
     );
+    // It learns party 1's (public) session key, but party 1 agreed its key
+    // with the real party 0's.
+    fake.open(&ch[1].session_key_frame().unwrap()).unwrap();
     let frame = fake.seal_p2p(Stage::Keygen, 1, b"let me in").unwrap();
     assert_eq!(
         ch[1].open(&frame),
@@ -150,13 +176,14 @@ fn replayed_frame_is_rejected() {
     let p = ch[0].seal_p2p(Stage::Sign, 1, b"round 2").unwrap();
     assert!(ch[1].open(&b).is_ok());
     assert!(ch[1].open(&p).is_ok());
+    // (sequence number 0 was party 0's session key)
     assert_eq!(
         ch[1].open(&b),
-        Err(EnvelopeError::Replayed { sender: 0, seq: 0 })
+        Err(EnvelopeError::Replayed { sender: 0, seq: 1 })
     );
     assert_eq!(
         ch[1].open(&p),
-        Err(EnvelopeError::Replayed { sender: 0, seq: 1 })
+        Err(EnvelopeError::Replayed { sender: 0, seq: 2 })
     );
 }
 

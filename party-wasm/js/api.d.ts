@@ -225,7 +225,8 @@ export interface components {
         /**
          * @description `POST /api/v1/mpc/sessions/{id}/join`: a device presents its join token
          *     and identity, with the identity's signature over
-         *     `"mpc/coordinator/device-join/v1" || session id || SHA-256(token)`.
+         *     `"mpc/coordinator/device-join/v2" || session id || SHA-256(token) ||
+         *     ed25519 || x25519` (both public keys, 32 bytes each).
          */
         DeviceJoinRequest: {
             /** @description The device's identity keys. */
@@ -278,7 +279,7 @@ export interface components {
          * @description Every error code of the coordinator's and the router's HTTP APIs.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "not_found" | "unknown_session" | "unknown_participant" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "internal" | "not_ready" | "router_unavailable" | "unavailable";
+        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "invalid_identity_key" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "not_found" | "unknown_session" | "unknown_participant" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "internal" | "not_ready" | "router_unavailable" | "unavailable";
         /** @description `GET /health`. */
         Health: {
             /** @description The service. */

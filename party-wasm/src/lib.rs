@@ -154,7 +154,8 @@ impl Identity {
 
     /// The body of the coordinator's device join call
     /// (`POST /api/v1/mpc/sessions/{id}/join`): the token, this identity and
-    /// its signature over the session and the token's hash.
+    /// its signature over the session, the token's hash and both of its
+    /// public keys (`party_core::wire::device_join_message`, domain v2).
     #[wasm_bindgen(js_name = deviceJoinRequest)]
     pub fn device_join_request(
         &self,
@@ -162,7 +163,9 @@ impl Identity {
         join_token: &str,
     ) -> Result<String, JsError> {
         let id = uuid(session_id)?;
-        let signature = self.inner.sign(&device_join_message(&id, join_token));
+        let signature =
+            self.inner
+                .sign(&device_join_message(&id, join_token, &self.inner.public()));
         let body = serde_json::json!({
             "join_token": join_token,
             "identity": self.inner.public(),

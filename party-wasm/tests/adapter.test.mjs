@@ -66,9 +66,21 @@ test('an identity survives its seed; its public key and signatures are Ed25519',
   const req = JSON.parse(id.deviceJoinRequest(sid, 'tok'));
   assert.equal(req.join_token, 'tok');
   assert.deepEqual(req.identity, id.publicKey());
-  // "mpc/coordinator/device-join/v1" || session id || SHA-256(token), checked with noble.
-  const msg = new Uint8Array([...utf8ToBytes('mpc/coordinator/device-join/v1'), ...hexToBytes(sid.replaceAll('-', '')), ...sha256(utf8ToBytes('tok'))]);
-  assert.ok(ed25519.verify(hexToBytes(req.signature), msg, hexToBytes(id.publicKey().ed25519)));
+  // "mpc/coordinator/device-join/v2" || session id || SHA-256(token) || ed25519 || x25519,
+  // checked with noble.
+  const pk = id.publicKey();
+  const msg = new Uint8Array([
+    ...utf8ToBytes('mpc/coordinator/device-join/v2'),
+    ...hexToBytes(sid.replaceAll('-', '')),
+    ...sha256(utf8ToBytes('tok')),
+    ...hexToBytes(pk.ed25519),
+    ...hexToBytes(pk.x25519),
+  ]);
+  assert.ok(ed25519.verify(hexToBytes(req.signature), msg, hexToBytes(pk.ed25519)));
+  // The proof covers the X25519 key: another one does not verify.
+  const swapped = msg.slice();
+  swapped[swapped.length - 1] ^= 1;
+  assert.ok(!ed25519.verify(hexToBytes(req.signature), swapped, hexToBytes(pk.ed25519)));
 });
 
 test('the router join answers only a challenge, and signs the nonce', () => {

@@ -180,6 +180,7 @@ async fn broadcast_and_p2p_reach_only_their_recipients(backend: TestBackend) {
     let mut ch0 = s.channel(0);
     let mut ch1 = s.channel(1);
     let mut ch2 = s.channel(2);
+    common::exchange_keys(&mut [&mut ch0, &mut ch1, &mut ch2]);
 
     let b = ch0.seal_broadcast(Stage::Sign, b"round one").unwrap();
     c0.send_frame(b.clone()).await;
@@ -228,6 +229,8 @@ async fn late_joiner_receives_buffered_frames_in_order(backend: TestBackend) {
     let mut c2 = s.join(&r, 2).await;
     let mut ch0 = s.channel(0);
     let mut ch1 = s.channel(1);
+    let mut ch2 = s.channel(2);
+    common::exchange_keys(&mut [&mut ch0, &mut ch1, &mut ch2]);
 
     let b = ch0.seal_broadcast(Stage::Sign, b"bcast").unwrap();
     let p1 = ch0.seal_p2p(Stage::Sign, 1, b"to one").unwrap();
@@ -254,6 +257,8 @@ async fn reconnecting_party_receives_the_buffer_again(backend: TestBackend) {
     let mut c0 = s.join(&r, 0).await;
     let mut c1 = s.join(&r, 1).await;
     let mut ch0 = s.channel(0);
+    let mut ch1 = s.channel(1);
+    common::exchange_keys(&mut [&mut ch0, &mut ch1]);
     let b = ch0.seal_broadcast(Stage::Sign, b"one").unwrap();
     let p = ch0.seal_p2p(Stage::Sign, 1, b"two").unwrap();
     c0.send_frame(b.clone()).await;
@@ -267,8 +272,8 @@ async fn reconnecting_party_receives_the_buffer_again(backend: TestBackend) {
     c1.expect_closed().await;
     assert_eq!(again.next_frame().await, b);
     assert_eq!(again.next_frame().await, p);
-    // A fresh channel (a restarted party) opens them.
-    let mut ch1 = s.channel(1);
+    // The party's channel (its session state outlived the connection) opens
+    // them.
     ch1.open(&b).unwrap();
     ch1.open(&p).unwrap();
 
@@ -302,6 +307,8 @@ async fn bad_frames_are_dropped_without_disconnecting(backend: TestBackend) {
     let mut c1 = s.join(&r, 1).await;
     let mut ch0 = s.channel(0);
     let mut ch1 = s.channel(1);
+    let mut ch2 = s.channel(2);
+    common::exchange_keys(&mut [&mut ch0, &mut ch1, &mut ch2]);
 
     // A frame claiming to come from party 2, sent on party 0's connection.
     let spoofed = s.channel(2).seal_broadcast(Stage::Sign, b"spoof").unwrap();
@@ -421,6 +428,7 @@ async fn the_router_sees_no_p2p_plaintext(backend: TestBackend) {
     let mut c1 = s.join(&r, 1).await;
     let mut ch0 = s.channel(0);
     let mut ch1 = s.channel(1);
+    common::exchange_keys(&mut [&mut ch0, &mut ch1]);
 
     let secret = b"SECRET-SHARE-PLAINTEXT-0123456789abcdef";
     let p = ch0.seal_p2p(Stage::Sign, 1, secret).unwrap();

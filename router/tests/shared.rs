@@ -32,6 +32,7 @@ async fn parties_on_different_instances_exchange_frames() {
     let mut c1 = s.join(&b, 1).await;
     let mut c2 = s.join(&b, 2).await;
     let (mut ch0, mut ch1, mut ch2) = (s.channel(0), s.channel(1), s.channel(2));
+    common::exchange_keys(&mut [&mut ch0, &mut ch1, &mut ch2]);
 
     let bc = ch0.seal_broadcast(Stage::Sign, b"from A").unwrap();
     c0.send_frame(bc.clone()).await;
@@ -63,6 +64,8 @@ async fn a_party_whose_router_stops_rejoins_elsewhere_and_misses_nothing() {
     let mut c0 = s.join(&b, 0).await;
     let mut c1 = s.join(&a, 1).await;
     let mut ch0 = s.channel(0);
+    let mut ch1 = s.channel(1);
+    common::exchange_keys(&mut [&mut ch0, &mut ch1]);
     let first = ch0.seal_broadcast(Stage::Sign, b"first").unwrap();
     c0.send_frame(first.clone()).await;
     assert_eq!(c1.next_frame().await, first);
@@ -78,7 +81,6 @@ async fn a_party_whose_router_stops_rejoins_elsewhere_and_misses_nothing() {
     let mut again = s.join(&b, 1).await;
     assert_eq!(again.next_frame().await, first);
     assert_eq!(again.next_frame().await, second);
-    let mut ch1 = s.channel(1);
     ch1.open(&first).unwrap();
     assert_eq!(ch1.open(&second).unwrap().payload, b"second");
     let back = ch1.seal_p2p(Stage::Sign, 0, b"back").unwrap();

@@ -15,7 +15,8 @@ use crate::store::{now, DeviceType, StoreError};
 use crate::Coordinator;
 
 /// A device's join request: its token, its identity, and the identity's
-/// signature over [`party_core::wire::device_join_message`].
+/// signature over [`party_core::wire::device_join_message`] (which covers
+/// both public keys, so an X25519 key swapped in transit fails it).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceJoin {
@@ -51,6 +52,18 @@ pub fn invalid_token() -> ServiceError {
     )
 }
 
+/// 400 `invalid_identity_key` for an identity no honest party makes (an
+/// all-zero or low-order X25519 key, a small-order Ed25519 key): checked
+/// wherever the coordinator accepts an identity (registration, device join).
+pub fn check_identity(identity: &PartyPublicKey) -> Result<(), ServiceError> {
+    identity.validate().map_err(|e| {
+        ServiceError::new(
+            ErrorCode::InvalidIdentityKey,
+            format!("identity refused: {e}"),
+        )
+    })
+}
+
 impl Coordinator {
     /// A device presents its join token and identity: the token's slot is
     /// bound to the identity (and the party id to the key, on first use);
@@ -63,6 +76,7 @@ impl Coordinator {
         req: DeviceJoin,
     ) -> Result<Joined, ServiceError> {
         use subtle::ConstantTimeEq as _;
+        check_identity(&req.identity)?;
         let session = self
             .store()
             .session(session_id)
@@ -77,7 +91,8 @@ impl Coordinator {
             }
         }
         let slot = found.ok_or_else(invalid_token)?;
-        let message = party_core::wire::device_join_message(&session_id, &req.join_token);
+        let message =
+            party_core::wire::device_join_message(&session_id, &req.join_token, &req.identity);
         req.identity.verify(&message, &req.signature).map_err(|_| {
             ServiceError::new(
                 ErrorCode::BadSignature,

@@ -105,6 +105,7 @@ impl Coordinator {
             ));
         }
         let device_type = validate::parse_device_type(device_type)?;
+        devices::check_identity(&identity)?;
         Ok(self
             .store()
             .register_party(party_id, device_type, identity)

@@ -281,6 +281,6 @@ pub fn join_body(id: &PartyIdentity, session: &str, token: &str) -> Value {
     json!({
         "join_token": token,
         "identity": id.public(),
-        "signature": hex::encode(id.sign(&device_join_message(&sid, token))),
+        "signature": hex::encode(id.sign(&device_join_message(&sid, token, &id.public()))),
     })
 }

@@ -288,6 +288,22 @@ pub struct TestSession {
     pub registration: Value,
 }
 
+/// Exchanges the channels' signed session keys in memory (what parties do
+/// with their first frame), so that they can seal p2p frames to each other.
+pub fn exchange_keys(channels: &mut [&mut Channel]) {
+    let frames: Vec<Vec<u8>> = channels
+        .iter_mut()
+        .map(|c| c.session_key_frame().unwrap())
+        .collect();
+    for (from, frame) in frames.iter().enumerate() {
+        for (to, c) in channels.iter_mut().enumerate() {
+            if from != to {
+                c.open(frame).unwrap();
+            }
+        }
+    }
+}
+
 impl TestSession {
     pub fn peers(&self) -> Vec<PartyPublicKey> {
         self.parties.iter().map(|p| p.identity.public()).collect()

@@ -6,223 +6,41 @@
 //! frames, progress and finally a [`SessionOutput`] out ([`Pump`]). A keygen
 //! that generates aux info runs two stages (aux info, then DKG) over the same
 //! channel; frames of a later stage that arrive early are kept until it starts.
+//!
+//! A session with p2p messages opens with this party's signed ephemeral key
+//! ([`crate::envelope::Stage::SessionKey`]), sent with the first round's
+//! messages. A p2p payload for a peer whose key has not arrived is held and
+//! sealed the moment it does; a p2p frame that arrives before its sender's key
+//! is held (up to [`MAX_HELD_FRAMES`]) and opened then. Broadcast-only
+//! sessions (online signing) send no key and never wait. When the session
+//! ends the ephemeral secret and the derived keys are forgotten (zeroized).
+
+mod io;
+mod keys;
+mod online;
 
 use std::collections::VecDeque;
 
 use cggmp24::key_share::AnyKeyShare as _;
-use cggmp24::signing::{
-    PartialSignature, Presignature, PresignatureCommitment, PresignaturePublicData,
-};
-use cggmp24::DataToSign;
-use generic_ec::coords::AlwaysHasAffineX as _;
-use generic_ec::{NonZero, Point};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use sha3::Keccak256;
+use cggmp24::signing::PartialSignature;
+use zeroize::Zeroizing;
 
-use crate::descriptor::{DescriptorError, MessageDigest, SessionKind, VerifiedDescriptor};
-use crate::driver::{self, DriverError, Progress, StageDriver, StageOutput, Step};
+pub use io::{AuxSource, Pump, SessionError, SessionInput, SessionOutput, MAX_HELD_FRAMES};
+pub use online::StoredPresignature;
+
+use crate::descriptor::{SessionKind, VerifiedDescriptor};
+use crate::driver::{self, DriverError, StageDriver, StageOutput, Step};
 use crate::envelope::{Channel, EnvelopeError, Inbound, Stage};
 use crate::identity::PartyIdentity;
-use crate::primes::PrimeSet;
-use crate::signature::{public_key_of, RecoverableSignature, SignatureError};
+use crate::signature::{public_key_of, RecoverableSignature};
 use crate::{AuxInfo, Curve, KeyShare};
-
-/// Why a session could not start or failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SessionError {
-    /// The descriptor is not acceptable to this party.
-    #[error(transparent)]
-    Descriptor(#[from] DescriptorError),
-    /// A frame was rejected; the session goes on (the host logs and drops it).
-    #[error(transparent)]
-    Frame(#[from] EnvelopeError),
-    /// The protocol failed; the session is over for this party.
-    #[error(transparent)]
-    Protocol(#[from] DriverError),
-    /// The inputs do not match the descriptor (wrong share, wrong aux info...).
-    #[error("input does not match the session: {0}")]
-    InputMismatch(&'static str),
-    /// The final signature did not verify.
-    #[error(transparent)]
-    Signature(#[from] SignatureError),
-    /// Combining partial signatures failed; names the signer whose partial
-    /// signature is inconsistent with the presignature, where known.
-    #[error("partial signatures do not combine (suspect party {suspect:?})")]
-    Combine {
-        /// position of a signer whose partial signature is invalid
-        suspect: Option<u16>,
-    },
-    /// The session already produced its output.
-    #[error("session already finished")]
-    Finished,
-}
-
-impl SessionError {
-    /// Whether the session cannot continue after this error (a rejected frame
-    /// is not fatal).
-    pub fn is_fatal(&self) -> bool {
-        !matches!(self, SessionError::Frame(_))
-    }
-
-    /// The position of the party the failure is blamed on, where known: the
-    /// protocol library's culprit, the sender of an undecodable message, or
-    /// the signer whose partial signature does not combine.
-    pub fn culprit(&self) -> Option<u16> {
-        match self {
-            SessionError::Protocol(e) => e.culprit(),
-            SessionError::Combine { suspect } => *suspect,
-            _ => None,
-        }
-    }
-}
-
-/// Where a keygen's aux info comes from.
-pub enum AuxSource {
-    /// Generate aux info for the group from these primes (slow).
-    Generate(PrimeSet),
-    /// Reuse aux info already generated for this party group.
-    Existing(Box<AuxInfo>),
-}
-
-impl std::fmt::Debug for AuxSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AuxSource::Generate(_) => "AuxSource::Generate(<redacted>)",
-            AuxSource::Existing(_) => "AuxSource::Existing(<redacted>)",
-        })
-    }
-}
-
-/// The secret inputs a party brings to a session.
-#[non_exhaustive]
-pub enum SessionInput {
-    /// For a keygen session.
-    Keygen(AuxSource),
-    /// For a full signing or presign session.
-    Share(Box<KeyShare>),
-    /// For an online signing session: the presignature, already removed from
-    /// the party's store (it must never be used twice).
-    Presignature(Box<StoredPresignature>),
-}
-
-impl std::fmt::Debug for SessionInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SessionInput::Keygen(_) => "SessionInput::Keygen(<redacted>)",
-            SessionInput::Share(_) => "SessionInput::Share(<redacted>)",
-            SessionInput::Presignature(_) => "SessionInput::Presignature(<redacted>)",
-        })
-    }
-}
-
-/// A presignature as a party stores it (sealed) between presign and online
-/// signing.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct StoredPresignature {
-    /// The presign session id.
-    pub presignature_id: uuid::Uuid,
-    /// Account the presignature belongs to.
-    pub account_id: String,
-    /// Compressed public key of the account.
-    #[serde(with = "hex::serde")]
-    pub public_key: [u8; 33],
-    /// Keygen indices of the signers, in signer order.
-    pub keygen_indices: Vec<u16>,
-    /// This party's position among the signers.
-    pub position: u16,
-    presignature: Presignature<Curve>,
-    gamma: NonZero<Point<Curve>>,
-    commitments: Vec<(Point<Curve>, Point<Curve>)>,
-}
-
-impl std::fmt::Debug for StoredPresignature {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredPresignature")
-            .field("presignature_id", &self.presignature_id)
-            .field("account_id", &self.account_id)
-            .field("position", &self.position)
-            .finish_non_exhaustive()
-    }
-}
-
-impl StoredPresignature {
-    fn public_data(&self) -> PresignaturePublicData<Curve> {
-        PresignaturePublicData {
-            Gamma: self.gamma,
-            commitments: self
-                .commitments
-                .iter()
-                .map(|(d, s)| PresignatureCommitment {
-                    tilde_Delta: *d,
-                    tilde_S: *s,
-                })
-                .collect(),
-        }
-    }
-}
-
-/// What a finished session produced.
-#[non_exhaustive]
-pub enum SessionOutput {
-    /// A new key share; `new_aux_info` is set when aux info was generated in
-    /// this session (to keep for later keygens of the same group).
-    Keygen {
-        /// The complete key share.
-        share: Box<KeyShare>,
-        /// Compressed SEC1 public key of the account.
-        public_key: [u8; 33],
-        /// Aux info generated in this session, if any.
-        new_aux_info: Option<Box<AuxInfo>>,
-    },
-    /// A verified signature.
-    Signature(RecoverableSignature),
-    /// A presignature to seal and store.
-    Presignature(Box<StoredPresignature>),
-}
-
-impl std::fmt::Debug for SessionOutput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SessionOutput::Keygen { public_key, .. } => f
-                .debug_struct("SessionOutput::Keygen")
-                .field("public_key", &hex::encode(public_key))
-                .finish_non_exhaustive(),
-            SessionOutput::Signature(s) => {
-                f.debug_tuple("SessionOutput::Signature").field(s).finish()
-            }
-            SessionOutput::Presignature(p) => f
-                .debug_tuple("SessionOutput::Presignature")
-                .field(p)
-                .finish(),
-        }
-    }
-}
-
-/// What a call into the session produced.
-#[derive(Debug, Default)]
-pub struct Pump {
-    /// Sealed frames to send through the router.
-    pub frames: Vec<Vec<u8>>,
-    /// Progress events.
-    pub progress: Vec<Progress>,
-    /// The session's output, once finished.
-    pub output: Option<SessionOutput>,
-}
+use online::{message_data, OnlineState};
 
 enum Plan {
     /// Run DKG once aux info is known.
     KeygenAfterAux,
     /// Nothing after the current stage.
     Done,
-}
-
-struct OnlineState {
-    presignature: StoredPresignature,
-    data: DataToSign<Curve>,
-    hash: [u8; 32],
-    partials: Vec<Option<PartialSignature<Curve>>>,
 }
 
 /// One party's run of one session.
@@ -238,6 +56,10 @@ pub struct PartySession {
     aux_is_new: bool,
     share: Option<Box<KeyShare>>,
     finished: bool,
+    /// p2p payloads waiting for their recipient's session key.
+    pending_out: Vec<(Stage, u16, Zeroizing<Vec<u8>>)>,
+    /// p2p frames that arrived before their sender's session key.
+    held: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for PartySession {
@@ -250,12 +72,17 @@ impl std::fmt::Debug for PartySession {
     }
 }
 
-fn message_data(message: &[u8], digest: MessageDigest) -> (DataToSign<Curve>, [u8; 32]) {
-    let data = match digest {
-        MessageDigest::Sha256 => DataToSign::digest::<Sha256>(message),
-        MessageDigest::Keccak256 => DataToSign::digest::<Keccak256>(message),
-    };
-    (data, digest.hash(message))
+impl Drop for PartySession {
+    /// The Paillier primes this session still holds (its copy of the share
+    /// or aux info) are wiped; the channel's keys zeroize themselves.
+    fn drop(&mut self) {
+        if let Some(aux) = self.aux.take() {
+            crate::primes::wipe_aux_info(*aux);
+        }
+        if let Some(share) = self.share.take() {
+            crate::primes::wipe_key_share(*share);
+        }
+    }
 }
 
 impl PartySession {
@@ -270,6 +97,13 @@ impl PartySession {
         descriptor.check_not_expired(now)?;
         let me = descriptor.position_of(&identity.public())?;
         let d = descriptor.descriptor().clone();
+        for (k, p) in d.participants.iter().enumerate() {
+            if p.identity.validate().is_err() {
+                return Err(SessionError::InvalidIdentity {
+                    position: u16::try_from(k).unwrap_or(u16::MAX),
+                });
+            }
+        }
         let eid = descriptor.execution_id();
         let channel = Channel::new(
             d.session_id,
@@ -292,6 +126,8 @@ impl PartySession {
             aux_is_new: false,
             share: None,
             finished: false,
+            pending_out: Vec::new(),
+            held: Vec::new(),
         };
         let check_share = |share: &KeyShare| -> Result<(), SessionError> {
             if share.i != my_keygen_index {
@@ -413,7 +249,11 @@ impl PartySession {
             self.try_combine(&mut pump)?;
             return Ok(pump);
         }
-        let mut pump = Pump::default();
+        // The signed ephemeral key goes first, with the first round.
+        let mut pump = Pump {
+            frames: vec![self.channel.session_key_frame()?],
+            ..Pump::default()
+        };
         self.advance(&mut pump)?;
         Ok(pump)
     }
@@ -424,11 +264,26 @@ impl PartySession {
         if self.finished {
             return Err(SessionError::Finished);
         }
-        let inbound = self.channel.open(frame)?;
+        let inbound = match self.channel.open(frame) {
+            Ok(inbound) => inbound,
+            Err(EnvelopeError::SessionKeyMissing { .. }) if self.held.len() < MAX_HELD_FRAMES => {
+                self.held.push(frame.to_vec());
+                return Ok(Pump::default());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut pump = Pump::default();
+        self.dispatch(inbound, &mut pump)?;
+        Ok(pump)
+    }
+
+    fn dispatch(&mut self, inbound: Inbound, pump: &mut Pump) -> Result<(), SessionError> {
+        if inbound.stage == Stage::SessionKey {
+            return self.session_key_arrived(inbound.sender, pump);
+        }
         if let Some(online) = self.online.as_mut() {
             if inbound.stage != Stage::Online || !inbound.broadcast {
-                return Ok(pump);
+                return Ok(());
             }
             let partial: PartialSignature<Curve> =
                 crate::codec::decode(&inbound.payload).map_err(|_| DriverError::BadMessage {
@@ -436,49 +291,28 @@ impl PartySession {
                     sender: inbound.sender,
                 })?;
             online.partials[usize::from(inbound.sender)] = Some(partial);
-            self.try_combine(&mut pump)?;
-            return Ok(pump);
+            return self.try_combine(pump);
         }
         let current_stage = self.current.as_ref().map(|d| d.stage());
         if Some(inbound.stage) == current_stage {
             if let Some(driver) = self.current.as_mut() {
                 driver.handle(inbound.sender, inbound.broadcast, &inbound.payload)?;
             }
-            self.advance(&mut pump)?;
+            self.advance(pump)?;
         } else if matches!(self.plan, Plan::KeygenAfterAux) && inbound.stage == Stage::Keygen {
             self.early.push_back(inbound);
         }
         // Frames of a finished stage are late duplicates of nothing we need.
-        Ok(pump)
+        Ok(())
     }
 
-    fn try_combine(&mut self, pump: &mut Pump) -> Result<(), SessionError> {
-        let Some(online) = self.online.as_ref() else {
-            return Ok(());
-        };
-        if online.partials.iter().any(Option::is_none) {
-            return Ok(());
-        }
-        let partials: Vec<PartialSignature<Curve>> =
-            online.partials.iter().flatten().copied().collect();
-        let public = online.presignature.public_data();
-        let Some(sig) = PartialSignature::combine(&partials, &public, online.data) else {
-            // Find who is inconsistent with the presignature commitments.
-            let r = public.Gamma.x().to_scalar();
-            let m = online.data.to_scalar();
-            let suspect = partials
-                .iter()
-                .zip(&public.commitments)
-                .position(|(p, c)| p.sigma * public.Gamma != m * c.tilde_Delta + r * c.tilde_S)
-                .and_then(|p| u16::try_from(p).ok());
-            self.finished = true;
-            return Err(SessionError::Combine { suspect });
-        };
-        let sig =
-            RecoverableSignature::from_cggmp(&sig, &online.hash, &online.presignature.public_key)?;
+    /// The session is over (output or failure): the ephemeral secret and
+    /// every key derived from it are forgotten, held payloads wiped.
+    fn finish(&mut self) {
         self.finished = true;
-        pump.output = Some(SessionOutput::Signature(sig));
-        Ok(())
+        self.channel.forget_keys();
+        self.pending_out.clear();
+        self.held.clear();
     }
 
     fn advance(&mut self, pump: &mut Pump) -> Result<(), SessionError> {
@@ -494,7 +328,7 @@ impl PartySession {
             } = match driver.run() {
                 Ok(step) => step,
                 Err(e) => {
-                    self.finished = true;
+                    self.finish();
                     return Err(e.into());
                 }
             };
@@ -502,7 +336,14 @@ impl PartySession {
             for out in outgoing {
                 let frame = match out.recipient {
                     None => self.channel.seal_broadcast(stage, &out.payload)?,
-                    Some(to) => self.channel.seal_p2p(stage, to, &out.payload)?,
+                    Some(to) if self.channel.has_session_key(to) => {
+                        self.channel.seal_p2p(stage, to, &out.payload)?
+                    }
+                    Some(to) => {
+                        self.pending_out
+                            .push((stage, to, Zeroizing::new(out.payload)));
+                        continue;
+                    }
                 };
                 pump.frames.push(frame);
             }
@@ -533,16 +374,22 @@ impl PartySession {
                     let aux = self.aux.take().ok_or(SessionError::InputMismatch(
                         "aux info missing at keygen end",
                     ))?;
-                    let share =
-                        KeyShare::from_parts((*incomplete, (*aux).clone())).map_err(|_| {
-                            SessionError::InputMismatch("aux info does not fit the DKG output")
-                        })?;
+                    let share = KeyShare::from_parts((*incomplete, (*aux).clone()));
+                    let new_aux_info = if self.aux_is_new {
+                        Some(aux)
+                    } else {
+                        crate::primes::wipe_aux_info(*aux);
+                        None
+                    };
+                    let share = share.map_err(|_| {
+                        SessionError::InputMismatch("aux info does not fit the DKG output")
+                    })?;
                     let public_key = public_key_of(&share);
-                    self.finished = true;
+                    self.finish();
                     pump.output = Some(SessionOutput::Keygen {
                         share: Box::new(share),
                         public_key,
-                        new_aux_info: self.aux_is_new.then_some(aux),
+                        new_aux_info,
                     });
                 }
                 StageOutput::Signature(sig) => {
@@ -561,7 +408,7 @@ impl PartySession {
                         message_hash,
                         &public_key_of(share),
                     )?;
-                    self.finished = true;
+                    self.finish();
                     pump.output = Some(SessionOutput::Signature(sig));
                 }
                 StageOutput::Presignature(p) => {
@@ -571,8 +418,7 @@ impl PartySession {
                         .share
                         .as_ref()
                         .ok_or(SessionError::InputMismatch("share missing"))?;
-                    self.finished = true;
-                    pump.output = Some(SessionOutput::Presignature(Box::new(StoredPresignature {
+                    let stored = StoredPresignature {
                         presignature_id: d.session_id,
                         account_id: d.kind.account_id().unwrap_or_default().to_owned(),
                         public_key: public_key_of(share),
@@ -585,7 +431,9 @@ impl PartySession {
                             .iter()
                             .map(|c| (c.tilde_Delta, c.tilde_S))
                             .collect(),
-                    })));
+                    };
+                    self.finish();
+                    pump.output = Some(SessionOutput::Presignature(Box::new(stored)));
                 }
             }
             if self.finished {
