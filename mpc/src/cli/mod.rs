@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 pub mod client;
 pub mod coordinator;
 pub mod dev;
+pub mod keys;
 pub mod party;
 pub mod router;
 
@@ -69,6 +70,8 @@ pub enum Command {
         /// Account id.
         id: Option<String>,
     },
+    /// Create, list and revoke API keys (an admin key).
+    Keys(keys::KeysArgs),
 }
 
 impl Command {
@@ -98,6 +101,7 @@ impl Command {
             Command::Sign(args) => client::sign(args).await,
             Command::Session { api, id } => client::session(api, id).await,
             Command::Accounts { api, id } => client::accounts(api, id).await,
+            Command::Keys(args) => keys::run(args).await,
         }
     }
 }
