@@ -72,12 +72,17 @@ impl CoordinatorSettings {
         config.presign_pool = self.presign_pool;
         config.presign_concurrency = self.presign_concurrency;
         config.allowlist = self.allowlist()?;
-        config.limits = Limits {
+        config.limits = self.limits();
+        Ok(())
+    }
+
+    /// The per-API-key limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
             requests: self.rate_limit,
             window: Duration::from_secs(self.rate_window_secs),
             max_open_sessions: self.max_open_sessions,
-        };
-        Ok(())
+        }
     }
 
     /// The parsed allowlist.

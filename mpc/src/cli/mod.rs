@@ -194,6 +194,12 @@ mod tests {
         assert_eq!(dev.coordinator, c.settings);
         assert_eq!(dev.party, p.settings);
         assert_eq!(c.settings.presign_pool, 2);
+        // Limits are on by default, `mpc dev` included.
+        assert_eq!(
+            dev.options().unwrap().limits,
+            coordinator::config::Limits::default()
+        );
+        assert_eq!(c.settings.limits(), coordinator::config::Limits::default());
         assert_eq!(p.settings.prime_pool, 2);
     }
 
