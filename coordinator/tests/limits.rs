@@ -180,6 +180,48 @@ async fn concurrent_requests_cannot_overshoot_the_session_quota() {
     let Some(t) = setup(|c| c.limits.max_open_sessions = 3).await else {
         return;
     };
+    quota_holds_under_concurrency(t).await;
+}
+
+/// The same on PostgreSQL (row lock on the key), whatever `MPC_TEST_DB`
+/// says (skipped without a server outside CI, as `race.rs`), through two
+/// coordinator instances at once.
+#[tokio::test]
+async fn concurrent_requests_cannot_overshoot_the_session_quota_postgres() {
+    let Some(url) = mpc_db::testing::postgres_or_skip().await else {
+        return;
+    };
+    let Some(t) = setup(move |c| {
+        c.database_url = url;
+        c.limits.max_open_sessions = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let b = coordinator::Coordinator::with_router(
+        t.c.config().clone(),
+        std::sync::Arc::new(coordinator::fake_router::FakeRouter::new()),
+    )
+    .unwrap();
+    b.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let on = |c: &coordinator::Coordinator| {
+        let app = c.app();
+        async move {
+            let resp = app.oneshot(keygen_request(API_KEY)).await.unwrap();
+            resp.status().as_u16()
+        }
+    };
+    let answers =
+        futures_util::future::join_all((0..8).map(|k| on(if k % 2 == 0 { &t.c } else { &b })))
+            .await;
+    let created = answers.iter().filter(|s| **s == 201).count();
+    let refused = answers.iter().filter(|s| **s == 429).count();
+    assert_eq!((created, refused), (3, 5), "{answers:?}");
+    assert_eq!(t.count("sessions").await, 3);
+}
+
+async fn quota_holds_under_concurrency(t: TestApp) {
     let answers =
         futures_util::future::join_all((0..8).map(|_| send_full(&t, keygen_request(API_KEY))))
             .await;

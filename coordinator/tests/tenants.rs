@@ -419,6 +419,23 @@ async fn second_instance(t: &TestApp) -> Coordinator {
 #[tokio::test]
 async fn a_key_revoked_on_one_instance_is_refused_by_another_within_5_s() {
     let Some(t) = setup(|_| {}).await else { return };
+    revoked_on_one_instance_refused_by_another(t).await;
+}
+
+/// The same two instances on PostgreSQL, whatever `MPC_TEST_DB` says
+/// (skipped without a server outside CI, as `race.rs`).
+#[tokio::test]
+async fn a_key_revoked_on_one_instance_is_refused_by_another_within_5_s_postgres() {
+    let Some(url) = mpc_db::testing::postgres_or_skip().await else {
+        return;
+    };
+    let Some(t) = setup(move |c| c.database_url = url).await else {
+        return;
+    };
+    revoked_on_one_instance_refused_by_another(t).await;
+}
+
+async fn revoked_on_one_instance_refused_by_another(t: TestApp) {
     let b = second_instance(&t).await;
     let (key, id) = new_key(&t, API_KEY, json!({ "name": "app", "scopes": ["read"] })).await;
     // B has seen the key valid (and cached it).

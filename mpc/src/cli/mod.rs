@@ -197,9 +197,9 @@ mod tests {
         // Limits are on by default, `mpc dev` included.
         assert_eq!(
             dev.options().unwrap().limits,
-            coordinator::config::Limits::default()
+            ::coordinator::config::Limits::default()
         );
-        assert_eq!(c.settings.limits(), coordinator::config::Limits::default());
+        assert_eq!(c.settings.limits(), ::coordinator::config::Limits::default());
         assert_eq!(p.settings.prime_pool, 2);
     }
 
