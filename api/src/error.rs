@@ -44,6 +44,9 @@ pub enum ErrorCode {
     /// zero, of low order or not a canonical curve point, or an Ed25519 key
     /// of small order.
     InvalidIdentityKey,
+    /// An API key request with an empty or too long name, no scopes, or a
+    /// malformed tenant.
+    InvalidKeyRequest,
     // 401
     /// Missing or unknown API key / internal token.
     Unauthorized,
@@ -54,14 +57,21 @@ pub enum ErrorCode {
     // 403
     /// The caller's address is not in the allowlist.
     Forbidden,
+    /// The API key lacks the scope this route needs (or, on the admin API,
+    /// names another tenant without being an operator key).
+    InsufficientScope,
     // 404
     /// No such route, session, account or party.
     NotFound,
-    /// A session the router does not know, or one already ended (router
-    /// internal API).
+    /// No such session in the caller's tenant; on the router's internal
+    /// API, a session the router does not know, or one already ended.
     UnknownSession,
     /// A participant that is not a registered party or not in the account.
     UnknownParticipant,
+    /// No such account in the caller's tenant.
+    UnknownAccount,
+    /// No such API key in the caller's tenant.
+    UnknownApiKey,
     // 409
     /// A state conflict (e.g. a session id registered twice).
     Conflict,
@@ -92,6 +102,13 @@ pub enum ErrorCode {
     /// The same `Idempotency-Key` with a different request (422, as the
     /// IETF idempotency-key draft asks).
     IdempotencyKeyReused,
+    // 429
+    /// The API key's request rate is over its limit; `Retry-After` says
+    /// when the next window starts.
+    RateLimited,
+    /// The API key has as many open sessions as it may; `Retry-After`
+    /// suggests when to try again.
+    TooManySessions,
     // 500
     /// An internal failure; the cause is logged, not returned.
     Internal,
@@ -123,10 +140,11 @@ impl ErrorCode {
             | InvalidWait
             | InvalidIdempotencyKey
             | InvalidIdentityKey
+            | InvalidKeyRequest
             | UnknownParticipant => 400,
             Unauthorized | InvalidToken | BadSignature => 401,
-            Forbidden => 403,
-            NotFound | UnknownSession => 404,
+            Forbidden | InsufficientScope => 403,
+            NotFound | UnknownSession | UnknownAccount | UnknownApiKey => 404,
             Conflict
             | NoPresignature
             | SessionNotStarted
@@ -138,6 +156,7 @@ impl ErrorCode {
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             UnsupportedDeviceType | IdempotencyKeyReused => 422,
+            RateLimited | TooManySessions => 429,
             Internal => 500,
             NotReady | RouterUnavailable | Unavailable => 503,
         }
@@ -161,13 +180,17 @@ impl ErrorCode {
             InvalidWait => "invalid_wait",
             InvalidIdempotencyKey => "invalid_idempotency_key",
             InvalidIdentityKey => "invalid_identity_key",
+            InvalidKeyRequest => "invalid_key_request",
             Unauthorized => "unauthorized",
             InvalidToken => "invalid_token",
             BadSignature => "bad_signature",
             Forbidden => "forbidden",
+            InsufficientScope => "insufficient_scope",
             NotFound => "not_found",
             UnknownSession => "unknown_session",
             UnknownParticipant => "unknown_participant",
+            UnknownAccount => "unknown_account",
+            UnknownApiKey => "unknown_api_key",
             Conflict => "conflict",
             NoPresignature => "no_presignature",
             SessionNotStarted => "session_not_started",
@@ -180,6 +203,8 @@ impl ErrorCode {
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             UnsupportedDeviceType => "unsupported_device_type",
+            RateLimited => "rate_limited",
+            TooManySessions => "too_many_sessions",
             Internal => "internal",
             NotReady => "not_ready",
             RouterUnavailable => "router_unavailable",
@@ -203,13 +228,17 @@ impl ErrorCode {
         ErrorCode::InvalidWait,
         ErrorCode::InvalidIdempotencyKey,
         ErrorCode::InvalidIdentityKey,
+        ErrorCode::InvalidKeyRequest,
         ErrorCode::Unauthorized,
         ErrorCode::InvalidToken,
         ErrorCode::BadSignature,
         ErrorCode::Forbidden,
+        ErrorCode::InsufficientScope,
         ErrorCode::NotFound,
         ErrorCode::UnknownSession,
         ErrorCode::UnknownParticipant,
+        ErrorCode::UnknownAccount,
+        ErrorCode::UnknownApiKey,
         ErrorCode::Conflict,
         ErrorCode::NoPresignature,
         ErrorCode::SessionNotStarted,
@@ -222,6 +251,8 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::UnsupportedDeviceType,
+        ErrorCode::RateLimited,
+        ErrorCode::TooManySessions,
         ErrorCode::Internal,
         ErrorCode::NotReady,
         ErrorCode::RouterUnavailable,
@@ -269,6 +300,25 @@ mod tests {
             let back: ErrorCode = serde_json::from_value(json).unwrap();
             assert_eq!(back, c);
             assert!((400..600).contains(&c.status()), "{c}");
+        }
+    }
+
+    /// The codes of tenants, scopes and limits, with their statuses: shipped
+    /// names, never renamed.
+    #[test]
+    fn tenant_scope_and_limit_codes_are_pinned() {
+        let pinned = [
+            (ErrorCode::InvalidKeyRequest, "invalid_key_request", 400),
+            (ErrorCode::InsufficientScope, "insufficient_scope", 403),
+            (ErrorCode::UnknownAccount, "unknown_account", 404),
+            (ErrorCode::UnknownApiKey, "unknown_api_key", 404),
+            (ErrorCode::UnknownSession, "unknown_session", 404),
+            (ErrorCode::RateLimited, "rate_limited", 429),
+            (ErrorCode::TooManySessions, "too_many_sessions", 429),
+        ];
+        for (c, name, status) in pinned {
+            assert_eq!((c.as_str(), c.status()), (name, status));
+            assert!(ErrorCode::ALL.contains(&c), "{c} missing from ALL");
         }
     }
 

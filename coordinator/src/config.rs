@@ -13,6 +13,39 @@ pub const DEFAULT_KEYGEN_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_SIGN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default number of presign sessions running at once.
 pub const DEFAULT_PRESIGN_CONCURRENCY: usize = 1;
+/// Default requests one API key may make per rate window, over all
+/// coordinator instances.
+pub const DEFAULT_RATE_LIMIT_REQUESTS: u64 = 200;
+/// Default length of the rate window.
+pub const DEFAULT_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(10);
+/// Default open (waiting or in-progress) sessions one API key may have.
+pub const DEFAULT_MAX_OPEN_SESSIONS: u64 = 64;
+/// How long an instance trusts what it read about an API key (valid or
+/// unknown) before reading it again: a key revoked on another instance
+/// stops working here within this time.
+pub const DEFAULT_API_KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Per-API-key limits, shared by every coordinator instance through the
+/// database. Over them a request is answered 429 with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests per window and key (`rate_limited` past it).
+    pub requests: u64,
+    /// The fixed window (whole seconds, at least one).
+    pub window: Duration,
+    /// Open sessions per key (`too_many_sessions` past it).
+    pub max_open_sessions: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            requests: DEFAULT_RATE_LIMIT_REQUESTS,
+            window: DEFAULT_RATE_LIMIT_WINDOW,
+            max_open_sessions: DEFAULT_MAX_OPEN_SESSIONS,
+        }
+    }
+}
 
 /// Everything the coordinator needs to run. `Debug` hides secrets.
 #[derive(Clone)]
@@ -54,6 +87,11 @@ pub struct CoordinatorConfig {
     /// TEST/DEV ONLY: parties hold pregenerated aux info for every group, so
     /// keygens never run aux info generation. Loudly logged.
     pub insecure_test_aux: bool,
+    /// Per-API-key request rate and open-session quota.
+    pub limits: Limits,
+    /// How long a key lookup (valid or unknown) is trusted; bounds how late
+    /// a revocation made through another instance takes effect here.
+    pub api_key_cache_ttl: Duration,
 }
 
 impl std::fmt::Debug for CoordinatorConfig {
@@ -68,6 +106,7 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("allowlist", &self.allowlist)
             .field("router_internal_urls", &self.router_internal_urls)
             .field("insecure_test_aux", &self.insecure_test_aux)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +138,8 @@ impl CoordinatorConfig {
             presign_pool: 0,
             presign_concurrency: DEFAULT_PRESIGN_CONCURRENCY,
             insecure_test_aux: false,
+            limits: Limits::default(),
+            api_key_cache_ttl: DEFAULT_API_KEY_CACHE_TTL,
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct AppError {
     pub code: &'static str,
     /// Human-readable message.
     pub message: String,
+    /// Seconds for a `Retry-After` header (429).
+    pub retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -38,7 +40,13 @@ impl AppError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    /// With a `Retry-After: secs` header.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     /// The status and code of `code` (`mpc_api::error::ErrorCode`).
     pub fn code(code: mpc_api::error::ErrorCode, message: impl Into<String>) -> Self {
@@ -61,13 +69,21 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        (
+        let mut res = (
             self.status,
             Json(serde_json::json!({ "error": self.message, "code": self.code })),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        res
     }
 }
+
+/// `Retry-After` of `too_many_sessions`: a session takes seconds.
+const TOO_MANY_SESSIONS_RETRY_AFTER: u64 = 5;
 
 impl From<mpc_db::sqlx::Error> for AppError {
     fn from(e: mpc_db::sqlx::Error) -> Self {
@@ -78,11 +94,17 @@ impl From<mpc_db::sqlx::Error> for AppError {
 /// The service's refusal, answered with its code's status.
 impl From<ServiceError> for AppError {
     fn from(e: ServiceError) -> Self {
-        Self::new(
+        let too_many = e.code == mpc_api::error::ErrorCode::TooManySessions;
+        let err = Self::new(
             StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             e.code.as_str(),
             e.message,
-        )
+        );
+        if too_many {
+            err.with_retry_after(TOO_MANY_SESSIONS_RETRY_AFTER)
+        } else {
+            err
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! Three layers, each using only the one below:
 //!
 //! - [`api`] — HTTP: handlers, authentication ([`auth`]: API keys, stored
-//!   hashed and compared in constant time, and the IP allowlist) and
+//!   hashed, each of one tenant with scopes, revocable, rate-limited; and
+//!   the IP allowlist) and
 //!   [`error`], which answers a [`service::ServiceError`] with its code's
 //!   status.
 //! - [`service`] — what the coordinator does, on typed kinds, statuses and
@@ -19,7 +20,7 @@
 //!   once, and an append-only event log; its own [`store::StoreError`], no
 //!   HTTP.
 //!
-//! Beside them: [`config`]; [`idempotency`] (`Idempotency-Key` on session
+//! Beside them: [`config`] (with the per-key [`config::Limits`]); [`idempotency`] (`Idempotency-Key` on session
 //! creation); `metrics` (Prometheus series, `/metrics`); and the router
 //! behind [`router_client::RouterApi`] (HTTP in
 //! [`router_client::RouterClient`], a recording [`fake_router::FakeRouter`]
@@ -59,7 +60,8 @@ struct Inner {
     router: Arc<dyn router_client::RouterApi>,
     /// Parsed signed descriptors of running sessions, for their reports.
     descriptors: service::DescriptorCache,
-    api_keys: auth::ApiKeys,
+    /// What this instance knows about API keys, briefly.
+    key_cache: auth::ApiKeyCache,
     /// Set once the database is migrated and the bootstrap keys are stored.
     ready: mpc_db::Readiness,
     /// Presignatures to keep per signer set (starts at `config.presign_pool`).
@@ -124,13 +126,14 @@ impl Coordinator {
         mpc_telemetry::init();
         let store = store::Store::open_lazy(&config.database_url)?;
         let presign_pool = config.presign_pool;
+        let key_cache = auth::ApiKeyCache::new(config.api_key_cache_ttl);
         let c = Self {
             inner: Arc::new(Inner {
                 config,
                 store,
                 router,
                 descriptors: service::DescriptorCache::default(),
-                api_keys: auth::ApiKeys::default(),
+                key_cache,
                 ready: mpc_db::Readiness::default(),
                 presign_pool: AtomicUsize::new(presign_pool),
                 refill: tokio::sync::Notify::new(),
@@ -141,8 +144,8 @@ impl Coordinator {
         Ok(c)
     }
 
-    /// Waits for the database, then stores the bootstrap API keys and loads
-    /// every key hash; retries with backoff.
+    /// Waits for the database, then stores the bootstrap API keys; retries
+    /// with backoff.
     async fn start_up(self) {
         let mut pause = Duration::from_millis(100);
         loop {
@@ -165,9 +168,6 @@ impl Coordinator {
     async fn load_keys(&self) -> Result<(), store::StoreError> {
         for key in &self.config().bootstrap_api_keys {
             self.store().ensure_api_key(key, "bootstrap").await?;
-        }
-        for hash in self.store().api_key_hashes().await? {
-            self.api_keys().add(hash);
         }
         Ok(())
     }
@@ -217,15 +217,16 @@ impl Coordinator {
     pub(crate) fn descriptors(&self) -> &service::DescriptorCache {
         &self.inner.descriptors
     }
-    pub(crate) fn api_keys(&self) -> &auth::ApiKeys {
-        &self.inner.api_keys
+    pub(crate) fn key_cache(&self) -> &auth::ApiKeyCache {
+        &self.inner.key_cache
     }
 
-    /// Creates a new API key, returning its plaintext once.
+    /// Creates a new API key of the default tenant with every scope (as the
+    /// bootstrap keys are), returning its plaintext once. Keys of other
+    /// tenants or scopes: [`Coordinator::create_key`].
     pub async fn create_api_key(&self, label: &str) -> Result<String, store::StoreError> {
         let key = auth::new_api_key();
         self.inner.store.ensure_api_key(&key, label).await?;
-        self.inner.api_keys.add(store::hash_api_key(&key));
         Ok(key)
     }
 

@@ -52,7 +52,7 @@ async fn bad_requests_get_clear_errors_and_create_nothing() {
         (
             json!({ "account_id": "no-such-account", "message_hash": hash, "participants": parties(&[1, 2]) }),
             404,
-            "not_found",
+            "unknown_account",
         ),
         (
             sign(&format!("0x{}", "a".repeat(63)), parties(&[1, 2])),
@@ -297,12 +297,12 @@ async fn session_and_account_lookup_errors() {
         (
             format!("/api/v1/mpc/sessions/{}", Uuid::new_v4()),
             404,
-            "not_found",
+            "unknown_session",
         ),
         (
             "/api/v1/mpc/sessions/not-a-session".to_string(),
             404,
-            "not_found",
+            "unknown_session",
         ),
         (
             format!("/api/v1/mpc/sessions/{}?wait_ms=soon", Uuid::new_v4()),
@@ -317,7 +317,7 @@ async fn session_and_account_lookup_errors() {
         (
             "/api/v1/mpc/accounts/no-such-account".to_string(),
             404,
-            "not_found",
+            "unknown_account",
         ),
         (
             "/api/v1/mpc/accounts?limit=many".to_string(),

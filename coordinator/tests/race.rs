@@ -21,6 +21,7 @@ async fn open(url: &str) -> Store {
 fn row(kind: SessionKind) -> SessionRow {
     SessionRow {
         session_id: Uuid::new_v4(),
+        tenant_id: "default".into(),
         kind,
         status: SessionStatus::Waiting,
         threshold_t: 2,
@@ -45,6 +46,7 @@ async fn insert(store: &Store, r: &SessionRow) {
             participants: (0..3u16)
                 .map(|p| (p, format!("p{p}"), DeviceType::Server, [p as u8; 32]))
                 .collect(),
+            quota: None,
         })
         .await
         .unwrap();

@@ -240,6 +240,13 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
     dev.keygen_timeout = Duration::from_secs(600);
     dev.sign_timeout = Duration::from_secs(600);
     dev.insecure_test_aux = options.insecure_test_aux.clone();
+    // The bench measures the protocol, not the limiter: its one key may
+    // make as many requests and sessions as the runs ask for.
+    dev.limits = coordinator::config::Limits {
+        requests: 100_000,
+        max_open_sessions: 10_000,
+        ..coordinator::config::Limits::default()
+    };
     let quick = options.insecure_test_aux.is_some();
     let sys = DevSystem::start(dev).await?;
     let c = Client::new(&sys.api_url, &sys.api_key);

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use mpc_api::admin::{ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView};
 use mpc_api::error::ErrorBody;
 use mpc_api::rest::{AccountView, KeygenRequest, SessionCreated, SessionView, SignRequest};
 use serde_json::Value;
@@ -58,6 +59,18 @@ impl Client {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
+            .header("X-API-Key", &self.api_key)
+            .send()
+            .await
+            .context("API unreachable")?;
+        Self::answer(resp).await
+    }
+
+    /// DELETE `path`.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Answer> {
+        let resp = self
+            .http
+            .delete(format!("{}{path}", self.base))
             .header("X-API-Key", &self.api_key)
             .send()
             .await
@@ -156,6 +169,28 @@ impl Client {
     /// `GET /accounts/{id}`.
     pub async fn account(&self, id: &str) -> anyhow::Result<AccountView> {
         let a = self.get(&format!("/api/v1/mpc/accounts/{id}")).await?;
+        Self::typed(a, &[200]).await
+    }
+
+    /// `POST /admin/keys`: a new API key (shown in this answer only).
+    pub async fn create_key(&self, req: &ApiKeyCreate) -> anyhow::Result<ApiKeyCreated> {
+        let a = self.post_typed("/api/v1/mpc/admin/keys", req).await?;
+        Self::typed(a, &[201]).await
+    }
+
+    /// `GET /admin/keys[?tenant=T]`.
+    pub async fn list_keys(&self, tenant: Option<&str>) -> anyhow::Result<ApiKeyList> {
+        let path = match tenant {
+            Some(t) => format!("/api/v1/mpc/admin/keys?tenant={t}"),
+            None => "/api/v1/mpc/admin/keys".to_string(),
+        };
+        let a = self.get(&path).await?;
+        Self::typed(a, &[200]).await
+    }
+
+    /// `DELETE /admin/keys/{id}`.
+    pub async fn revoke_key(&self, id: &str) -> anyhow::Result<ApiKeyView> {
+        let a = self.delete(&format!("/api/v1/mpc/admin/keys/{id}")).await?;
         Self::typed(a, &[200]).await
     }
 

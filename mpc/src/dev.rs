@@ -63,6 +63,8 @@ pub struct DevOptions {
     /// Repository root holding `web-demo/` and `party-wasm/`: serve the web
     /// demo at `/demo/` on the API address.
     pub demo_root: Option<PathBuf>,
+    /// Per-API-key request rate and open-session quota (on by default).
+    pub limits: coordinator::config::Limits,
 }
 
 impl DevOptions {
@@ -88,6 +90,7 @@ impl DevOptions {
             presign_pool: 0,
             presign_concurrency: coordinator::config::DEFAULT_PRESIGN_CONCURRENCY,
             demo_root: None,
+            limits: coordinator::config::Limits::default(),
         }
     }
 }
@@ -245,6 +248,7 @@ impl DevSystem {
         config.allowlist = options.allowlist.clone();
         config.presign_pool = options.presign_pool;
         config.presign_concurrency = options.presign_concurrency;
+        config.limits = options.limits;
         let coordinator = Coordinator::new(config)?;
         coordinator.wait_ready(DB_WAIT).await?;
         let api_listener = tokio::net::TcpListener::bind(options.api_addr).await?;

@@ -435,3 +435,73 @@ async fn metrics_move_after_a_keygen_and_a_signature() {
     assert!(!after.contains(&kg.session_id.to_string()));
     sys.shutdown().await;
 }
+
+/// Tenants through the real system and the typed client that `mpc keys`
+/// uses: the operator makes a key of tenant `acme`; with it the default
+/// tenant's wallet answers 404 to reading and signing and nothing is
+/// created; `mpc keys revoke` ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_of_another_tenant_cannot_read_or_sign_with_a_wallet_and_is_revocable() {
+    use mpc::cli::client::Api;
+    use mpc::cli::keys::{KeysArgs, KeysCommand};
+    use mpc_api::admin::{ApiKeyCreate, Scope};
+
+    let (_dir, sys) = start("tenants").await;
+    let operator = client(&sys);
+    let wallet = keygen_2_of_3(&operator).await;
+    let account_id = wallet.account_id.unwrap();
+    let created = operator
+        .create_key(&ApiKeyCreate {
+            name: "acme signer".into(),
+            scopes: vec![Scope::Read, Scope::Sign],
+            tenant: Some("acme".into()),
+        })
+        .await
+        .unwrap();
+    assert!(!format!("{created:?}").contains(&created.key));
+    let acme = Client::new(&sys.api_url, &created.key);
+    let before = count_sessions(&sys).await;
+
+    let err = acme.account(&account_id).await.unwrap_err().to_string();
+    assert!(err.contains("404 unknown_account"), "{err}");
+    let refused = acme
+        .sign(
+            &SignRequest {
+                account_id: account_id.clone(),
+                message_hash: Some(hex::encode(random_hash())),
+                message: None,
+                digest: None,
+                require_presignature: false,
+                participants: servers(&[1, 2]),
+                request_id: None,
+                not_after: None,
+                approvals: vec![],
+            },
+            WAIT,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("404 unknown_account"), "{refused}");
+    let listed = acme.get("/api/v1/mpc/accounts").await.unwrap();
+    assert_eq!(listed.body["accounts"], json!([]));
+    assert_eq!(count_sessions(&sys).await, before, "nothing created");
+
+    let keys = operator.list_keys(Some("acme")).await.unwrap().keys;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].id, created.id);
+    mpc::cli::keys::run(KeysArgs {
+        api: Api {
+            url: sys.api_url.clone(),
+            api_key: sys.api_key.clone(),
+        },
+        command: KeysCommand::Revoke {
+            id: created.id.clone(),
+        },
+    })
+    .await
+    .unwrap();
+    let after = acme.get("/api/v1/mpc/accounts").await.unwrap();
+    assert_eq!(after.status, 401, "{}", after.body);
+    sys.shutdown().await;
+}

@@ -262,6 +262,11 @@ async fn two_coordinators_two_routers_survive_crashes() {
                 // the test starts and follows.
                 s("--presign-pool"),
                 s("0"),
+                // The test follows sessions by polling every 5 ms (to kill
+                // a service mid-session): more than the default 200
+                // requests per 10 s of its one key.
+                s("--rate-limit"),
+                s("1000000"),
                 s("--insecure-test-aux"),
             ],
         )

@@ -11,7 +11,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Accounts, newest first. */
+        /** The accounts of the key's tenant, newest first. */
         get: operations["accounts"];
         put?: never;
         post?: never;
@@ -33,6 +33,50 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/mpc/admin/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The API keys of the caller's tenant (an operator key: of every tenant, or
+         *     of `?tenant=`): ids, names, scopes, tenant, times; never a key or hash.
+         */
+        get: operations["list_keys"];
+        put?: never;
+        /**
+         * Creates an API key of the caller's tenant (an operator key — admin, default
+         *     tenant — may name another tenant). The key is in this answer only.
+         */
+        post: operations["create_key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/mpc/admin/keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revokes an API key: refused at once by this instance and within a few
+         *     seconds (the key cache's TTL, 2 s by default) by every other.
+         */
+        delete: operations["revoke_key"];
         options?: never;
         head?: never;
         patch?: never;
@@ -194,6 +238,31 @@ export interface components {
             /** @description Party id. */
             party_id: string;
         };
+        /**
+         * @description An account policy: who approves signings, how many approvals a signing
+         *     needs, what may be signed and how often.
+         */
+        AccountPolicy: {
+            /**
+             * @description Whether a bare 32-byte hash may be signed (the approvers then sign
+             *     the hash, not a message).
+             */
+            allow_bare_hash?: boolean;
+            /** @description 1 to 16 approvers. */
+            approvers: components["schemas"]["PolicyApprover"][];
+            /** @description Digests a message may be signed with. */
+            digests?: components["schemas"]["Digest"][];
+            /**
+             * Format: int32
+             * @description Signatures per rolling hour each party allows.
+             */
+            max_signatures_per_hour?: number | null;
+            /**
+             * Format: int32
+             * @description Distinct approvals a signing needs (1 to the number of approvers).
+             */
+            quorum: number;
+        };
         /** @description `GET /api/v1/mpc/accounts/{id}`: a distributed key. */
         AccountView: {
             /** @description Account id (the keygen session id). */
@@ -209,6 +278,9 @@ export interface components {
             keygen_session_id: string;
             /** @description The parties and their keygen indices. */
             parties: components["schemas"]["AccountParty"][];
+            policy?: null | components["schemas"]["AccountPolicy"];
+            /** @description SHA-256 hash of the canonical policy (what every party reported), hex. */
+            policy_hash?: string | null;
             /** @description Compressed SEC1 public key, hex. */
             public_key: string;
             /**
@@ -221,6 +293,75 @@ export interface components {
              * @description t.
              */
             threshold_t: number;
+        };
+        /** @description `POST /api/v1/mpc/admin/keys`. */
+        ApiKeyCreate: {
+            /** @description A name for people (1..=128 printable characters). */
+            name: string;
+            /** @description At least one scope. */
+            scopes: components["schemas"]["Scope"][];
+            /**
+             * @description The key's tenant (1..=64 of `a-z 0-9 - _`); the caller's own when
+             *     absent. Only admin keys of the default tenant name another one.
+             */
+            tenant?: string | null;
+        };
+        /**
+         * @description The answer to `POST /api/v1/mpc/admin/keys`: the only time the key is
+         *     shown (the coordinator stores its hash). `Debug` hides the key.
+         */
+        ApiKeyCreated: {
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            created_at: number;
+            /** @description The key's id (for listing and revoking). */
+            id: string;
+            /** @description The key itself: shown once, never stored. */
+            key: string;
+            /** @description Its name. */
+            name: string;
+            /** @description Its scopes. */
+            scopes: components["schemas"]["Scope"][];
+            /** @description Its tenant. */
+            tenant: string;
+        };
+        /** @description `GET /api/v1/mpc/admin/keys`. */
+        ApiKeyList: {
+            /** @description Oldest first. */
+            keys: components["schemas"]["ApiKeyView"][];
+        };
+        /** @description An API key as listed: never the key or its hash. */
+        ApiKeyView: {
+            /**
+             * Format: int64
+             * @description Unix seconds.
+             */
+            created_at: number;
+            /** @description Id. */
+            id: string;
+            /** @description Name. */
+            name: string;
+            /**
+             * Format: int64
+             * @description Unix seconds; absent while the key is valid.
+             */
+            revoked_at?: number | null;
+            /** @description Scopes. */
+            scopes: components["schemas"]["Scope"][];
+            /** @description Tenant. */
+            tenant: string;
+        };
+        /** @description One approver's signature over the approval statement. */
+        Approval: {
+            /** @description The approver's id in the account policy. */
+            approver: string;
+            /**
+             * @description Signature over the statement, hex: Ed25519 (64 bytes) or P-256 ECDSA
+             *     over SHA-256 (64-byte `r || s` or DER).
+             */
+            signature: string;
         };
         /**
          * @description `POST /api/v1/mpc/sessions/{id}/join`: a device presents its join token
@@ -279,7 +420,7 @@ export interface components {
          * @description Every error code of the coordinator's and the router's HTTP APIs.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "invalid_identity_key" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "not_found" | "unknown_session" | "unknown_participant" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "internal" | "not_ready" | "router_unavailable" | "unavailable";
+        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "invalid_identity_key" | "invalid_key_request" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "insufficient_scope" | "not_found" | "unknown_session" | "unknown_participant" | "unknown_account" | "unknown_api_key" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "rate_limited" | "too_many_sessions" | "internal" | "not_ready" | "router_unavailable" | "unavailable";
         /** @description `GET /health`. */
         Health: {
             /** @description The service. */
@@ -301,6 +442,7 @@ export interface components {
         KeygenRequest: {
             /** @description The n parties, in keygen-index order. */
             participants: components["schemas"]["Participant"][];
+            policy?: null | components["schemas"]["AccountPolicy"];
             /**
              * Format: int32
              * @description Number of parties n (2..=16).
@@ -326,6 +468,18 @@ export interface components {
             /** @description Registered party id (a device party's id is registered on its first join). */
             party_id: string;
         };
+        /** @description One approver of an account policy: an id and exactly one public key. */
+        PolicyApprover: {
+            /** @description Ed25519 public key, 64 hex digits. */
+            ed25519?: string | null;
+            /** @description Id, unique in the policy (1-64 of `[A-Za-z0-9-_.:@]`). */
+            id: string;
+            /**
+             * @description P-256 public key, SEC1 (compressed or not), hex: passkeys, HSMs and
+             *     cloud KMS keys.
+             */
+            p256?: string | null;
+        };
         /** @description A party's progress through the protocol. */
         Progress: {
             /**
@@ -350,6 +504,11 @@ export interface components {
             /** @description The service. */
             service: string;
         };
+        /**
+         * @description What an API key may do.
+         * @enum {string}
+         */
+        Scope: "read" | "keygen" | "sign" | "admin";
         /**
          * @description `201` answer of `POST /keygen` and `POST /sign`: the session to follow,
          *     or, when it ended within the requested wait, the finished session with
@@ -410,7 +569,7 @@ export interface components {
          * @description What a session does.
          * @enum {string}
          */
-        SessionKind: "keygen" | "sign" | "presign";
+        SessionKind: "keygen" | "sign" | "presign" | "policy_change";
         /** @description One participant of a session. */
         SessionParty: {
             /** @description Device type. */
@@ -499,6 +658,8 @@ export interface components {
         SignRequest: {
             /** @description The account (its keygen session id). */
             account_id: string;
+            /** @description Approvals by the account policy's approvers. */
+            approvals?: components["schemas"]["Approval"][];
             digest?: null | components["schemas"]["Digest"];
             /**
              * @description The message itself, hex: with server signers the coordinator signs it
@@ -510,8 +671,15 @@ export interface components {
              *     full (interactive) signing.
              */
             message_hash?: string | null;
+            /**
+             * Format: int64
+             * @description Last second (Unix) the approvals may be used (required by a policy).
+             */
+            not_after?: number | null;
             /** @description The t signers. */
             participants: components["schemas"]["Participant"][];
+            /** @description Client-chosen id, unique per account (required by a policy). */
+            request_id?: string | null;
             /**
              * @description Answer 409 `no_presignature` rather than fall back to a full signing
              *     when the pool has no presignature for the signer set.
@@ -587,8 +755,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Caller address not allowed */
+            /** @description Caller address not allowed, or no `read` scope */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the key's request rate */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -637,7 +814,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Caller address not allowed */
+            /** @description Caller address not allowed, or no `read` scope */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -646,8 +823,222 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such account */
+            /** @description No such account in the key's tenant */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the key's request rate */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_keys: {
+        parameters: {
+            query?: {
+                /** @description Only this tenant's keys. */
+                tenant?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Keys, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyList"];
+                };
+            };
+            /** @description Invalid query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Caller address not allowed, no `admin` scope, or another tenant named by a non-operator key */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the key's request rate */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApiKeyCreate"];
+            };
+        };
+        responses: {
+            /** @description The new key, shown this once */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyCreated"];
+                };
+            };
+            /** @description Invalid name, scopes or tenant */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Caller address not allowed, no `admin` scope, or another tenant named by a non-operator key */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the key's request rate */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Key id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key, revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyView"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Caller address not allowed, or no `admin` scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such key in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the key's request rate */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -723,7 +1114,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Caller address not allowed */
+            /** @description Caller address not allowed, or the key lacks the route's scope */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -761,6 +1152,15 @@ export interface operations {
             };
             /** @description Unsupported device type, or Idempotency-Key reused */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the key's request rate (`rate_limited`) or open sessions (`too_many_sessions`); see `Retry-After` */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -821,7 +1221,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Caller address not allowed */
+            /** @description Caller address not allowed, or the key lacks the route's scope */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -830,8 +1230,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such session */
+            /** @description No such session in the key's tenant */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the key's request rate */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1006,7 +1415,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Caller address not allowed */
+            /** @description Caller address not allowed, or the key lacks the route's scope */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1015,7 +1424,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Unknown account */
+            /** @description No such account in the key's tenant */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1053,6 +1462,15 @@ export interface operations {
             };
             /** @description Unsupported device type, or Idempotency-Key reused */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the key's request rate (`rate_limited`) or open sessions (`too_many_sessions`); see `Retry-After` */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -2,8 +2,10 @@
 //! Request and response bodies are the types of `mpc-api`; the OpenAPI
 //! document (`/openapi.json`, browsable at `/docs`) is generated from them.
 //!
-//! - Public API under `/api/v1/mpc` (API key + allowlist): [`sessions`]
-//!   (keygen, sign, session status, waits, `Idempotency-Key`), [`accounts`].
+//! - Public API under `/api/v1/mpc` (API key + allowlist + the key's rate;
+//!   each route needs a scope of the key, and sees only the key's tenant):
+//!   [`sessions`] (keygen, sign, session status, waits, `Idempotency-Key`),
+//!   [`accounts`], [`admin`] (API keys).
 //! - Device join `/api/v1/mpc/sessions/{id}/join` (join token + identity
 //!   signature) and the internal API under `/internal/v1` (party reports are
 //!   authenticated by the party's signature, party registration by the
@@ -12,6 +14,7 @@
 //!   path answers a JSON 404.
 
 mod accounts;
+mod admin;
 pub mod openapi;
 mod parties;
 mod sessions;
@@ -20,8 +23,9 @@ mod views;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{middleware, Json, Router};
+use mpc_api::admin::Scope;
 use mpc_api::error::{ErrorBody, ErrorCode};
 use mpc_api::rest::{Health, Ready};
 
@@ -31,12 +35,42 @@ use crate::Coordinator;
 /// The whole application.
 pub fn app(c: Coordinator) -> Router {
     let limit = c.config().max_body_bytes;
+    // The scope each route needs, checked inside the API-key check.
+    let scoped = |scope: Scope, route: MethodRouter<Coordinator>| {
+        route.route_layer(middleware::from_fn_with_state(
+            scope,
+            crate::auth::require_scope,
+        ))
+    };
     let public = Router::new()
-        .route("/api/v1/mpc/keygen", post(sessions::keygen))
-        .route("/api/v1/mpc/sign", post(sessions::sign))
-        .route("/api/v1/mpc/sessions/{id}", get(sessions::session))
-        .route("/api/v1/mpc/accounts", get(accounts::accounts))
-        .route("/api/v1/mpc/accounts/{id}", get(accounts::account))
+        .route(
+            "/api/v1/mpc/keygen",
+            scoped(Scope::Keygen, post(sessions::keygen)),
+        )
+        .route(
+            "/api/v1/mpc/sign",
+            scoped(Scope::Sign, post(sessions::sign)),
+        )
+        .route(
+            "/api/v1/mpc/sessions/{id}",
+            scoped(Scope::Read, get(sessions::session)),
+        )
+        .route(
+            "/api/v1/mpc/accounts",
+            scoped(Scope::Read, get(accounts::accounts)),
+        )
+        .route(
+            "/api/v1/mpc/accounts/{id}",
+            scoped(Scope::Read, get(accounts::account)),
+        )
+        .route(
+            "/api/v1/mpc/admin/keys",
+            scoped(Scope::Admin, post(admin::create_key).get(admin::list_keys)),
+        )
+        .route(
+            "/api/v1/mpc/admin/keys/{id}",
+            scoped(Scope::Admin, delete(admin::revoke_key)),
+        )
         .route_layer(middleware::from_fn_with_state(
             c.clone(),
             crate::auth::require_api_key,

@@ -25,17 +25,25 @@ use crate::Coordinator;
         super::sessions::session,
         super::accounts::accounts,
         super::accounts::account,
+        super::admin::create_key,
+        super::admin::list_keys,
+        super::admin::revoke_key,
         super::parties::device_join,
         super::health,
         super::ready,
         super::metrics,
     ),
-    components(schemas(mpc_api::error::ErrorCode, mpc_api::rest::DeviceType)),
+    components(schemas(
+        mpc_api::error::ErrorCode,
+        mpc_api::rest::DeviceType,
+        mpc_api::admin::Scope
+    )),
     modifiers(&ApiKeyScheme),
     tags(
         (name = "sessions", description = "Key generation and signing sessions"),
         (name = "accounts", description = "Distributed keys"),
         (name = "devices", description = "Browser and device parties"),
+        (name = "admin", description = "API keys: tenants, scopes, revocation"),
         (name = "service", description = "Health, readiness, metrics"),
     )
 )]

@@ -6,15 +6,16 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use mpc_api::error::{ErrorBody, ErrorCode};
 use mpc_api::rest::{KeygenRequest, SessionCreated, SessionView, SignRequest, WaitQuery};
 use uuid::Uuid;
 
 use super::views;
+use crate::auth::Caller;
 use crate::error::{AppError, StrictJson, StrictQuery};
 use crate::idempotency::{self, Outcome, Scoped};
-use crate::service::Created;
+use crate::service::{Created, Owner};
 use crate::store::SessionRow;
 use crate::Coordinator;
 
@@ -61,9 +62,16 @@ fn wait_of(q: &WaitQuery, headers: &HeaderMap) -> Result<(Duration, bool), AppEr
     Ok((Duration::ZERO, false))
 }
 
-/// Re-reads session `id` until it has ended or `wait` has passed.
+fn unknown_session() -> AppError {
+    AppError::code(ErrorCode::UnknownSession, "session not found")
+}
+
+/// Re-reads session `id` of `tenant` until it has ended or `wait` has
+/// passed. Another tenant's session is `unknown_session`, as one that does
+/// not exist.
 pub(super) async fn wait_for_end(
     c: &Coordinator,
+    tenant: &str,
     id: Uuid,
     wait: Duration,
 ) -> Result<SessionRow, AppError> {
@@ -72,7 +80,8 @@ pub(super) async fn wait_for_end(
         .store()
         .session(id)
         .await?
-        .ok_or_else(|| AppError::not_found("session"))?;
+        .filter(|s| s.tenant_id == tenant)
+        .ok_or_else(unknown_session)?;
     if wait.is_zero() {
         return Ok(s);
     }
@@ -91,11 +100,7 @@ pub(super) async fn wait_for_end(
             _ = tokio::time::sleep(recheck) => recheck = (recheck * 2).min(WAIT_RECHECK_MAX),
             _ = tokio::time::sleep_until(deadline) => {}
         }
-        s = c
-            .store()
-            .session(id)
-            .await?
-            .ok_or_else(|| AppError::not_found("session"))?;
+        s = c.store().session(id).await?.ok_or_else(unknown_session)?;
     }
     Ok(s)
 }
@@ -104,6 +109,7 @@ pub(super) async fn wait_for_end(
 /// and answers 201 (200 for a repeat of an idempotent request).
 async fn create_and_answer<R, F>(
     c: &Coordinator,
+    caller: &Caller,
     headers: &HeaderMap,
     wait: (Duration, bool),
     route: &str,
@@ -138,7 +144,7 @@ where
     let body: SessionCreated = if wait.is_zero() {
         created
     } else {
-        let row = wait_for_end(c, created.session_id, wait).await?;
+        let row = wait_for_end(c, &caller.tenant_id, created.session_id, wait).await?;
         if row.status.is_terminal() {
             views::finished(created, &row)
         } else {
@@ -172,8 +178,9 @@ where
         (status = 200, description = "A repeat of an idempotent request: the first answer", body = SessionCreated),
         (status = 400, description = "Invalid request, or a participant that is not a registered party", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 403, description = "Caller address not allowed", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, or the key lacks the route's scope", body = ErrorBody),
         (status = 409, description = "Idempotent request still in flight", body = ErrorBody),
+        (status = 429, description = "Over the key's request rate (`rate_limited`) or open sessions (`too_many_sessions`); see `Retry-After`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Unsupported device type, or Idempotency-Key reused", body = ErrorBody),
@@ -182,14 +189,19 @@ where
     security(("api_key" = [])))]
 pub(super) async fn keygen(
     State(c): State<Coordinator>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     StrictQuery(q): StrictQuery<WaitQuery>,
     StrictJson(req): StrictJson<KeygenRequest>,
 ) -> Result<Response, AppError> {
     let wait = wait_of(&q, &headers)?;
-    let (c2, r2) = (c.clone(), req.clone());
-    let create = async move { Ok(c2.create_keygen(r2).await?) };
-    create_and_answer(&c, &headers, wait, "keygen", &req, create).await
+    let (c2, r2, owner) = (c.clone(), req.clone(), owner_of(&c, &caller));
+    let key_id = caller.key_id.clone();
+    let create = async move {
+        check_open_sessions(&c2, &key_id).await?;
+        Ok(c2.create_keygen(&owner, r2).await?)
+    };
+    create_and_answer(&c, &caller, &headers, wait, "keygen", &req, create).await
 }
 
 /// Signs a 32-byte hash (full signing), or a message (from a presignature
@@ -210,9 +222,10 @@ pub(super) async fn keygen(
         (status = 200, description = "A repeat of an idempotent request: the first answer", body = SessionCreated),
         (status = 400, description = "Invalid request, or a participant not in the account", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 403, description = "Caller address not allowed", body = ErrorBody),
-        (status = 404, description = "Unknown account", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, or the key lacks the route's scope", body = ErrorBody),
+        (status = 404, description = "No such account in the key's tenant", body = ErrorBody),
         (status = 409, description = "No presignature (with require_presignature), or idempotent request in flight", body = ErrorBody),
+        (status = 429, description = "Over the key's request rate (`rate_limited`) or open sessions (`too_many_sessions`); see `Retry-After`", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Unsupported device type, or Idempotency-Key reused", body = ErrorBody),
@@ -221,18 +234,40 @@ pub(super) async fn keygen(
     security(("api_key" = [])))]
 pub(super) async fn sign(
     State(c): State<Coordinator>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     StrictQuery(q): StrictQuery<WaitQuery>,
     StrictJson(req): StrictJson<SignRequest>,
 ) -> Result<Response, AppError> {
     let wait = wait_of(&q, &headers)?;
-    let (c2, r2) = (c.clone(), req.clone());
-    let create = async move { Ok(c2.create_sign(r2).await?) };
-    create_and_answer(&c, &headers, wait, "sign", &req, create).await
+    let (c2, r2, owner) = (c.clone(), req.clone(), owner_of(&c, &caller));
+    let key_id = caller.key_id.clone();
+    let create = async move {
+        check_open_sessions(&c2, &key_id).await?;
+        Ok(c2.create_sign(&owner, r2).await?)
+    };
+    create_and_answer(&c, &caller, &headers, wait, "sign", &req, create).await
+}
+
+/// The owner of the sessions `caller` creates, under the configured quota.
+fn owner_of(c: &Coordinator, caller: &Caller) -> Owner {
+    caller.owner(c.config().limits.max_open_sessions)
+}
+
+/// 429 `too_many_sessions` when the key already has its quota of open
+/// sessions: checked before anything is done (a sign request would claim a
+/// presignature), and again, atomically, where the session is inserted.
+async fn check_open_sessions(c: &Coordinator, key_id: &str) -> Result<(), AppError> {
+    if c.store().open_sessions_of(key_id).await? >= c.config().limits.max_open_sessions {
+        return Err(
+            crate::service::ServiceError::from(crate::store::StoreError::TooManySessions).into(),
+        );
+    }
+    Ok(())
 }
 
 fn parse_id(id: &str) -> Result<Uuid, AppError> {
-    Uuid::parse_str(id).map_err(|_| AppError::not_found("session"))
+    Uuid::parse_str(id).map_err(|_| unknown_session())
 }
 
 /// A session's status, parties and result; `?wait_ms=N` (at most 30 000)
@@ -243,19 +278,21 @@ fn parse_id(id: &str) -> Result<Uuid, AppError> {
         (status = 200, description = "The session", body = SessionView),
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 403, description = "Caller address not allowed", body = ErrorBody),
-        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, or the key lacks the route's scope", body = ErrorBody),
+        (status = 404, description = "No such session in the key's tenant", body = ErrorBody),
+        (status = 429, description = "Over the key's request rate", body = ErrorBody),
         (status = 503, description = "Not ready", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub(super) async fn session(
     State(c): State<Coordinator>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     StrictQuery(q): StrictQuery<WaitQuery>,
 ) -> Result<Json<SessionView>, AppError> {
     let id = parse_id(&id)?;
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
-    let s = wait_for_end(&c, id, wait).await?;
+    let s = wait_for_end(&c, &caller.tenant_id, id, wait).await?;
     let parts = c.store().participants(id).await?;
     Ok(Json(views::session(&s, &parts)))
 }

@@ -13,7 +13,7 @@ use super::pool::signers_key;
 use super::validate::{
     bad, check_device_party_id, check_unique, parse_device_type, parse_hash, parse_message,
 };
-use super::ServiceError;
+use super::{Owner, ServiceError};
 use crate::store::{now, Account, AccountParty, DeviceSlot, DeviceType, SessionRow};
 use crate::Coordinator;
 
@@ -32,9 +32,14 @@ pub struct Created {
 }
 
 impl Coordinator {
-    /// Creates a keygen session (`POST /keygen`): registered server parties
-    /// and device parties (registered, or named for the first time).
-    pub async fn create_keygen(&self, req: KeygenRequest) -> Result<Created, ServiceError> {
+    /// Creates a keygen session (`POST /keygen`) of `owner`: registered
+    /// server parties and device parties (registered, or named for the
+    /// first time).
+    pub async fn create_keygen(
+        &self,
+        owner: &Owner,
+        req: KeygenRequest,
+    ) -> Result<Created, ServiceError> {
         let KeygenRequest {
             threshold_n: n,
             threshold_t: t,
@@ -112,15 +117,20 @@ impl Coordinator {
         };
         descriptor.expires_at = now() + timeout.as_secs();
         let group_id = (!pending).then_some(group_id);
-        self.start_session(descriptor, None, group_id, generate_aux, devices)
+        self.start_session(owner, descriptor, None, group_id, generate_aux, devices)
             .await
     }
 
     /// Creates a signing session for `t` parties of an account
     /// (`POST /sign`): from a presignature when the request carries the
     /// message, the signers are server parties and the pool has one; a full
-    /// signing otherwise.
-    pub async fn create_sign(&self, req: SignRequest) -> Result<Created, ServiceError> {
+    /// signing otherwise. An account of another tenant than `owner`'s is
+    /// `unknown_account`, as one that does not exist.
+    pub async fn create_sign(
+        &self,
+        owner: &Owner,
+        req: SignRequest,
+    ) -> Result<Created, ServiceError> {
         let message = parse_message(&req)?;
         let SignRequest {
             account_id,
@@ -157,9 +167,9 @@ impl Coordinator {
         };
         let account = self
             .store()
-            .account(&account_id)
+            .account_of(&owner.tenant_id, &account_id)
             .await?
-            .ok_or_else(|| ServiceError::not_found("account"))?;
+            .ok_or_else(super::unknown_account)?;
         check_unique(&participants)?;
         if participants.len() != usize::from(account.threshold_t) {
             return Err(bad(
@@ -238,6 +248,7 @@ impl Coordinator {
         let descriptor = self.signing_descriptor(session_id, kind, &account, &signers);
         let mut created = self
             .start_session(
+                owner,
                 descriptor,
                 Some(hash.to_vec()),
                 online.then_some(signer_set),
@@ -290,7 +301,17 @@ impl Coordinator {
             account_id: account.account_id.clone(),
         };
         let descriptor = self.signing_descriptor(Uuid::new_v4(), kind, account, signers);
+        // The coordinator's own session, in its account's tenant.
+        let owner = Owner {
+            tenant_id: self
+                .store()
+                .account_tenant(&account.account_id)
+                .await?
+                .unwrap_or_else(|| mpc_api::admin::DEFAULT_TENANT.to_string()),
+            quota: None,
+        };
         self.start_session(
+            &owner,
             descriptor,
             None,
             Some(signers_key(signers)),

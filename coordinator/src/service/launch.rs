@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::validate::bad;
 use super::{Created, ServiceError};
 use crate::router_client::Slot;
-use crate::store::{now, DeviceSlot, DeviceType, NewSession, SessionRow};
+use crate::store::{now, DeviceSlot, DeviceType, NewSession, SessionQuota, SessionRow};
 use crate::Coordinator;
 
 fn router_unavailable() -> ServiceError {
@@ -96,11 +96,23 @@ pub(super) fn new_token() -> (String, [u8; 32]) {
     (token, hash)
 }
 
+/// Who a new session belongs to: its tenant, and the API key that creates
+/// it with that key's quota of open sessions (`None` for the coordinator's
+/// own sessions).
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The creating key and its quota.
+    pub quota: Option<SessionQuota>,
+}
+
 impl Coordinator {
-    /// Stores a new session (signed, or pending device keys) and launches a
-    /// signed one.
+    /// Stores a new session (signed, or pending device keys) of `owner` and
+    /// launches a signed one.
     pub(super) async fn start_session(
         &self,
+        owner: &Owner,
         descriptor: SessionDescriptor,
         message_hash: Option<Vec<u8>>,
         group_id: Option<String>,
@@ -138,6 +150,7 @@ impl Coordinator {
         };
         let row = SessionRow {
             session_id,
+            tenant_id: owner.tenant_id.clone(),
             kind,
             status: SessionStatus::Waiting,
             threshold_t,
@@ -168,6 +181,7 @@ impl Coordinator {
                     )
                 })
                 .collect(),
+            quota: owner.quota.clone(),
         };
         if devices.is_empty() {
             self.store().insert_session(new).await?;

@@ -7,12 +7,14 @@
 //! - [`reports`] — applying party reports; completing sessions.
 //! - [`pool`] — the presignature refill policy.
 //! - [`devices`] — the device join and the launch of pending keygens.
+//! - [`keys`] — API keys of the admin API (tenants, scopes, revocation).
 //! - [`descriptors`] — the bounded cache of parsed signed descriptors.
 //! - [`validate`] — request validation shared by the above.
 
 pub mod create;
 pub mod descriptors;
 pub mod devices;
+pub mod keys;
 pub mod launch;
 pub mod pool;
 pub mod reports;
@@ -27,6 +29,7 @@ use crate::Coordinator;
 pub use create::{Created, MAX_PARTIES};
 pub use descriptors::DescriptorCache;
 pub use devices::{DeviceJoin, Joined};
+pub use launch::Owner;
 pub use reports::signature_view;
 pub use validate::parse_hash;
 
@@ -83,11 +86,20 @@ impl From<StoreError> for ServiceError {
                 ErrorCode::IdentityInUse,
                 "this identity key belongs to another party",
             ),
+            StoreError::TooManySessions => Self::new(
+                ErrorCode::TooManySessions,
+                "this API key has as many open sessions as it may; wait for one to end",
+            ),
             e @ (StoreError::Open(_) | StoreError::Db(_) | StoreError::Malformed(_)) => {
                 Self::internal(e)
             }
         }
     }
+}
+
+/// `unknown_account`: no such account in the caller's tenant.
+pub fn unknown_account() -> ServiceError {
+    ServiceError::new(ErrorCode::UnknownAccount, "account not found")
 }
 
 impl Coordinator {

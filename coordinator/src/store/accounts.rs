@@ -53,7 +53,49 @@ impl Store {
         Ok(row.map(|r| account_from_row(&r)))
     }
 
-    /// All accounts, newest first.
+    /// An account of `tenant` (`None` for another tenant's: the caller
+    /// cannot tell it from one that does not exist).
+    pub async fn account_of(
+        &self,
+        tenant: &str,
+        account_id: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query(
+            "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
+             FROM accounts WHERE account_id = $1 AND tenant_id = $2",
+        )
+        .bind(account_id)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| account_from_row(&r)))
+    }
+
+    /// The accounts of `tenant`, newest first.
+    pub async fn accounts_of(&self, tenant: &str, limit: i64) -> Result<Vec<Account>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
+             FROM accounts WHERE tenant_id = $1 ORDER BY created_at DESC, account_id LIMIT $2",
+        )
+        .bind(tenant)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(account_from_row).collect())
+    }
+
+    /// The tenant of an account.
+    pub async fn account_tenant(&self, account_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query("SELECT tenant_id FROM accounts WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.get(0)),
+        )
+    }
+
+    /// All accounts of every tenant, newest first (the presignature pool).
     pub async fn accounts(&self, limit: i64) -> Result<Vec<Account>, StoreError> {
         let rows = sqlx::query(
             "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
@@ -79,8 +121,9 @@ fn account_from_row(r: &AnyRow) -> Account {
     }
 }
 
-/// Inserts a keygen's account, and its party group if the keygen (session
-/// `id`) generated the group's aux info, inside the caller's transaction.
+/// Inserts a keygen's account, in the tenant of its keygen session, and its
+/// party group if the keygen (session `id`) generated the group's aux info,
+/// inside the caller's transaction.
 pub(super) async fn insert_account(
     tx: &mut Tx<'_>,
     id: Uuid,
@@ -88,8 +131,8 @@ pub(super) async fn insert_account(
     aux_group: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO accounts (account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO accounts (account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at, tenant_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, (SELECT tenant_id FROM sessions WHERE session_id = $9))",
     )
     .bind(&account.account_id)
     .bind(hex::decode(&account.public_key).unwrap_or_default())
@@ -99,6 +142,7 @@ pub(super) async fn insert_account(
     .bind(serde_json::to_string(&account.parties).unwrap_or_default())
     .bind(&account.keygen_session_id)
     .bind(i(account.created_at))
+    .bind(id.to_string())
     .execute(&mut **tx)
     .await?;
     if let Some(group) = aux_group {

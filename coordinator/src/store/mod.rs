@@ -8,7 +8,8 @@
 //! session's completion. `session_events` is append-only (triggers refuse
 //! updates and deletes).
 //!
-//! - [`keys`] — API key hashes.
+//! - [`keys`] — API keys (hashes, tenants, scopes, revocation) and the
+//!   per-key request windows of the rate limit.
 //! - [`parties`] — registered parties and aux-info party groups.
 //! - [`accounts`] — accounts (distributed keys).
 //! - [`sessions`] — sessions, participants, joins, progress, party results.
@@ -40,10 +41,10 @@ use uuid::Uuid;
 
 pub use accounts::{Account, AccountParty};
 pub use devices::{DeviceSlot, DeviceSlotRow};
-pub use keys::hash_api_key;
+pub use keys::{hash_api_key, ApiKeyRecord};
 pub use mpc_api::rest::{DeviceType, SessionKind, SessionStatus};
 pub use parties::PartyRecord;
-pub use sessions::{NewSession, ParticipantRow, PartyResult, SessionRow};
+pub use sessions::{NewSession, ParticipantRow, PartyResult, SessionQuota, SessionRow};
 
 /// Store failures: the database, or a domain conflict the caller maps to its
 /// own answer. Messages carry no secrets (API keys are never passed in).
@@ -70,6 +71,9 @@ pub enum StoreError {
     /// A device identity key already registered under another party id.
     #[error("the identity key belongs to another party")]
     KeyInUse,
+    /// The creating API key has as many open sessions as its quota allows.
+    #[error("too many open sessions for this API key")]
+    TooManySessions,
     /// A stored value that does not parse (written by something else).
     #[error("malformed {0} in the database")]
     Malformed(&'static str),

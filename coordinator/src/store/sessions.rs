@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::events::event;
 use super::{
     i, lock_session, now, u, u16_, DeviceType, SessionKind, SessionStatus, Store, StoreError, Tx,
+    OPEN,
 };
 
 /// A session row.
@@ -18,6 +19,9 @@ use super::{
 pub struct SessionRow {
     /// Id.
     pub session_id: Uuid,
+    /// The tenant it belongs to (its API key's; a presign session's is its
+    /// account's).
+    pub tenant_id: String,
     /// Keygen, sign or presign.
     pub kind: SessionKind,
     /// Status.
@@ -104,6 +108,20 @@ pub struct NewSession<'a> {
     pub row: &'a SessionRow,
     /// (position, party id, device type, token hash).
     pub participants: Vec<(u16, String, DeviceType, [u8; 32])>,
+    /// The API key that creates it and its quota of open sessions (`None`
+    /// for the coordinator's own sessions: presignatures).
+    pub quota: Option<SessionQuota>,
+}
+
+/// The per-key quota a new session is held to, checked in the transaction
+/// that inserts it (the key's row is locked first, so two instances cannot
+/// both take the last place).
+#[derive(Debug, Clone)]
+pub struct SessionQuota {
+    /// The creating API key.
+    pub api_key_id: String,
+    /// Open sessions the key may have, this one included.
+    pub max_open: u64,
 }
 
 /// JSON text of a value as stored: through `serde_json::Value`, so objects
@@ -136,7 +154,7 @@ impl Store {
     pub async fn session(&self, id: Uuid) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(
             "SELECT session_id, kind, status, threshold_t, threshold_n, account_id, message_hash, descriptor,
-             group_id, generate_aux, result, error, blamed_party, created_at, expires_at
+             group_id, generate_aux, result, error, blamed_party, created_at, expires_at, tenant_id
              FROM sessions WHERE session_id = $1",
         )
         .bind(id.to_string())
@@ -147,6 +165,7 @@ impl Store {
         };
         Ok(Some(SessionRow {
             session_id: id,
+            tenant_id: r.get(15),
             kind: SessionKind::parse(&r.get::<String, _>(1))
                 .ok_or(StoreError::Malformed("session kind"))?,
             status: SessionStatus::parse(&r.get::<String, _>(2))
@@ -296,12 +315,31 @@ impl Store {
 pub(super) async fn insert_session_rows(
     tx: &mut Tx<'_>,
     s: &NewSession<'_>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let r = s.row;
+    if let Some(q) = &s.quota {
+        // Locks the key's row (PostgreSQL: until commit; SQLite holds its
+        // write lock), so the count below cannot race another instance's.
+        sqlx::query("UPDATE api_keys SET revoked_at = revoked_at WHERE id = $1")
+            .bind(&q.api_key_id)
+            .execute(&mut **tx)
+            .await?;
+        let open: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM sessions WHERE api_key_id = $1 AND status IN {OPEN} AND expires_at > $2"
+        ))
+        .bind(&q.api_key_id)
+        .bind(i(now()))
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0);
+        if u(open) >= q.max_open {
+            return Err(StoreError::TooManySessions);
+        }
+    }
     sqlx::query(
         "INSERT INTO sessions (session_id, kind, status, threshold_t, threshold_n, account_id, message_hash,
-         descriptor, group_id, generate_aux, created_at, updated_at, expires_at)
-         VALUES ($1, $2, 'waiting', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         descriptor, group_id, generate_aux, created_at, updated_at, expires_at, tenant_id, api_key_id)
+         VALUES ($1, $2, 'waiting', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(r.session_id.to_string())
     .bind(r.kind.as_str())
@@ -315,6 +353,8 @@ pub(super) async fn insert_session_rows(
     .bind(i(r.created_at))
     .bind(i(r.created_at))
     .bind(i(r.expires_at))
+    .bind(&r.tenant_id)
+    .bind(s.quota.as_ref().map(|q| q.api_key_id.as_str()))
     .execute(&mut **tx)
     .await?;
     for (pos, party_id, device_type, token_hash) in &s.participants {
@@ -337,7 +377,8 @@ pub(super) async fn insert_session_rows(
         None,
         &serde_json::json!({ "kind": r.kind.as_str() }),
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use coordinator::config::{
-    DEFAULT_KEYGEN_AUX_TIMEOUT, DEFAULT_KEYGEN_TIMEOUT, DEFAULT_PRESIGN_CONCURRENCY,
+    Limits, DEFAULT_KEYGEN_AUX_TIMEOUT, DEFAULT_KEYGEN_TIMEOUT, DEFAULT_MAX_OPEN_SESSIONS,
+    DEFAULT_PRESIGN_CONCURRENCY, DEFAULT_RATE_LIMIT_REQUESTS, DEFAULT_RATE_LIMIT_WINDOW,
     DEFAULT_SIGN_TIMEOUT,
 };
 use coordinator::{Coordinator, CoordinatorConfig};
@@ -41,6 +42,19 @@ pub struct CoordinatorSettings {
     /// Presign sessions running at once, over all coordinator instances.
     #[arg(long, env = "MPC_PRESIGN_CONCURRENCY", default_value_t = DEFAULT_PRESIGN_CONCURRENCY)]
     pub presign_concurrency: usize,
+    /// Requests one API key may make per rate window, over all coordinator
+    /// instances (429 `rate_limited` past it).
+    #[arg(long, env = "MPC_RATE_LIMIT", default_value_t = DEFAULT_RATE_LIMIT_REQUESTS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_limit: u64,
+    /// The rate window, seconds.
+    #[arg(long, env = "MPC_RATE_WINDOW_SECS", default_value_t = DEFAULT_RATE_LIMIT_WINDOW.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_window_secs: u64,
+    /// Open sessions one API key may have (429 `too_many_sessions` past it).
+    #[arg(long, env = "MPC_MAX_OPEN_SESSIONS", default_value_t = DEFAULT_MAX_OPEN_SESSIONS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_open_sessions: u64,
     /// INSECURE (test builds only): reuse the PUBLIC test aux info.
     #[command(flatten)]
     pub insecure_test_aux: super::insecure::TestAux,
@@ -56,7 +70,17 @@ impl CoordinatorSettings {
         config.presign_pool = self.presign_pool;
         config.presign_concurrency = self.presign_concurrency;
         config.allowlist = self.allowlist()?;
+        config.limits = self.limits();
         Ok(())
+    }
+
+    /// The per-API-key limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            requests: self.rate_limit,
+            window: Duration::from_secs(self.rate_window_secs),
+            max_open_sessions: self.max_open_sessions,
+        }
     }
 
     /// The parsed allowlist.

@@ -74,6 +74,7 @@ impl DevArgs {
         o.allowlist = c.allowlist()?;
         o.presign_pool = c.presign_pool;
         o.presign_concurrency = c.presign_concurrency;
+        o.limits = c.limits();
         o.prime_pool = self.party.prime_pool;
         o.demo_root = match &self.demo {
             Some(dir) => {

@@ -20,6 +20,7 @@ pub mod client;
 pub mod coordinator;
 pub mod dev;
 pub mod insecure;
+pub mod keys;
 pub mod party;
 pub mod router;
 
@@ -70,6 +71,8 @@ pub enum Command {
         /// Account id.
         id: Option<String>,
     },
+    /// Create, list and revoke API keys (an admin key).
+    Keys(keys::KeysArgs),
 }
 
 impl Command {
@@ -99,6 +102,7 @@ impl Command {
             Command::Sign(args) => client::sign(args).await,
             Command::Session { api, id } => client::session(api, id).await,
             Command::Accounts { api, id } => client::accounts(api, id).await,
+            Command::Keys(args) => keys::run(args).await,
         }
     }
 }
@@ -193,6 +197,15 @@ mod tests {
         assert_eq!(dev.coordinator, c.settings);
         assert_eq!(dev.party, p.settings);
         assert_eq!(c.settings.presign_pool, 2);
+        // Limits are on by default, `mpc dev` included.
+        assert_eq!(
+            dev.options().map(|o| o.limits).ok(),
+            Some(::coordinator::config::Limits::default())
+        );
+        assert_eq!(
+            c.settings.limits(),
+            ::coordinator::config::Limits::default()
+        );
         assert_eq!(p.settings.prime_pool, 2);
     }
 

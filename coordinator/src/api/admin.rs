@@ -1,0 +1,76 @@
+//! The admin API (`admin` scope): `POST /admin/keys`, `GET /admin/keys`,
+//! `DELETE /admin/keys/{id}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use mpc_api::admin::{ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView, KeyListQuery};
+use mpc_api::error::ErrorBody;
+
+use crate::auth::Caller;
+use crate::error::{AppError, StrictJson, StrictQuery};
+use crate::Coordinator;
+
+/// Creates an API key of the caller's tenant (an operator key — admin, default
+/// tenant — may name another tenant). The key is in this answer only.
+#[utoipa::path(post, path = "/api/v1/mpc/admin/keys", tag = "admin",
+    request_body = ApiKeyCreate,
+    responses(
+        (status = 201, description = "The new key, shown this once", body = ApiKeyCreated),
+        (status = 400, description = "Invalid name, scopes or tenant", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, no `admin` scope, or another tenant named by a non-operator key", body = ErrorBody),
+        (status = 429, description = "Over the key's request rate", body = ErrorBody),
+        (status = 503, description = "Not ready", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn create_key(
+    State(c): State<Coordinator>,
+    Extension(caller): Extension<Caller>,
+    StrictJson(req): StrictJson<ApiKeyCreate>,
+) -> Result<(StatusCode, Json<ApiKeyCreated>), AppError> {
+    Ok((StatusCode::CREATED, Json(c.create_key(&caller, req).await?)))
+}
+
+/// The API keys of the caller's tenant (an operator key: of every tenant, or
+/// of `?tenant=`): ids, names, scopes, tenant, times; never a key or hash.
+#[utoipa::path(get, path = "/api/v1/mpc/admin/keys", tag = "admin",
+    params(KeyListQuery),
+    responses(
+        (status = 200, description = "Keys, oldest first", body = ApiKeyList),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, no `admin` scope, or another tenant named by a non-operator key", body = ErrorBody),
+        (status = 429, description = "Over the key's request rate", body = ErrorBody),
+        (status = 503, description = "Not ready", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn list_keys(
+    State(c): State<Coordinator>,
+    Extension(caller): Extension<Caller>,
+    StrictQuery(q): StrictQuery<KeyListQuery>,
+) -> Result<Json<ApiKeyList>, AppError> {
+    let keys = c.list_keys(&caller, q.tenant.as_deref()).await?;
+    Ok(Json(ApiKeyList { keys }))
+}
+
+/// Revokes an API key: refused at once by this instance and within a few
+/// seconds (the key cache's TTL, 2 s by default) by every other.
+#[utoipa::path(delete, path = "/api/v1/mpc/admin/keys/{id}", tag = "admin",
+    params(("id" = String, Path, description = "Key id")),
+    responses(
+        (status = 200, description = "The key, revoked", body = ApiKeyView),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, or no `admin` scope", body = ErrorBody),
+        (status = 404, description = "No such key in the caller's tenant", body = ErrorBody),
+        (status = 429, description = "Over the key's request rate", body = ErrorBody),
+        (status = 503, description = "Not ready", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn revoke_key(
+    State(c): State<Coordinator>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKeyView>, AppError> {
+    Ok(Json(c.revoke_key(&caller, &id).await?))
+}
