@@ -201,3 +201,7 @@ impl PartyStore {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "authz_tests.rs"]
+mod tests;

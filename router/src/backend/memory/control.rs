@@ -28,7 +28,9 @@ impl ControlRegistry {
     pub(super) fn attach(&mut self, key: [u8; 32], party_id: &str, conn: Conn, now: u64) -> usize {
         let mut delivered = 0;
         for inv in self.queued.remove(&key).unwrap_or_default() {
-            if !invitation_expired(&inv, now) && conn.send_json(&RouterToClient::Invitation(Box::new(inv))) {
+            if !invitation_expired(&inv, now)
+                && conn.send_json(&RouterToClient::Invitation(Box::new(inv)))
+            {
                 delivered += 1;
             }
         }
