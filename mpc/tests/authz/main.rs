@@ -500,5 +500,28 @@ async fn a_policy_change_needs_the_current_quorum_and_removes_old_approvers() {
     );
     w.deliver(d.clone(), 1).await;
     signed(&w.finals(&d, 1).await, &r.hash(), &public_key);
+
+    // A party whose store fails cannot read the policy or record the
+    // admission: it fails the session rather than admitting it.
+    w.parties[2].store().pool().close().await;
+    let r = Request::new(&account, b"pay dave 7");
+    let d = w.descriptor(
+        sign_kind(&account, r.hash()),
+        &[1, 2],
+        Some(r.authorization(r.approvals(&[&dave, &bob]))),
+    );
+    w.deliver(d.clone(), 1).await;
+    let body = w.final_of(&d, 1).await;
+    assert!(matches!(body, ReportBody::Failed { .. }), "{body:?}");
+    assert!(
+        !w.reports(&d)
+            .iter()
+            .any(|r| r.position == 1 && matches!(r.body, ReportBody::Joined)),
+        "the party whose store failed joined"
+    );
+    assert!(!w
+        .reports(&d)
+        .iter()
+        .any(|r| matches!(r.body, ReportBody::Signature { .. })));
     w.stop().await;
 }

@@ -289,6 +289,25 @@ impl World {
         }
     }
 
+    /// Waits for the first final report of the participant at `position`.
+    pub async fn final_of(&self, d: &SessionDescriptor, position: u16) -> ReportBody {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let changed = self.inbox.changed.notified();
+            if let Some(r) = self.reports(d).into_iter().find(|r| {
+                r.position == position
+                    && !matches!(r.body, ReportBody::Joined | ReportBody::Progress { .. })
+            }) {
+                return r.body;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, changed).await.is_ok(),
+                "session {}: position {position} did not report",
+                d.session_id
+            );
+        }
+    }
+
     /// Frames the router relayed for the session.
     pub fn frames(&self, session_id: Uuid) -> usize {
         assert!(
