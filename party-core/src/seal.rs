@@ -34,6 +34,8 @@ pub enum RecordKind {
     Presignature = 4,
     /// A party identity seed.
     Identity = 5,
+    /// An account's authorization policy.
+    Policy = 6,
 }
 
 impl RecordKind {
@@ -44,6 +46,7 @@ impl RecordKind {
             3 => RecordKind::Primes,
             4 => RecordKind::Presignature,
             5 => RecordKind::Identity,
+            6 => RecordKind::Policy,
             _ => return None,
         })
     }

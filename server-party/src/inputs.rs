@@ -3,7 +3,7 @@
 //! share with the group's multiexp tables, a presignature deleted before
 //! use) and keeps the output (sealed share, presignature).
 
-use party_core::descriptor::SessionDescriptor;
+use party_core::descriptor::{SessionDescriptor, SessionKind};
 use party_core::host::InputRequest;
 use party_core::primes::PrimeSet;
 use party_core::session::{AuxSource, SessionInput, SessionOutput};
@@ -131,12 +131,17 @@ pub(crate) async fn keep(
         } => {
             let account_id = session_id.to_string();
             let group = d.group_id();
+            let policy = match &d.kind {
+                SessionKind::Keygen { policy, .. } => policy.as_ref(),
+                _ => None,
+            };
             state
                 .store
                 .put_keygen_result(
                     &account_id,
                     &public_key,
                     &share,
+                    policy,
                     new_aux_info.as_deref().map(|a| (group.as_str(), a)),
                 )
                 .await

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use party_core::authz::Policy;
 use party_core::host::{Action, HostConfig, Outcome, PartyHost};
 use party_core::wire::Invitation;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
+use crate::store::AdmissionError;
 use crate::{inputs, unix_now_ms, PartyState};
 
 type Ws =
@@ -33,6 +35,10 @@ enum Event {
     Stored(Result<(), String>),
     /// What became of a report.
     Report(u64, party_core::host::ReportOutcome),
+    /// The account's stored policy, or why it could not be read.
+    Policy(Result<Option<Policy>, String>),
+    /// The admission was recorded, or refused, or the store failed.
+    Recorded(Result<(), AdmissionError>),
 }
 
 /// Handles one invitation end to end. Never panics; every failure after the
@@ -77,6 +83,7 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
         tx,
         rx,
         tasks: tokio::task::JoinSet::new(),
+        checked_policy: None,
     };
     let outcome = shell.run().await;
     metrics::gauge!("mpc_party_sessions_active", "party" => party.clone()).decrement(1.0);
@@ -103,6 +110,10 @@ struct Shell {
     rx: mpsc::UnboundedReceiver<Event>,
     /// Background work of this session, aborted when it ends.
     tasks: tokio::task::JoinSet<()>,
+    /// Hash of the stored policy handed to the machine, which it checked the
+    /// approvals against; the admission is recorded only if it is still the
+    /// account's policy.
+    checked_policy: Option<[u8; 32]>,
 }
 
 /// The next message of the connection, or never without one.
@@ -218,6 +229,17 @@ impl Shell {
             Event::Stored(Ok(())) => self.with_host(|h| h.output_stored(now)),
             Event::Stored(Err(reason)) => self.with_host(|h| h.output_store_failed(reason, now)),
             Event::Report(id, outcome) => self.with_host(|h| h.report_result(id, outcome, now)),
+            Event::Policy(Ok(policy)) => {
+                self.checked_policy = policy.as_ref().map(Policy::hash);
+                self.with_host(|h| h.provide_policy(policy, now));
+            }
+            // A store failure fails the session; it never admits it.
+            Event::Policy(Err(reason)) => self.with_host(|h| h.host_failed(reason, now)),
+            Event::Recorded(Ok(())) => self.with_host(|h| h.admission_recorded(Ok(()), now)),
+            Event::Recorded(Err(AdmissionError::Refused(e))) => {
+                self.with_host(|h| h.admission_recorded(Err(e), now));
+            }
+            Event::Recorded(Err(e)) => self.with_host(|h| h.host_failed(e.to_string(), now)),
         }
     }
 
@@ -240,13 +262,51 @@ impl Shell {
         loop {
             let action = self.host.as_mut().and_then(|h| h.poll_action())?;
             match action {
-                // TODO(authz): the party's own sealed policy and durable
-                // admission records (server-party store).
-                Action::NeedPolicy { .. } => {
-                    self.with_host(|h| h.provide_policy(None, unix_now_ms()))
+                Action::NeedPolicy { account_id } => {
+                    let (state, tx) = (self.state.clone(), self.tx.clone());
+                    self.tasks.spawn(async move {
+                        let r = state.store.policy(&account_id).await;
+                        let _ = tx.send(Event::Policy(r.map_err(|e| e.to_string())));
+                    });
                 }
-                Action::Record(_) => {
-                    self.with_host(|h| h.admission_recorded(Ok(()), unix_now_ms()))
+                Action::Record(admission) => {
+                    let (state, tx) = (self.state.clone(), self.tx.clone());
+                    let Some(kind) = self
+                        .host
+                        .as_ref()
+                        .map(|h| h.descriptor().descriptor().kind.name())
+                    else {
+                        return Some("abandoned");
+                    };
+                    let checked = self.checked_policy;
+                    self.tasks.spawn(async move {
+                        let r = state
+                            .store
+                            .record_admission(&admission, kind, checked.as_ref())
+                            .await;
+                        if let Err(e) = &r {
+                            tracing::warn!(party_id = %state.config.party_id, %session_id, error = %e, "admission not recorded");
+                        }
+                        let _ = tx.send(Event::Recorded(r));
+                    });
+                }
+                Action::StorePolicy {
+                    account_id,
+                    policy,
+                    previous,
+                } => {
+                    let (state, tx) = (self.state.clone(), self.tx.clone());
+                    self.tasks.spawn(async move {
+                        let r = state
+                            .store
+                            .replace_policy(&account_id, &policy, &previous)
+                            .await
+                            .map_err(|e| e.to_string());
+                        if r.is_ok() {
+                            tracing::info!(party_id = %state.config.party_id, %session_id, %account_id, "account policy replaced");
+                        }
+                        let _ = tx.send(Event::Stored(r));
+                    });
                 }
                 Action::NeedInput(request) => {
                     let (state, tx) = (self.state.clone(), self.tx.clone());

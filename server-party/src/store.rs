@@ -1,7 +1,13 @@
-//! The party's own database of sealed records.
+//! The party's own database of sealed records; the authorization records
+//! (policies, admissions) are in [`authz`].
+
+mod authz;
+
+pub use authz::AdmissionError;
 
 use mpc_db::sqlx::{self, AnyPool, Row};
 use mpc_db::{Db, DbError, Migrations};
+use party_core::authz::Policy;
 use party_core::identity::PartyIdentity;
 use party_core::primes::PrimeSet;
 use party_core::seal::{MasterKey, RecordContext, RecordError, RecordKind};
@@ -20,6 +26,12 @@ pub enum StoreError {
     /// A record failed to open or validate.
     #[error("sealed record: {0}")]
     Record(#[from] RecordError),
+    /// A stored policy does not validate or does not match its recorded hash.
+    #[error("the stored policy is invalid or does not match its hash")]
+    PolicyCorrupt,
+    /// The stored policy is no longer the one a change was approved under.
+    #[error("the account's stored policy is not the one the change was approved under")]
+    PolicyConflict,
 }
 
 /// Sealed storage of one party.
@@ -172,16 +184,25 @@ impl PartyStore {
         Ok(())
     }
 
-    /// Stores a finished keygen in one transaction: the share, and the aux
-    /// info when it was generated in that session. Nothing is written before
-    /// the keygen finished, so no half-made share exists.
+    /// Stores a finished keygen in one transaction: the share, the account's
+    /// policy when the keygen descriptor has one, and the aux info when it
+    /// was generated in that session. Nothing is written before the keygen
+    /// finished, so no half-made share exists.
     pub async fn put_keygen_result(
         &self,
         account_id: &str,
         public_key: &[u8; 33],
         share: &KeyShare,
+        policy: Option<&Policy>,
         new_aux: Option<(&str, &AuxInfo)>,
     ) -> Result<(), StoreError> {
+        let sealed_policy = match policy {
+            Some(p) => {
+                p.validate().map_err(|_| StoreError::PolicyCorrupt)?;
+                Some(self.seal_policy(account_id, p)?)
+            }
+            None => None,
+        };
         let sealed_share = self
             .key
             .seal_value(self.ctx(account_id, RecordKind::KeyShare), share)?;
@@ -201,6 +222,17 @@ impl PartyStore {
             .bind(now())
             .execute(&mut *tx)
             .await?;
+        if let Some((sealed, hash)) = sealed_policy {
+            sqlx::query(
+                "INSERT INTO policies (account_id, policy_hash, sealed, updated_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(account_id)
+            .bind(hash.to_vec())
+            .bind(sealed)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
         if let Some((group, sealed)) = sealed_aux {
             sqlx::query(
                 "INSERT INTO aux_infos (group_id, sealed, created_at) VALUES ($1, $2, $3)
