@@ -76,9 +76,16 @@ impl World {
         let token = coordinator::auth::new_api_key();
         let mut stops = Vec::new();
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let router_addr = listener.local_addr().unwrap();
-        let router = router::Router::new(router::RouterConfig::new(token.clone())).unwrap();
+        let listeners = router::Listeners {
+            public: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            internal: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let router_addr = listeners.public.local_addr().unwrap();
+        let router_internal = listeners.internal.local_addr().unwrap();
+        // The router's internal credential: what a coordinator holds (the
+        // rogue coordinator of this test has it too).
+        let router_token = coordinator::auth::new_api_key();
+        let router = router::Router::new(router::RouterConfig::new(router_token.clone())).unwrap();
         let frames: FrameCounts = Arc::default();
         let lagged = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tap = router.subscribe_frames();
@@ -97,7 +104,7 @@ impl World {
         let (tx, rx) = oneshot::channel::<()>();
         stops.push(tx);
         let tap_router = router.clone();
-        tokio::spawn(router.serve(listener, async move {
+        tokio::spawn(router.serve(listeners, async move {
             let _ = rx.await;
         }));
 
@@ -159,7 +166,7 @@ impl World {
         }
         Self {
             key,
-            router: RouterClient::new(&[format!("http://{router_addr}")], &token),
+            router: RouterClient::new(&[format!("http://{router_internal}")], &router_token),
             parties,
             tap_router,
             inbox,
