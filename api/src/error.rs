@@ -40,6 +40,13 @@ pub enum ErrorCode {
     InvalidWait,
     /// `Idempotency-Key` is empty, too long or not printable ASCII.
     InvalidIdempotencyKey,
+    /// An account policy is malformed (approvers, keys, quorum, digests,
+    /// limits).
+    InvalidPolicy,
+    /// Approvals that cannot be checked: bad hex, a signature encoding the
+    /// approver's key type does not have, too many, a bad request id, or
+    /// `request_id` / `not_after` missing.
+    MalformedApproval,
     // 401
     /// Missing or unknown API key / internal token.
     Unauthorized,
@@ -50,6 +57,29 @@ pub enum ErrorCode {
     // 403
     /// The caller's address is not in the allowlist.
     Forbidden,
+    /// The account's policy requires approvals and the request has none.
+    ApprovalRequired,
+    /// Fewer distinct valid approvals than the policy's quorum.
+    ApprovalQuorumNotMet,
+    /// An approval names an approver the account's policy does not have.
+    UnknownApprover,
+    /// Two approvals by the same approver.
+    DuplicateApproval,
+    /// An approval's signature does not verify over the statement.
+    BadApprovalSignature,
+    /// The hash to sign is not the digest of the approved message.
+    ApprovalHashMismatch,
+    /// The account's policy does not allow this digest.
+    DigestNotAllowed,
+    /// The account's policy does not allow signing a bare hash.
+    BareHashNotAllowed,
+    /// The approvals' `not_after` has passed.
+    ApprovalExpired,
+    /// The request id was already used for this account.
+    RequestIdReused,
+    /// A device's session does not sign what its user approved (a party's
+    /// refusal).
+    NotWhatWasApproved,
     // 404
     /// No such route, session, account or party.
     NotFound,
@@ -73,6 +103,11 @@ pub enum ErrorCode {
     IdentityInUse,
     /// The first request with this `Idempotency-Key` is still being created.
     IdempotencyKeyInFlight,
+    /// A party had already seen this session (a party's refusal).
+    SessionReplayed,
+    /// A policy change for an account without a policy, or whose policy
+    /// changed meanwhile.
+    PolicyChangeRefused,
     // 410
     /// The session has ended (expired, failed or completed).
     SessionClosed,
@@ -88,6 +123,9 @@ pub enum ErrorCode {
     /// The same `Idempotency-Key` with a different request (422, as the
     /// IETF idempotency-key draft asks).
     IdempotencyKeyReused,
+    // 429
+    /// The account policy's signing rate is reached (a party's refusal).
+    SigningRateLimited,
     // 500
     /// An internal failure; the cause is logged, not returned.
     Internal,
@@ -118,9 +156,22 @@ impl ErrorCode {
             | InvalidSession
             | InvalidWait
             | InvalidIdempotencyKey
+            | InvalidPolicy
+            | MalformedApproval
             | UnknownParticipant => 400,
             Unauthorized | InvalidToken | BadSignature => 401,
-            Forbidden => 403,
+            Forbidden
+            | ApprovalRequired
+            | ApprovalQuorumNotMet
+            | UnknownApprover
+            | DuplicateApproval
+            | BadApprovalSignature
+            | ApprovalHashMismatch
+            | DigestNotAllowed
+            | BareHashNotAllowed
+            | ApprovalExpired
+            | RequestIdReused
+            | NotWhatWasApproved => 403,
             NotFound | UnknownSession => 404,
             Conflict
             | NoPresignature
@@ -128,11 +179,14 @@ impl ErrorCode {
             | TokenBound
             | PartyBound
             | IdentityInUse
-            | IdempotencyKeyInFlight => 409,
+            | IdempotencyKeyInFlight
+            | SessionReplayed
+            | PolicyChangeRefused => 409,
             SessionClosed => 410,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             UnsupportedDeviceType | IdempotencyKeyReused => 422,
+            SigningRateLimited => 429,
             Internal => 500,
             NotReady | RouterUnavailable | Unavailable => 503,
         }
@@ -155,6 +209,22 @@ impl ErrorCode {
             InvalidSession => "invalid_session",
             InvalidWait => "invalid_wait",
             InvalidIdempotencyKey => "invalid_idempotency_key",
+            InvalidPolicy => "invalid_policy",
+            MalformedApproval => "malformed_approval",
+            ApprovalRequired => "approval_required",
+            ApprovalQuorumNotMet => "approval_quorum_not_met",
+            UnknownApprover => "unknown_approver",
+            DuplicateApproval => "duplicate_approval",
+            BadApprovalSignature => "bad_approval_signature",
+            ApprovalHashMismatch => "approval_hash_mismatch",
+            DigestNotAllowed => "digest_not_allowed",
+            BareHashNotAllowed => "bare_hash_not_allowed",
+            ApprovalExpired => "approval_expired",
+            RequestIdReused => "request_id_reused",
+            NotWhatWasApproved => "not_what_was_approved",
+            SessionReplayed => "session_replayed",
+            PolicyChangeRefused => "policy_change_refused",
+            SigningRateLimited => "signing_rate_limited",
             Unauthorized => "unauthorized",
             InvalidToken => "invalid_token",
             BadSignature => "bad_signature",
@@ -181,6 +251,11 @@ impl ErrorCode {
         }
     }
 
+    /// The code whose stable string is `s` (e.g. a party's refusal code).
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        Self::ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+
     /// Every code, for documentation and for the test that pins them.
     pub const ALL: &'static [ErrorCode] = &[
         ErrorCode::InvalidJson,
@@ -196,10 +271,23 @@ impl ErrorCode {
         ErrorCode::InvalidSession,
         ErrorCode::InvalidWait,
         ErrorCode::InvalidIdempotencyKey,
+        ErrorCode::InvalidPolicy,
+        ErrorCode::MalformedApproval,
         ErrorCode::Unauthorized,
         ErrorCode::InvalidToken,
         ErrorCode::BadSignature,
         ErrorCode::Forbidden,
+        ErrorCode::ApprovalRequired,
+        ErrorCode::ApprovalQuorumNotMet,
+        ErrorCode::UnknownApprover,
+        ErrorCode::DuplicateApproval,
+        ErrorCode::BadApprovalSignature,
+        ErrorCode::ApprovalHashMismatch,
+        ErrorCode::DigestNotAllowed,
+        ErrorCode::BareHashNotAllowed,
+        ErrorCode::ApprovalExpired,
+        ErrorCode::RequestIdReused,
+        ErrorCode::NotWhatWasApproved,
         ErrorCode::NotFound,
         ErrorCode::UnknownSession,
         ErrorCode::UnknownParticipant,
@@ -210,7 +298,10 @@ impl ErrorCode {
         ErrorCode::PartyBound,
         ErrorCode::IdentityInUse,
         ErrorCode::IdempotencyKeyReused,
+        ErrorCode::SigningRateLimited,
         ErrorCode::IdempotencyKeyInFlight,
+        ErrorCode::SessionReplayed,
+        ErrorCode::PolicyChangeRefused,
         ErrorCode::SessionClosed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -263,6 +354,14 @@ mod tests {
             assert_eq!(back, c);
             assert!((400..600).contains(&c.status()), "{c}");
         }
+    }
+
+    #[test]
+    fn every_code_parses_from_its_string() {
+        for &c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(ErrorCode::parse("no_such_code"), None);
     }
 
     #[test]

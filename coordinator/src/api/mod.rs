@@ -3,7 +3,8 @@
 //! document (`/openapi.json`, browsable at `/docs`) is generated from them.
 //!
 //! - Public API under `/api/v1/mpc` (API key + allowlist): [`sessions`]
-//!   (keygen, sign, session status, waits, `Idempotency-Key`), [`accounts`].
+//!   (keygen, sign, session status, waits, `Idempotency-Key`), [`accounts`],
+//!   [`policy`] (policy changes, approval statements).
 //! - Device join `/api/v1/mpc/sessions/{id}/join` (join token + identity
 //!   signature) and the internal API under `/internal/v1` (party reports are
 //!   authenticated by the party's signature, party registration by the
@@ -14,6 +15,7 @@
 mod accounts;
 pub mod openapi;
 mod parties;
+mod policy;
 mod sessions;
 mod views;
 
@@ -37,6 +39,8 @@ pub fn app(c: Coordinator) -> Router {
         .route("/api/v1/mpc/sessions/{id}", get(sessions::session))
         .route("/api/v1/mpc/accounts", get(accounts::accounts))
         .route("/api/v1/mpc/accounts/{id}", get(accounts::account))
+        .route("/api/v1/mpc/accounts/{id}/policy", post(policy::change_policy))
+        .route("/api/v1/mpc/approvals/statement", post(policy::statement))
         .route_layer(middleware::from_fn_with_state(
             c.clone(),
             crate::auth::require_api_key,

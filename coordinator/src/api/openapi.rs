@@ -25,6 +25,8 @@ use crate::Coordinator;
         super::sessions::session,
         super::accounts::accounts,
         super::accounts::account,
+        super::policy::change_policy,
+        super::policy::statement,
         super::parties::device_join,
         super::health,
         super::ready,

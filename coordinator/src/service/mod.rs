@@ -9,11 +9,16 @@
 //! - [`devices`] — the device join and the launch of pending keygens.
 //! - [`descriptors`] — the bounded cache of parsed signed descriptors.
 //! - [`validate`] — request validation shared by the above.
+//! - [`authz`] — account policies and approvals: conversion, the
+//!   coordinator's own check, approval statements.
+//! - [`policy`] — policy-change sessions and the statement endpoint.
 
+pub mod authz;
 pub mod create;
 pub mod descriptors;
 pub mod devices;
 pub mod launch;
+pub mod policy;
 pub mod pool;
 pub mod reports;
 pub mod validate;
@@ -78,6 +83,10 @@ impl From<StoreError> for ServiceError {
             StoreError::PartyBound => Self::new(
                 ErrorCode::PartyBound,
                 "the party is bound to another identity key",
+            ),
+            StoreError::RequestIdReused => Self::new(
+                ErrorCode::RequestIdReused,
+                "request id already used for this account",
             ),
             StoreError::KeyInUse => Self::new(
                 ErrorCode::IdentityInUse,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use mpc_api::error::ErrorCode;
 use mpc_api::rest::{Progress, SessionKind, SessionResult, Signature};
-use party_core::descriptor::SignedDescriptor;
+use party_core::authz::Policy;
+use party_core::descriptor::{SessionKind as ProtocolKind, SignedDescriptor};
 use party_core::signature::{ethereum_address, RecoverableSignature};
 use party_core::wire::{Report, ReportBody, SignedReport};
 use uuid::Uuid;
@@ -25,6 +26,41 @@ pub fn signature_view(sig: &RecoverableSignature) -> Signature {
         der: hex::encode(sig.to_der()),
         signature: sig.to_hex65(),
     }
+}
+
+/// Whether a report's body may come from a party of a session of `kind`:
+/// each result only from its own kind; joins, progress, failures and
+/// refusals from any.
+fn fits(body: &ReportBody, kind: &ProtocolKind) -> bool {
+    match body {
+        ReportBody::KeygenResult { .. } => matches!(kind, ProtocolKind::Keygen { .. }),
+        ReportBody::Signature { .. } => {
+            matches!(kind, ProtocolKind::Sign { .. } | ProtocolKind::OnlineSign { .. })
+        }
+        ReportBody::PresignatureStored => matches!(kind, ProtocolKind::Presign { .. }),
+        ReportBody::PolicyChanged { .. } => matches!(kind, ProtocolKind::PolicyChange { .. }),
+        ReportBody::Joined
+        | ReportBody::Progress { .. }
+        | ReportBody::Failed { .. }
+        | ReportBody::Refused { .. } => true,
+    }
+}
+
+fn body_name(body: &ReportBody) -> &'static str {
+    match body {
+        ReportBody::KeygenResult { .. } => "keygen result",
+        ReportBody::Signature { .. } => "signature",
+        ReportBody::PresignatureStored => "presignature",
+        ReportBody::PolicyChanged { .. } => "policy changed",
+        ReportBody::Joined => "joined",
+        ReportBody::Progress { .. } => "progress",
+        ReportBody::Failed { .. } => "failure",
+        ReportBody::Refused { .. } => "refusal",
+    }
+}
+
+fn hash_text(h: Option<&[u8; 32]>) -> String {
+    h.map_or_else(|| "none".to_string(), hex::encode)
 }
 
 impl Coordinator {
@@ -88,6 +124,18 @@ impl Coordinator {
         })?;
         let id = report.session_id;
         let pos = report.position;
+        // A result only of its own session kind: a keygen result on a sign
+        // session, a signature on a keygen, ... is refused, nothing changed.
+        if !fits(&report.body, &descriptor.descriptor.kind) {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidReport,
+                format!(
+                    "a {} report does not fit a {} session",
+                    body_name(&report.body),
+                    descriptor.descriptor.kind.name()
+                ),
+            ));
+        }
         if session.status.is_terminal() {
             return Ok(());
         }
@@ -110,7 +158,29 @@ impl Coordinator {
                     )
                     .await?;
             }
-            ReportBody::KeygenResult { public_key, .. } => {
+            ReportBody::KeygenResult {
+                public_key,
+                policy_hash,
+            } => {
+                // Every party must have stored the descriptor's policy (or
+                // none): a party that reports another hash fails the keygen,
+                // named as the reporter, not as a culprit.
+                let expected = match &descriptor.descriptor.kind {
+                    ProtocolKind::Keygen { policy, .. } => policy.as_ref().map(Policy::hash),
+                    _ => None,
+                };
+                if policy_hash != expected {
+                    let reason = format!(
+                        "{} reported policy hash {} but the keygen's policy hashes to {}",
+                        participant.party_id,
+                        hash_text(policy_hash.as_ref()),
+                        hash_text(expected.as_ref()),
+                    );
+                    if self.fail_session(id, &reason, None).await? {
+                        tracing::warn!(session_id = %id, %reason, "keygen failed");
+                    }
+                    return Ok(());
+                }
                 let results = self
                     .store()
                     .set_party_result(
@@ -118,6 +188,7 @@ impl Coordinator {
                         pos,
                         &PartyResult::Keygen {
                             public_key: hex::encode(public_key),
+                            policy_hash: policy_hash.map(hex::encode),
                         },
                     )
                     .await?;
@@ -164,16 +235,68 @@ impl Coordinator {
             }
             ReportBody::Refused { code, reason } => {
                 let reason = format!("{} refused ({code}): {reason}", participant.party_id);
-                if self.fail_session(id, &reason, None).await? {
+                // A code the API knows is kept as the failure's code; any
+                // other stays in the reason only.
+                let failed = match ErrorCode::parse(&code) {
+                    Some(known) => self.store().fail_refused(id, &reason, known.as_str()).await?,
+                    None => self.store().fail(id, &reason, None).await?,
+                };
+                if failed {
+                    self.close_session(id);
                     tracing::warn!(session_id = %id, %reason, "session refused by a party");
                 }
             }
-            ReportBody::PolicyChanged { .. } => {
-                return Err(ServiceError::new(
-                    ErrorCode::InvalidReport,
-                    "policy changes are not run by this coordinator",
-                ));
+            ReportBody::PolicyChanged { policy_hash } => {
+                self.on_policy_changed(&session, &descriptor, participant, pos, policy_hash)
+                    .await?;
             }
+        }
+        Ok(())
+    }
+
+    async fn on_policy_changed(
+        &self,
+        session: &SessionRow,
+        d: &SignedDescriptor,
+        participant: &party_core::descriptor::Participant,
+        pos: u16,
+        policy_hash: [u8; 32],
+    ) -> Result<(), ServiceError> {
+        let id = session.session_id;
+        let ProtocolKind::PolicyChange { account_id, policy } = &d.descriptor.kind else {
+            return Err(ServiceError::internal("policy report on another session kind"));
+        };
+        let expected = policy.hash();
+        if policy_hash != expected {
+            let reason = format!(
+                "{} reported storing policy hash {} but the change is to {}",
+                participant.party_id,
+                hex::encode(policy_hash),
+                hex::encode(expected),
+            );
+            if self.fail_session(id, &reason, None).await? {
+                tracing::warn!(session_id = %id, %reason, "policy change failed");
+            }
+            return Ok(());
+        }
+        let results = self
+            .store()
+            .set_party_result(
+                id,
+                pos,
+                &PartyResult::PolicyChanged {
+                    policy_hash: hex::encode(policy_hash),
+                },
+            )
+            .await?;
+        if results.iter().all(Option::is_some)
+            && self
+                .store()
+                .complete_policy_change(id, account_id, policy)
+                .await?
+        {
+            tracing::info!(session_id = %id, account_id = %account_id, "policy changed");
+            self.close_session(id);
         }
         Ok(())
     }
@@ -191,7 +314,7 @@ impl Coordinator {
             .iter()
             .flatten()
             .filter_map(|r| match r {
-                PartyResult::Keygen { public_key } => Some(public_key.as_str()),
+                PartyResult::Keygen { public_key, .. } => Some(public_key.as_str()),
                 _ => None,
             })
             .collect();
@@ -214,6 +337,10 @@ impl Coordinator {
             return Ok(());
         };
         let d = &d.descriptor;
+        let policy = match &d.kind {
+            ProtocolKind::Keygen { policy, .. } => policy.clone(),
+            _ => None,
+        };
         let account = Account {
             account_id: id.to_string(),
             public_key: first.to_string(),
@@ -231,6 +358,7 @@ impl Coordinator {
                 .collect(),
             keygen_session_id: id.to_string(),
             created_at: now(),
+            policy,
         };
         let group = session
             .generate_aux

@@ -70,6 +70,9 @@ pub enum StoreError {
     /// A device identity key already registered under another party id.
     #[error("the identity key belongs to another party")]
     KeyInUse,
+    /// The approval request id was already spent for the account.
+    #[error("request id already used for this account")]
+    RequestIdReused,
     /// A stored value that does not parse (written by something else).
     #[error("malformed {0} in the database")]
     Malformed(&'static str),
