@@ -4,6 +4,8 @@
 //! with `tower::ServiceExt::oneshot`.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod approvals;
+
 use std::sync::Arc;
 use std::time::Duration;
 
