@@ -240,6 +240,25 @@ mod tests {
         }
     }
 
+    /// docs/api.md's test vector is what party-core encodes.
+    #[test]
+    fn the_documented_statement_test_vector_is_the_encoders() {
+        let st = Statement {
+            account_id: "acct-1",
+            operation: Operation::Sign,
+            payload: Payload::Message {
+                digest: MessageDigest::Keccak256,
+                message: b"hi",
+            },
+            derivation_path: &[7],
+            request_id: "r1",
+            not_after: 1_900_000_000,
+        };
+        let docs = include_str!("../../../docs/api.md");
+        let vector = hex::encode(st.to_bytes());
+        assert!(docs.contains(&format!("\n{vector}\n")), "docs/api.md lacks {vector}");
+    }
+
     #[test]
     fn a_malformed_policy_or_approval_is_a_400_and_a_refusal_a_403() {
         assert_eq!(
