@@ -160,17 +160,9 @@ impl ErrorCode {
             | MalformedApproval
             | UnknownParticipant => 400,
             Unauthorized | InvalidToken | BadSignature => 401,
-            Forbidden
-            | ApprovalRequired
-            | ApprovalQuorumNotMet
-            | UnknownApprover
-            | DuplicateApproval
-            | BadApprovalSignature
-            | ApprovalHashMismatch
-            | DigestNotAllowed
-            | BareHashNotAllowed
-            | ApprovalExpired
-            | RequestIdReused
+            Forbidden | ApprovalRequired | ApprovalQuorumNotMet | UnknownApprover
+            | DuplicateApproval | BadApprovalSignature | ApprovalHashMismatch
+            | DigestNotAllowed | BareHashNotAllowed | ApprovalExpired | RequestIdReused
             | NotWhatWasApproved => 403,
             NotFound | UnknownSession => 404,
             Conflict

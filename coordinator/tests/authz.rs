@@ -37,9 +37,21 @@ async fn a_malformed_policy_is_a_400_and_creates_nothing() {
     };
     let alice_key = good["approvers"][0]["ed25519"].clone();
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("quorum 0", with(&|p| p["quorum"] = json!(0)), "invalid_policy"),
-        ("quorum above the approvers", with(&|p| p["quorum"] = json!(3)), "invalid_policy"),
-        ("no approvers", with(&|p| p["approvers"] = json!([])), "invalid_policy"),
+        (
+            "quorum 0",
+            with(&|p| p["quorum"] = json!(0)),
+            "invalid_policy",
+        ),
+        (
+            "quorum above the approvers",
+            with(&|p| p["quorum"] = json!(3)),
+            "invalid_policy",
+        ),
+        (
+            "no approvers",
+            with(&|p| p["approvers"] = json!([])),
+            "invalid_policy",
+        ),
         (
             "an approver with two keys",
             with(&|p| p["approvers"][1]["ed25519"] = alice_key.clone()),
@@ -104,8 +116,15 @@ async fn a_malformed_policy_is_a_400_and_creates_nothing() {
                 &json!({ "threshold_n": 3, "threshold_t": 2, "participants": parties(&[1, 2, 3]), "policy": policy }),
             )
             .await;
-        assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some(code)), "{what}: {body}");
-        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}");
+        assert_eq!(
+            (status.as_u16(), body["code"].as_str()),
+            (400, Some(code)),
+            "{what}: {body}"
+        );
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}"
+        );
     }
     assert_eq!(footprint(&t).await, before, "nothing created");
 }
@@ -133,7 +152,10 @@ async fn a_policy_account_shows_the_policy_every_party_reported() {
     assert_eq!(list["accounts"][0]["policy_hash"], view["policy_hash"]);
     // An account without a policy shows none.
     let plain = t.account().await;
-    assert!(plain.get("policy").is_none() && plain.get("policy_hash").is_none(), "{plain}");
+    assert!(
+        plain.get("policy").is_none() && plain.get("policy_hash").is_none(),
+        "{plain}"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +193,11 @@ async fn a_keygen_fails_naming_the_party_that_reported_another_policy_hash() {
         reason.starts_with("server-party-2 reported policy hash none"),
         "{reason}"
     );
-    assert_eq!(s["error"]["blamed_party"], Value::Null, "a reporter, not a culprit");
+    assert_eq!(
+        s["error"]["blamed_party"],
+        Value::Null,
+        "a reporter, not a culprit"
+    );
     assert_eq!(t.count("accounts").await, 0);
 }
 
@@ -213,7 +239,12 @@ async fn sign_approvals_are_checked_before_anything_is_created() {
             403,
             "approval_required",
         ),
-        ("one approval", body(json!([a.alice(&st)])), 403, "approval_quorum_not_met"),
+        (
+            "one approval",
+            body(json!([a.alice(&st)])),
+            403,
+            "approval_quorum_not_met",
+        ),
         (
             "the same approver twice",
             body(json!([a.alice(&st), a.alice(&st)])),
@@ -234,7 +265,10 @@ async fn sign_approvals_are_checked_before_anything_is_created() {
         ),
         (
             "an approval for another account",
-            body(json!([a.alice(&st), a.bob(&sign_statement("another-account", msg, "r1", later), false)])),
+            body(json!([
+                a.alice(&st),
+                a.bob(&sign_statement("another-account", msg, "r1", later), false)
+            ])),
             403,
             "bad_approval_signature",
         ),
@@ -301,13 +335,20 @@ async fn sign_approvals_are_checked_before_anything_is_created() {
     let before = footprint(&t).await;
     for (what, req, status, code) in cases {
         let (s, b) = t.post("/api/v1/mpc/sign", &req).await;
-        assert_eq!((s.as_u16(), b["code"].as_str()), (status, Some(code)), "{what}: {b}");
+        assert_eq!(
+            (s.as_u16(), b["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {b}"
+        );
         assert_eq!(footprint(&t).await, before, "{what}: nothing created");
     }
 
     // The quorum: alice (Ed25519) and bob (P-256, r || s).
     let (s, created) = t
-        .post("/api/v1/mpc/sign", &body(json!([a.alice(&st), a.bob(&st, false)])))
+        .post(
+            "/api/v1/mpc/sign",
+            &body(json!([a.alice(&st), a.bob(&st, false)])),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     assert_eq!(created["signing"], "full");
@@ -324,9 +365,16 @@ async fn sign_approvals_are_checked_before_anything_is_created() {
     // The same request id again, with fresh valid approvals: refused.
     let before = footprint(&t).await;
     let (s, b) = t
-        .post("/api/v1/mpc/sign", &body(json!([a.alice(&st), a.bob(&st, true)])))
+        .post(
+            "/api/v1/mpc/sign",
+            &body(json!([a.alice(&st), a.bob(&st, true)])),
+        )
         .await;
-    assert_eq!((s.as_u16(), b["code"].as_str()), (403, Some("request_id_reused")), "{b}");
+    assert_eq!(
+        (s.as_u16(), b["code"].as_str()),
+        (403, Some("request_id_reused")),
+        "{b}"
+    );
     assert_eq!(footprint(&t).await, before);
 }
 
@@ -390,7 +438,9 @@ async fn the_statement_endpoint_answers_what_the_parties_verify() {
         let (s, b) = t.post("/api/v1/mpc/sign", &req).await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         let d = t.last_descriptor();
-        let of = statement_of(&d, &policy_of(&a.carol_policy())).unwrap().unwrap();
+        let of = statement_of(&d, &policy_of(&a.carol_policy()))
+            .unwrap()
+            .unwrap();
         assert_eq!(&of.to_bytes(), st);
     }
 
@@ -405,7 +455,10 @@ async fn the_statement_endpoint_answers_what_the_parties_verify() {
         request_id: "p1",
         not_after: later,
     };
-    assert_eq!(hex::decode(b["statement"].as_str().unwrap()).unwrap(), change.to_bytes());
+    assert_eq!(
+        hex::decode(b["statement"].as_str().unwrap()).unwrap(),
+        change.to_bytes()
+    );
 
     let cases: Vec<(Value, u16, &str)> = vec![
         (
@@ -436,6 +489,10 @@ async fn the_statement_endpoint_answers_what_the_parties_verify() {
     ];
     for (req, status, code) in cases {
         let (s, b) = statement(&t, &req).await;
-        assert_eq!((s.as_u16(), b["code"].as_str()), (status, Some(code)), "{req}: {b}");
+        assert_eq!(
+            (s.as_u16(), b["code"].as_str()),
+            (status, Some(code)),
+            "{req}: {b}"
+        );
     }
 }

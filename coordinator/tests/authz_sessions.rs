@@ -72,22 +72,90 @@ async fn reports_are_checked_against_their_session() {
         policy_hash: [7; 32],
     };
     let cases: Vec<(&str, Uuid, u16, ReportBody, usize, u16, &str)> = vec![
-        ("a signature on a keygen", keygen, 0, signature(), 0, 400, "invalid_report"),
-        ("a presignature on a keygen", keygen, 1, ReportBody::PresignatureStored, 1, 400, "invalid_report"),
-        ("a policy change on a keygen", keygen, 0, changed(), 0, 400, "invalid_report"),
-        ("a keygen result on a sign session", sign, 0, keygen_result(), 0, 400, "invalid_report"),
-        ("a presignature on a sign session", sign, 1, ReportBody::PresignatureStored, 1, 400, "invalid_report"),
-        ("a policy change on a sign session", sign, 0, changed(), 0, 400, "invalid_report"),
+        (
+            "a signature on a keygen",
+            keygen,
+            0,
+            signature(),
+            0,
+            400,
+            "invalid_report",
+        ),
+        (
+            "a presignature on a keygen",
+            keygen,
+            1,
+            ReportBody::PresignatureStored,
+            1,
+            400,
+            "invalid_report",
+        ),
+        (
+            "a policy change on a keygen",
+            keygen,
+            0,
+            changed(),
+            0,
+            400,
+            "invalid_report",
+        ),
+        (
+            "a keygen result on a sign session",
+            sign,
+            0,
+            keygen_result(),
+            0,
+            400,
+            "invalid_report",
+        ),
+        (
+            "a presignature on a sign session",
+            sign,
+            1,
+            ReportBody::PresignatureStored,
+            1,
+            400,
+            "invalid_report",
+        ),
+        (
+            "a policy change on a sign session",
+            sign,
+            0,
+            changed(),
+            0,
+            400,
+            "invalid_report",
+        ),
         // server-party-3 is no signer: no position 2, and its signature
         // does not verify for another's position.
-        ("a non-participant's position", sign, 2, signature(), 2, 400, "invalid_report"),
-        ("a non-participant as a signer", sign, 0, signature(), 2, 401, "bad_signature"),
+        (
+            "a non-participant's position",
+            sign,
+            2,
+            signature(),
+            2,
+            400,
+            "invalid_report",
+        ),
+        (
+            "a non-participant as a signer",
+            sign,
+            0,
+            signature(),
+            2,
+            401,
+            "bad_signature",
+        ),
     ];
     let events = t.count("session_events").await;
     for (what, id, pos, body, signer, status, code) in cases {
         let r = signed_report(id, pos, body, &t.servers[signer]);
         let (s, b) = t.report(&r).await;
-        assert_eq!((s.as_u16(), b["code"].as_str()), (status, Some(code)), "{what}: {b}");
+        assert_eq!(
+            (s.as_u16(), b["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {b}"
+        );
     }
     for id in [keygen, sign] {
         let s = session(&t, id).await;
@@ -131,7 +199,10 @@ async fn a_refusal_fails_the_session_with_the_partys_code() {
     assert_eq!(answer["status"], "failed", "{answer}");
     assert_eq!(answer["error"]["code"], "session_replayed", "{answer}");
     let reason = answer["error"]["reason"].as_str().unwrap();
-    assert!(reason.starts_with("server-party-2 refused (session_replayed)"), "{reason}");
+    assert!(
+        reason.starts_with("server-party-2 refused (session_replayed)"),
+        "{reason}"
+    );
     assert_eq!(answer["error"]["blamed_party"], Value::Null);
     let s = session(&t, id).await;
     assert_eq!(s["error"], answer["error"]);
@@ -139,7 +210,10 @@ async fn a_refusal_fails_the_session_with_the_partys_code() {
 
     // An unknown code stays in the reason only.
     let (_, created) = t
-        .post("/api/v1/mpc/sign", &approved_sign(&a, &account, b"pay 6", "r-odd"))
+        .post(
+            "/api/v1/mpc/sign",
+            &approved_sign(&a, &account, b"pay 6", "r-odd"),
+        )
         .await;
     let id = sid(&created);
     let body = ReportBody::Refused {
@@ -151,7 +225,10 @@ async fn a_refusal_fails_the_session_with_the_partys_code() {
     let s = session(&t, id).await;
     assert_eq!(s["status"], "failed");
     assert!(s["error"].get("code").is_none(), "{s}");
-    assert!(s["error"]["reason"].as_str().unwrap().contains("no_such_code"));
+    assert!(s["error"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no_such_code"));
 }
 
 /// With a presignature in the pool a policy account signs in one round: the
@@ -171,7 +248,10 @@ async fn pool_signing_carries_the_approvals() {
         .map(|(_, inv)| &inv.descriptor.descriptor)
         .find(|d| {
             matches!(d.kind, SessionKind::Presign { .. })
-                && d.participants.iter().map(|p| p.party_id.as_str()).collect::<Vec<_>>()
+                && d.participants
+                    .iter()
+                    .map(|p| p.party_id.as_str())
+                    .collect::<Vec<_>>()
                     == ["server-party-1", "server-party-2"]
         })
         .unwrap()
@@ -192,7 +272,10 @@ async fn pool_signing_carries_the_approvals() {
     one["approvals"].as_array_mut().unwrap().pop();
     one["require_presignature"] = json!(true);
     let (s, b) = t.post("/api/v1/mpc/sign", &one).await;
-    assert_eq!((s.as_u16(), b["code"].as_str()), (403, Some("approval_quorum_not_met")));
+    assert_eq!(
+        (s.as_u16(), b["code"].as_str()),
+        (403, Some("approval_quorum_not_met"))
+    );
     let mut req = approved_sign(&a, &account, msg, "pool-1");
     req["require_presignature"] = json!(true);
     let (s, created) = t.post("/api/v1/mpc/sign", &req).await;
@@ -206,7 +289,9 @@ async fn pool_signing_carries_the_approvals() {
     let auth = d.authorization.as_ref().unwrap();
     assert!(auth.message.is_none(), "the message is in the kind");
     assert_eq!(auth.approvals.len(), 2);
-    authorize(&d, &policy_of(&a.policy()), in_secs(0)).unwrap().unwrap();
+    authorize(&d, &policy_of(&a.policy()), in_secs(0))
+        .unwrap()
+        .unwrap();
 }
 
 fn change_statement(account: &str, policy: &Value, request_id: &str, not_after: u64) -> Vec<u8> {
@@ -262,17 +347,31 @@ async fn a_policy_change_replaces_the_policy_once_every_party_stored_it() {
     ];
     for (what, body, status, code) in cases {
         let (s, b) = t.post(&path, &body).await;
-        assert_eq!((s.as_u16(), b["code"].as_str()), (status, Some(code)), "{what}: {b}");
+        assert_eq!(
+            (s.as_u16(), b["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {b}"
+        );
     }
-    assert_eq!((t.count("sessions").await, t.router.calls().invited.len()), before);
+    assert_eq!(
+        (t.count("sessions").await, t.router.calls().invited.len()),
+        before
+    );
     let plain = t.account().await;
     let (s, b) = t
         .post(
-            &format!("/api/v1/mpc/accounts/{}/policy", plain["account_id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/mpc/accounts/{}/policy",
+                plain["account_id"].as_str().unwrap()
+            ),
             &json!({ "policy": new, "request_id": "c1", "not_after": later, "approvals": [] }),
         )
         .await;
-    assert_eq!((s.as_u16(), b["code"].as_str()), (409, Some("policy_change_refused")), "{b}");
+    assert_eq!(
+        (s.as_u16(), b["code"].as_str()),
+        (409, Some("policy_change_refused")),
+        "{b}"
+    );
 
     let body = json!({ "policy": new, "request_id": "c1", "not_after": later, "approvals": [a.alice(&st), a.bob(&st, false)] });
     let (s, created) = t.post(&path, &body).await;
@@ -281,15 +380,33 @@ async fn a_policy_change_replaces_the_policy_once_every_party_stored_it() {
     let id = sid(&created);
     let d = t.last_descriptor();
     assert_eq!(d.participants.len(), 3, "every party of the account");
-    assert!(matches!(&d.kind, SessionKind::PolicyChange { policy, .. } if *policy == policy_of(&new)));
+    assert!(
+        matches!(&d.kind, SessionKind::PolicyChange { policy, .. } if *policy == policy_of(&new))
+    );
     let new_hash = policy_of(&new).hash();
     for pos in 0..3u16 {
-        let r = signed_report(id, pos, ReportBody::PolicyChanged { policy_hash: new_hash }, &t.servers[usize::from(pos)]);
+        let r = signed_report(
+            id,
+            pos,
+            ReportBody::PolicyChanged {
+                policy_hash: new_hash,
+            },
+            &t.servers[usize::from(pos)],
+        );
         let (s, b) = t.report(&r).await;
         assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
         let (_, view) = t.get(&format!("/api/v1/mpc/accounts/{account}")).await;
-        let shown = if pos < 2 { policy_of(&a.policy()).hash() } else { new_hash };
-        assert_eq!(view["policy_hash"], hex::encode(shown), "after {} reports", pos + 1);
+        let shown = if pos < 2 {
+            policy_of(&a.policy()).hash()
+        } else {
+            new_hash
+        };
+        assert_eq!(
+            view["policy_hash"],
+            hex::encode(shown),
+            "after {} reports",
+            pos + 1
+        );
     }
     assert_eq!(session(&t, id).await["status"], "completed");
     let (_, view) = t.get(&format!("/api/v1/mpc/accounts/{account}")).await;
@@ -297,9 +414,16 @@ async fn a_policy_change_replaces_the_policy_once_every_party_stored_it() {
 
     // The old approvers no longer count; carol alone does.
     let (s, b) = t
-        .post("/api/v1/mpc/sign", &approved_sign(&a, &account, b"after", "r-after"))
+        .post(
+            "/api/v1/mpc/sign",
+            &approved_sign(&a, &account, b"after", "r-after"),
+        )
         .await;
-    assert_eq!((s.as_u16(), b["code"].as_str()), (403, Some("unknown_approver")), "{b}");
+    assert_eq!(
+        (s.as_u16(), b["code"].as_str()),
+        (403, Some("unknown_approver")),
+        "{b}"
+    );
     let st = sign_statement(&account, b"after", "r-after", later);
     let (s, b) = t
         .post(
@@ -314,7 +438,11 @@ async fn a_policy_change_replaces_the_policy_once_every_party_stored_it() {
     let (s, b) = t
         .post(&path, &json!({ "policy": a.policy(), "request_id": "c1", "not_after": later, "approvals": [a.carol(&st)] }))
         .await;
-    assert_eq!((s.as_u16(), b["code"].as_str()), (403, Some("request_id_reused")), "{b}");
+    assert_eq!(
+        (s.as_u16(), b["code"].as_str()),
+        (403, Some("request_id_reused")),
+        "{b}"
+    );
 }
 
 /// A party that reports storing another policy fails the change, named as
@@ -335,16 +463,29 @@ async fn a_policy_change_fails_when_a_party_stored_another_policy() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     let id = sid(&created);
-    let r = signed_report(id, 2, ReportBody::PolicyChanged { policy_hash: [9; 32] }, &t.servers[2]);
+    let r = signed_report(
+        id,
+        2,
+        ReportBody::PolicyChanged {
+            policy_hash: [9; 32],
+        },
+        &t.servers[2],
+    );
     let (s, _) = t.report(&r).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let s = session(&t, id).await;
     assert_eq!(s["status"], "failed");
     assert!(
-        s["error"]["reason"].as_str().unwrap().starts_with("server-party-3 reported storing policy hash"),
+        s["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("server-party-3 reported storing policy hash"),
         "{s}"
     );
     assert_eq!(s["error"]["blamed_party"], Value::Null);
     let (_, view) = t.get(&format!("/api/v1/mpc/accounts/{account}")).await;
-    assert_eq!(view["policy_hash"], hex::encode(policy_of(&a.policy()).hash()));
+    assert_eq!(
+        view["policy_hash"],
+        hex::encode(policy_of(&a.policy()).hash())
+    );
 }

@@ -32,6 +32,7 @@ fn row(kind: SessionKind) -> SessionRow {
         generate_aux: false,
         result: None,
         error: None,
+        error_code: None,
         blamed_party: None,
         created_at: coordinator::store::now(),
         expires_at: coordinator::store::now() + 600,
@@ -45,6 +46,7 @@ async fn insert(store: &Store, r: &SessionRow) {
             participants: (0..3u16)
                 .map(|p| (p, format!("p{p}"), DeviceType::Server, [p as u8; 32]))
                 .collect(),
+            request_id: None,
         })
         .await
         .unwrap();
@@ -76,6 +78,7 @@ async fn keygen_completion_is_recorded_once(url: String) {
         parties: Vec::new(),
         keygen_session_id: id.to_string(),
         created_at: coordinator::store::now(),
+        policy: None,
     };
     let mut tasks = Vec::new();
     for i in 0..32 {
@@ -136,6 +139,7 @@ async fn party_results_are_recorded_once(url: String) {
                     i % 3,
                     &PartyResult::Keygen {
                         public_key: format!("attempt {i}"),
+                        policy_hash: None,
                     },
                 )
                 .await
@@ -209,6 +213,7 @@ async fn the_last_result_sees_all_results(url: String) {
                         position,
                         &PartyResult::Keygen {
                             public_key: format!("p {position}"),
+                            policy_hash: None,
                         },
                     )
                     .await

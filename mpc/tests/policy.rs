@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{parties, verify, TempDir};
 use ed25519_dalek::Signer as _;
 use mpc::client::Client;
-use mpc::dev::{DevSystem, DevOptions};
+use mpc::dev::{DevOptions, DevSystem};
 use party_core::authz::{Operation, Payload, Policy, Statement};
 use party_core::descriptor::MessageDigest;
 use serde_json::{json, Value};
@@ -154,7 +154,11 @@ async fn a_policy_account_signs_with_its_quorum_only() {
     let a = Approvers::new();
     let account = policy_keygen(&c, &a.policy()).await;
     let expected: Policy = serde_json::from_value(a.policy()).unwrap();
-    assert_eq!(account["policy_hash"], hex::encode(expected.hash()), "{account}");
+    assert_eq!(
+        account["policy_hash"],
+        hex::encode(expected.hash()),
+        "{account}"
+    );
     assert_eq!(account["policy"]["quorum"], 2);
     let id = account["account_id"].as_str().unwrap().to_string();
     let pk = account["public_key"].as_str().unwrap().to_string();
@@ -172,16 +176,28 @@ async fn a_policy_account_signs_with_its_quorum_only() {
     assert_eq!(created["signing"], "full");
     let done = finish(&c, &created).await;
     assert_eq!(done["status"], "completed", "{done}");
-    verify(&done["result"]["signature"], &MessageDigest::Keccak256.hash(msg), &pk);
+    verify(
+        &done["result"]["signature"],
+        &MessageDigest::Keccak256.hash(msg),
+        &pk,
+    );
 
     // One approval, or the quorum again under a spent request id: 403, no
     // session.
     let before = sessions(&sys).await;
     let st2 = statement(&id, message_payload(msg), "r2", later);
     let (status, refused) = sign(&c, &body(json!([a.alice(&st2)]), "r2")).await;
-    assert_eq!((status, refused["code"].as_str()), (403, Some("approval_quorum_not_met")), "{refused}");
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (403, Some("approval_quorum_not_met")),
+        "{refused}"
+    );
     let (status, refused) = sign(&c, &body(json!([a.alice(&st), a.bob(&st)]), "r1")).await;
-    assert_eq!((status, refused["code"].as_str()), (403, Some("request_id_reused")), "{refused}");
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (403, Some("request_id_reused")),
+        "{refused}"
+    );
     assert_eq!(sessions(&sys).await, before, "nothing created");
 
     // The pool: a presignature for {1, 2}, then a one-round signing whose
@@ -189,8 +205,19 @@ async fn a_policy_account_signs_with_its_quorum_only() {
     sys.coordinator.set_presign_pool(1);
     let set = format!("{},{}", DevSystem::party_id(1), DevSystem::party_id(2));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    while sys.coordinator.store().presignature_stock(&id, &set).await.unwrap().0 < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "no presignature made");
+    while sys
+        .coordinator
+        .store()
+        .presignature_stock(&id, &set)
+        .await
+        .unwrap()
+        .0
+        < 1
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no presignature made"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let pool_msg = b"pay 3 USDC to dave";
@@ -206,7 +233,11 @@ async fn a_policy_account_signs_with_its_quorum_only() {
     assert_eq!(created["signing"], "presignature");
     let done = finish(&c, &created).await;
     assert_eq!(done["status"], "completed", "{done}");
-    verify(&done["result"]["signature"], &MessageDigest::Keccak256.hash(pool_msg), &pk);
+    verify(
+        &done["result"]["signature"],
+        &MessageDigest::Keccak256.hash(pool_msg),
+        &pk,
+    );
     sys.shutdown().await;
 }
 
@@ -236,7 +267,11 @@ async fn a_policy_change_is_stored_by_every_party() {
     assert_eq!(answer.status, 201, "{}", answer.body);
     let done = finish(&c, &answer.body).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let shown = c.get(&format!("/api/v1/mpc/accounts/{id}")).await.unwrap().body;
+    let shown = c
+        .get(&format!("/api/v1/mpc/accounts/{id}"))
+        .await
+        .unwrap()
+        .body;
     assert_eq!(shown["policy_hash"], hex::encode(new.hash()), "{shown}");
 
     let msg = b"signed under the new policy";
@@ -250,6 +285,10 @@ async fn a_policy_change_is_stored_by_every_party() {
     assert_eq!(status, 201, "{created}");
     let done = finish(&c, &created).await;
     assert_eq!(done["status"], "completed", "{done}");
-    verify(&done["result"]["signature"], &MessageDigest::Keccak256.hash(msg), &pk);
+    verify(
+        &done["result"]["signature"],
+        &MessageDigest::Keccak256.hash(msg),
+        &pk,
+    );
     sys.shutdown().await;
 }

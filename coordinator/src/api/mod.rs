@@ -39,7 +39,10 @@ pub fn app(c: Coordinator) -> Router {
         .route("/api/v1/mpc/sessions/{id}", get(sessions::session))
         .route("/api/v1/mpc/accounts", get(accounts::accounts))
         .route("/api/v1/mpc/accounts/{id}", get(accounts::account))
-        .route("/api/v1/mpc/accounts/{id}/policy", post(policy::change_policy))
+        .route(
+            "/api/v1/mpc/accounts/{id}/policy",
+            post(policy::change_policy),
+        )
         .route("/api/v1/mpc/approvals/statement", post(policy::statement))
         .route_layer(middleware::from_fn_with_state(
             c.clone(),

@@ -53,7 +53,13 @@ pub fn policy_from_api(p: &AccountPolicy) -> Result<Policy, ServiceError> {
     let approvers = p
         .approvers
         .iter()
-        .map(|a| Approver::parse(a.id.clone(), a.ed25519.as_deref().map(strip_0x), a.p256.as_deref().map(strip_0x)))
+        .map(|a| {
+            Approver::parse(
+                a.id.clone(),
+                a.ed25519.as_deref().map(strip_0x),
+                a.p256.as_deref().map(strip_0x),
+            )
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| authz_error(&e))?;
     let policy = Policy {
@@ -109,9 +115,7 @@ fn malformed(message: impl Into<String>) -> ServiceError {
 fn encoding_fits(key: &ApproverKey, sig: &[u8]) -> bool {
     match key {
         ApproverKey::Ed25519(_) => sig.len() == 64,
-        ApproverKey::P256(_) => {
-            sig.len() == 64 || p256::ecdsa::Signature::from_der(sig).is_ok()
-        }
+        ApproverKey::P256(_) => sig.len() == 64 || p256::ecdsa::Signature::from_der(sig).is_ok(),
     }
 }
 
@@ -130,7 +134,10 @@ fn decode_approvals(
         .iter()
         .map(|a| {
             let signature = hex::decode(strip_0x(&a.signature)).map_err(|_| {
-                malformed(format!("the signature of approver {:?} is not hex", a.approver))
+                malformed(format!(
+                    "the signature of approver {:?} is not hex",
+                    a.approver
+                ))
             })?;
             let known = policy.approvers.iter().find(|p| p.id == a.approver);
             if known.is_some_and(|p| !encoding_fits(&p.key, &signature)) {
@@ -256,16 +263,26 @@ mod tests {
         };
         let docs = include_str!("../../../docs/api.md");
         let vector = hex::encode(st.to_bytes());
-        assert!(docs.contains(&format!("\n{vector}\n")), "docs/api.md lacks {vector}");
+        assert!(
+            docs.contains(&format!("\n{vector}\n")),
+            "docs/api.md lacks {vector}"
+        );
     }
 
     #[test]
     fn a_malformed_policy_or_approval_is_a_400_and_a_refusal_a_403() {
         assert_eq!(
-            authz_error(&AuthzError::InvalidPolicy("x".into())).code.status(),
+            authz_error(&AuthzError::InvalidPolicy("x".into()))
+                .code
+                .status(),
             400
         );
-        assert_eq!(authz_error(&AuthzError::Malformed("x".into())).code.status(), 400);
+        assert_eq!(
+            authz_error(&AuthzError::Malformed("x".into()))
+                .code
+                .status(),
+            400
+        );
         for e in [
             AuthzError::ApprovalRequired,
             AuthzError::QuorumNotMet { have: 1, need: 2 },

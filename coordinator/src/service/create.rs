@@ -227,13 +227,13 @@ impl Coordinator {
         // claimed.
         let mut auth = match &account.policy {
             Some(policy) => {
-                let mut auth =
-                    authorization(request_id.as_deref(), not_after, &approvals, policy)?;
+                let mut auth = authorization(request_id.as_deref(), not_after, &approvals, policy)?;
                 auth.message = message.as_ref().map(|(m, digest)| ApprovedMessage {
                     message: m.clone(),
                     digest: *digest,
                 });
-                let mut full = self.signing_descriptor(session_id, kind.clone(), &account, &signers);
+                let mut full =
+                    self.signing_descriptor(session_id, kind.clone(), &account, &signers);
                 full.authorization = Some(auth.clone());
                 precheck(&full, policy)?;
                 if self

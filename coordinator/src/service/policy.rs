@@ -10,8 +10,7 @@ use party_core::descriptor::{
 use uuid::Uuid;
 
 use super::authz::{
-    authorization, authz_error, policy_change_statement, policy_from_api, precheck,
-    sign_statement,
+    authorization, authz_error, policy_change_statement, policy_from_api, precheck, sign_statement,
 };
 use super::validate::{bad, parse_hash, parse_message};
 use super::{Created, ServiceError};

@@ -35,7 +35,10 @@ fn fits(body: &ReportBody, kind: &ProtocolKind) -> bool {
     match body {
         ReportBody::KeygenResult { .. } => matches!(kind, ProtocolKind::Keygen { .. }),
         ReportBody::Signature { .. } => {
-            matches!(kind, ProtocolKind::Sign { .. } | ProtocolKind::OnlineSign { .. })
+            matches!(
+                kind,
+                ProtocolKind::Sign { .. } | ProtocolKind::OnlineSign { .. }
+            )
         }
         ReportBody::PresignatureStored => matches!(kind, ProtocolKind::Presign { .. }),
         ReportBody::PolicyChanged { .. } => matches!(kind, ProtocolKind::PolicyChange { .. }),
@@ -238,7 +241,11 @@ impl Coordinator {
                 // A code the API knows is kept as the failure's code; any
                 // other stays in the reason only.
                 let failed = match ErrorCode::parse(&code) {
-                    Some(known) => self.store().fail_refused(id, &reason, known.as_str()).await?,
+                    Some(known) => {
+                        self.store()
+                            .fail_refused(id, &reason, known.as_str())
+                            .await?
+                    }
                     None => self.store().fail(id, &reason, None).await?,
                 };
                 if failed {
@@ -264,7 +271,9 @@ impl Coordinator {
     ) -> Result<(), ServiceError> {
         let id = session.session_id;
         let ProtocolKind::PolicyChange { account_id, policy } = &d.descriptor.kind else {
-            return Err(ServiceError::internal("policy report on another session kind"));
+            return Err(ServiceError::internal(
+                "policy report on another session kind",
+            ));
         };
         let expected = policy.hash();
         if policy_hash != expected {

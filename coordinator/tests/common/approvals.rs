@@ -84,7 +84,12 @@ pub fn policy_of(v: &Value) -> Policy {
 
 /// The statement of signing `message` (keccak256) with `account_id`,
 /// written out with party-core's encoder, independently of the coordinator.
-pub fn sign_statement(account_id: &str, message: &[u8], request_id: &str, not_after: u64) -> Vec<u8> {
+pub fn sign_statement(
+    account_id: &str,
+    message: &[u8],
+    request_id: &str,
+    not_after: u64,
+) -> Vec<u8> {
     Statement {
         account_id,
         operation: Operation::Sign,
@@ -115,7 +120,14 @@ impl TestApp {
     /// The descriptor of the last invitation.
     pub fn last_descriptor(&self) -> SessionDescriptor {
         let calls = self.router.calls();
-        calls.invited.last().unwrap().1.descriptor.descriptor.clone()
+        calls
+            .invited
+            .last()
+            .unwrap()
+            .1
+            .descriptor
+            .descriptor
+            .clone()
     }
 
     /// A 2-of-3 account of the three server parties with `policy`, made by
