@@ -38,6 +38,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/mpc/accounts/{id}/policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replaces an account's policy: a session of all the account's parties
+         *     (device parties must be online to join it), approved by a quorum of the
+         *     current policy. Every party checks the approvals against the policy it
+         *     holds and stores the new one; the account shows the new policy once all
+         *     have.
+         */
+        post: operations["change_policy"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/mpc/approvals/statement": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The statement approvers sign, hex: for a sign request (its body; the
+         *     approvals, if any, are ignored) or a policy change (its body with
+         *     `account_id`). A convenience: approvers that do not trust the server
+         *     compute it themselves (docs/api.md, "Approvals").
+         */
+        post: operations["statement"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/mpc/keygen": {
         parameters: {
             query?: never;
@@ -113,7 +158,11 @@ export interface paths {
         /**
          * Signs a 32-byte hash (full signing), or a message (from a presignature
          *     of the pool when one is ready for the signers, else full signing).
-         * @description With a wait (`?wait_ms=N` or `Prefer: wait=S`) the answer comes when the
+         * @description For an account with a policy the request carries `request_id`,
+         *     `not_after` and `approvals`: the coordinator checks them as every party
+         *     will, and answers 403 with the party's code when they would be refused.
+         *
+         *     With a wait (`?wait_ms=N` or `Prefer: wait=S`) the answer comes when the
          *     signing has ended (or the wait is over) and then carries `signature`
          *     (r, s, v, der) at the top level.
          */
@@ -194,6 +243,31 @@ export interface components {
             /** @description Party id. */
             party_id: string;
         };
+        /**
+         * @description An account policy: who approves signings, how many approvals a signing
+         *     needs, what may be signed and how often.
+         */
+        AccountPolicy: {
+            /**
+             * @description Whether a bare 32-byte hash may be signed (the approvers then sign
+             *     the hash, not a message).
+             */
+            allow_bare_hash?: boolean;
+            /** @description 1 to 16 approvers. */
+            approvers: components["schemas"]["PolicyApprover"][];
+            /** @description Digests a message may be signed with. */
+            digests?: components["schemas"]["Digest"][];
+            /**
+             * Format: int32
+             * @description Signatures per rolling hour each party allows.
+             */
+            max_signatures_per_hour?: number | null;
+            /**
+             * Format: int32
+             * @description Distinct approvals a signing needs (1 to the number of approvers).
+             */
+            quorum: number;
+        };
         /** @description `GET /api/v1/mpc/accounts/{id}`: a distributed key. */
         AccountView: {
             /** @description Account id (the keygen session id). */
@@ -209,6 +283,9 @@ export interface components {
             keygen_session_id: string;
             /** @description The parties and their keygen indices. */
             parties: components["schemas"]["AccountParty"][];
+            policy?: null | components["schemas"]["AccountPolicy"];
+            /** @description SHA-256 hash of the canonical policy (what every party reported), hex. */
+            policy_hash?: string | null;
             /** @description Compressed SEC1 public key, hex. */
             public_key: string;
             /**
@@ -221,6 +298,29 @@ export interface components {
              * @description t.
              */
             threshold_t: number;
+        };
+        /** @description One approver's signature over the approval statement. */
+        Approval: {
+            /** @description The approver's id in the account policy. */
+            approver: string;
+            /**
+             * @description Signature over the statement, hex: Ed25519 (64 bytes) or P-256 ECDSA
+             *     over SHA-256 (64-byte `r || s` or DER).
+             */
+            signature: string;
+        };
+        /**
+         * @description `POST /api/v1/mpc/approvals/statement`: the statement bytes approvers
+         *     sign for a sign request (or policy change).
+         */
+        ApprovalStatement: {
+            /** @description The canonical statement, hex (see docs/api.md, "Approvals"). */
+            statement: string;
+            /**
+             * Format: int32
+             * @description Statement format version.
+             */
+            version: number;
         };
         /**
          * @description `POST /api/v1/mpc/sessions/{id}/join`: a device presents its join token
@@ -278,7 +378,7 @@ export interface components {
          * @description Every error code of the coordinator's and the router's HTTP APIs.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "not_found" | "unknown_session" | "unknown_participant" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "internal" | "not_ready" | "router_unavailable" | "unavailable";
+        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "invalid_policy" | "malformed_approval" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "approval_required" | "approval_quorum_not_met" | "unknown_approver" | "duplicate_approval" | "bad_approval_signature" | "approval_hash_mismatch" | "digest_not_allowed" | "bare_hash_not_allowed" | "approval_expired" | "request_id_reused" | "not_what_was_approved" | "not_found" | "unknown_session" | "unknown_participant" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_replayed" | "policy_change_refused" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "signing_rate_limited" | "internal" | "not_ready" | "router_unavailable" | "unavailable";
         /** @description `GET /health`. */
         Health: {
             /** @description The service. */
@@ -300,6 +400,7 @@ export interface components {
         KeygenRequest: {
             /** @description The n parties, in keygen-index order. */
             participants: components["schemas"]["Participant"][];
+            policy?: null | components["schemas"]["AccountPolicy"];
             /**
              * Format: int32
              * @description Number of parties n (2..=16).
@@ -324,6 +425,57 @@ export interface components {
             device_type?: string | null;
             /** @description Registered party id (a device party's id is registered on its first join). */
             party_id: string;
+        };
+        /** @description One approver of an account policy: an id and exactly one public key. */
+        PolicyApprover: {
+            /** @description Ed25519 public key, 64 hex digits. */
+            ed25519?: string | null;
+            /** @description Id, unique in the policy (1-64 of `[A-Za-z0-9-_.:@]`). */
+            id: string;
+            /**
+             * @description P-256 public key, SEC1 (compressed or not), hex: passkeys, HSMs and
+             *     cloud KMS keys.
+             */
+            p256?: string | null;
+        };
+        /**
+         * @description `POST /api/v1/mpc/accounts/{id}/policy`: replace the account's policy,
+         *     approved by a quorum of the current one.
+         */
+        PolicyChangeRequest: {
+            /**
+             * @description Approvals under the current policy (omitted when asking for the
+             *     statement).
+             */
+            approvals?: components["schemas"]["Approval"][];
+            /**
+             * Format: int64
+             * @description Last second (Unix) the approvals may be used.
+             */
+            not_after: number;
+            /** @description The new policy. */
+            policy: components["schemas"]["AccountPolicy"];
+            /** @description Client-chosen id, unique per account. */
+            request_id: string;
+        };
+        /**
+         * @description The statement of a policy change: [`PolicyChangeRequest`] with the
+         *     account it is for.
+         */
+        PolicyChangeStatementRequest: {
+            /** @description The account. */
+            account_id: string;
+            /** @description Ignored. */
+            approvals?: components["schemas"]["Approval"][];
+            /**
+             * Format: int64
+             * @description Last second (Unix) the approvals may be used.
+             */
+            not_after: number;
+            /** @description The new policy. */
+            policy: components["schemas"]["AccountPolicy"];
+            /** @description Client-chosen id, unique per account. */
+            request_id: string;
         };
         /** @description A party's progress through the protocol. */
         Progress: {
@@ -402,6 +554,7 @@ export interface components {
         SessionFailure: {
             /** @description The party the protocol identified as the culprit, where it did. */
             blamed_party?: string | null;
+            code?: null | components["schemas"]["ErrorCode"];
             /** @description What happened. */
             reason: string;
         };
@@ -409,7 +562,7 @@ export interface components {
          * @description What a session does.
          * @enum {string}
          */
-        SessionKind: "keygen" | "sign" | "presign";
+        SessionKind: "keygen" | "sign" | "presign" | "policy_change";
         /** @description One participant of a session. */
         SessionParty: {
             /** @description Device type. */
@@ -498,6 +651,8 @@ export interface components {
         SignRequest: {
             /** @description The account (its keygen session id). */
             account_id: string;
+            /** @description Approvals by the account policy's approvers. */
+            approvals?: components["schemas"]["Approval"][];
             digest?: null | components["schemas"]["Digest"];
             /**
              * @description The message itself, hex: with server signers the coordinator signs it
@@ -509,8 +664,15 @@ export interface components {
              *     full (interactive) signing.
              */
             message_hash?: string | null;
+            /**
+             * Format: int64
+             * @description Last second (Unix) the approvals may be used (required by a policy).
+             */
+            not_after?: number | null;
             /** @description The t signers. */
             participants: components["schemas"]["Participant"][];
+            /** @description Client-chosen id, unique per account (required by a policy). */
+            request_id?: string | null;
             /**
              * @description Answer 409 `no_presignature` rather than fall back to a full signing
              *     when the pool has no presignature for the signer set.
@@ -538,6 +700,12 @@ export interface components {
          * @enum {string}
          */
         SigningMode: "presignature" | "full";
+        /**
+         * @description `POST /api/v1/mpc/approvals/statement`: the body of a sign request
+         *     (approvals, if any, are ignored), or of a policy change with the account
+         *     named. A body with a `policy` field is a policy change.
+         */
+        StatementRequest: components["schemas"]["SignRequest"] | components["schemas"]["PolicyChangeStatementRequest"];
     };
     responses: never;
     parameters: never;
@@ -665,6 +833,200 @@ export interface operations {
             };
         };
     };
+    change_policy: {
+        parameters: {
+            query?: {
+                /** @description Milliseconds to wait for the session to end (0..=30000). */
+                wait_ms?: number;
+            };
+            header?: {
+                /** @description Same key and request: the same session (kept 24 h); same key, another request: 422 */
+                "Idempotency-Key"?: string | null;
+                /** @description `wait=S`: wait up to S seconds (at most 30) for the session to end */
+                Prefer?: string | null;
+            };
+            path: {
+                /** @description Account id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PolicyChangeRequest"];
+            };
+        };
+        responses: {
+            /** @description A repeat of an idempotent request: the first answer */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionCreated"];
+                };
+            };
+            /** @description Session created (finished, if it ended within the wait) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionCreated"];
+                };
+            };
+            /** @description Invalid policy or malformed approvals */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Caller address not allowed, or approvals the current policy refuses (the code says why) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown account */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account has no policy (`policy_change_refused`), or idempotent request in flight */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Idempotency-Key reused */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready, or no router */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    statement: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StatementRequest"];
+            };
+        };
+        responses: {
+            /** @description The statement */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalStatement"];
+                };
+            };
+            /** @description Invalid request, policy, or missing request_id / not_after */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Caller address not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown account */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     keygen: {
         parameters: {
             query?: {
@@ -704,7 +1066,7 @@ export interface operations {
                     "application/json": components["schemas"]["SessionCreated"];
                 };
             };
-            /** @description Invalid request, or a participant that is not a registered party */
+            /** @description Invalid request or policy, or a participant that is not a registered party */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -987,7 +1349,7 @@ export interface operations {
                     "application/json": components["schemas"]["SessionCreated"];
                 };
             };
-            /** @description Invalid request, or a participant not in the account */
+            /** @description Invalid request, a participant not in the account, or malformed approvals */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1005,7 +1367,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Caller address not allowed */
+            /** @description Caller address not allowed, or approvals the account's policy refuses (the code says why: `approval_required`, `approval_quorum_not_met`, `request_id_reused`, ...) */
             403: {
                 headers: {
                     [name: string]: unknown;
