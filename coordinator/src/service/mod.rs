@@ -4,7 +4,8 @@
 //!
 //! - [`create`] — request validation and creation of every session kind.
 //! - [`launch`] — router registration and the server parties' invitations.
-//! - [`reports`] — applying party reports; completing sessions.
+//! - [`reports`] — applying party reports, checked against their session.
+//! - [`results`] — completing sessions once the parties' results agree.
 //! - [`pool`] — the presignature refill policy.
 //! - [`devices`] — the device join and the launch of pending keygens.
 //! - [`descriptors`] — the bounded cache of parsed signed descriptors.
@@ -21,6 +22,7 @@ pub mod launch;
 pub mod policy;
 pub mod pool;
 pub mod reports;
+pub mod results;
 pub mod validate;
 
 use mpc_api::error::ErrorCode;
@@ -32,7 +34,7 @@ use crate::Coordinator;
 pub use create::{Created, MAX_PARTIES};
 pub use descriptors::DescriptorCache;
 pub use devices::{DeviceJoin, Joined};
-pub use reports::signature_view;
+pub use results::signature_view;
 pub use validate::parse_hash;
 
 /// A refused or failed service call: a stable code (with its HTTP status)
