@@ -47,6 +47,13 @@ pub enum ErrorCode {
     /// An API key request with an empty or too long name, no scopes, or a
     /// malformed tenant.
     InvalidKeyRequest,
+    /// An account policy is malformed (approvers, keys, quorum, digests,
+    /// limits).
+    InvalidPolicy,
+    /// Approvals that cannot be checked: bad hex, a signature encoding the
+    /// approver's key type does not have, too many, a bad request id, or
+    /// `request_id` / `not_after` missing.
+    MalformedApproval,
     // 401
     /// Missing or unknown API key / internal token.
     Unauthorized,
@@ -60,6 +67,29 @@ pub enum ErrorCode {
     /// The API key lacks the scope this route needs (or, on the admin API,
     /// names another tenant without being an operator key).
     InsufficientScope,
+    /// The account's policy requires approvals and the request has none.
+    ApprovalRequired,
+    /// Fewer distinct valid approvals than the policy's quorum.
+    ApprovalQuorumNotMet,
+    /// An approval names an approver the account's policy does not have.
+    UnknownApprover,
+    /// Two approvals by the same approver.
+    DuplicateApproval,
+    /// An approval's signature does not verify over the statement.
+    BadApprovalSignature,
+    /// The hash to sign is not the digest of the approved message.
+    ApprovalHashMismatch,
+    /// The account's policy does not allow this digest.
+    DigestNotAllowed,
+    /// The account's policy does not allow signing a bare hash.
+    BareHashNotAllowed,
+    /// The approvals' `not_after` has passed.
+    ApprovalExpired,
+    /// The request id was already used for this account.
+    RequestIdReused,
+    /// A device's session does not sign what its user approved (a party's
+    /// refusal).
+    NotWhatWasApproved,
     // 404
     /// No such route, session, account or party.
     NotFound,
@@ -87,6 +117,11 @@ pub enum ErrorCode {
     IdentityInUse,
     /// The first request with this `Idempotency-Key` is still being created.
     IdempotencyKeyInFlight,
+    /// A party had already seen this session (a party's refusal).
+    SessionReplayed,
+    /// A policy change for an account without a policy, or whose policy
+    /// changed meanwhile.
+    PolicyChangeRefused,
     // 410
     /// The session has ended (expired, failed or completed).
     SessionClosed,
@@ -109,6 +144,8 @@ pub enum ErrorCode {
     /// The API key has as many open sessions as it may; `Retry-After`
     /// suggests when to try again.
     TooManySessions,
+    /// The account policy's signing rate is reached (a party's refusal).
+    SigningRateLimited,
     // 500
     /// An internal failure; the cause is logged, not returned.
     Internal,
@@ -141,9 +178,14 @@ impl ErrorCode {
             | InvalidIdempotencyKey
             | InvalidIdentityKey
             | InvalidKeyRequest
+            | InvalidPolicy
+            | MalformedApproval
             | UnknownParticipant => 400,
             Unauthorized | InvalidToken | BadSignature => 401,
-            Forbidden | InsufficientScope => 403,
+            Forbidden | InsufficientScope | ApprovalRequired | ApprovalQuorumNotMet
+            | UnknownApprover | DuplicateApproval | BadApprovalSignature | ApprovalHashMismatch
+            | DigestNotAllowed | BareHashNotAllowed | ApprovalExpired | RequestIdReused
+            | NotWhatWasApproved => 403,
             NotFound | UnknownSession | UnknownAccount | UnknownApiKey => 404,
             Conflict
             | NoPresignature
@@ -151,12 +193,14 @@ impl ErrorCode {
             | TokenBound
             | PartyBound
             | IdentityInUse
-            | IdempotencyKeyInFlight => 409,
+            | IdempotencyKeyInFlight
+            | SessionReplayed
+            | PolicyChangeRefused => 409,
             SessionClosed => 410,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             UnsupportedDeviceType | IdempotencyKeyReused => 422,
-            RateLimited | TooManySessions => 429,
+            RateLimited | TooManySessions | SigningRateLimited => 429,
             Internal => 500,
             NotReady | RouterUnavailable | Unavailable => 503,
         }
@@ -181,6 +225,22 @@ impl ErrorCode {
             InvalidIdempotencyKey => "invalid_idempotency_key",
             InvalidIdentityKey => "invalid_identity_key",
             InvalidKeyRequest => "invalid_key_request",
+            InvalidPolicy => "invalid_policy",
+            MalformedApproval => "malformed_approval",
+            ApprovalRequired => "approval_required",
+            ApprovalQuorumNotMet => "approval_quorum_not_met",
+            UnknownApprover => "unknown_approver",
+            DuplicateApproval => "duplicate_approval",
+            BadApprovalSignature => "bad_approval_signature",
+            ApprovalHashMismatch => "approval_hash_mismatch",
+            DigestNotAllowed => "digest_not_allowed",
+            BareHashNotAllowed => "bare_hash_not_allowed",
+            ApprovalExpired => "approval_expired",
+            RequestIdReused => "request_id_reused",
+            NotWhatWasApproved => "not_what_was_approved",
+            SessionReplayed => "session_replayed",
+            PolicyChangeRefused => "policy_change_refused",
+            SigningRateLimited => "signing_rate_limited",
             Unauthorized => "unauthorized",
             InvalidToken => "invalid_token",
             BadSignature => "bad_signature",
@@ -212,6 +272,11 @@ impl ErrorCode {
         }
     }
 
+    /// The code whose stable string is `s` (e.g. a party's refusal code).
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        Self::ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+
     /// Every code, for documentation and for the test that pins them.
     pub const ALL: &'static [ErrorCode] = &[
         ErrorCode::InvalidJson,
@@ -229,11 +294,24 @@ impl ErrorCode {
         ErrorCode::InvalidIdempotencyKey,
         ErrorCode::InvalidIdentityKey,
         ErrorCode::InvalidKeyRequest,
+        ErrorCode::InvalidPolicy,
+        ErrorCode::MalformedApproval,
         ErrorCode::Unauthorized,
         ErrorCode::InvalidToken,
         ErrorCode::BadSignature,
         ErrorCode::Forbidden,
         ErrorCode::InsufficientScope,
+        ErrorCode::ApprovalRequired,
+        ErrorCode::ApprovalQuorumNotMet,
+        ErrorCode::UnknownApprover,
+        ErrorCode::DuplicateApproval,
+        ErrorCode::BadApprovalSignature,
+        ErrorCode::ApprovalHashMismatch,
+        ErrorCode::DigestNotAllowed,
+        ErrorCode::BareHashNotAllowed,
+        ErrorCode::ApprovalExpired,
+        ErrorCode::RequestIdReused,
+        ErrorCode::NotWhatWasApproved,
         ErrorCode::NotFound,
         ErrorCode::UnknownSession,
         ErrorCode::UnknownParticipant,
@@ -246,7 +324,10 @@ impl ErrorCode {
         ErrorCode::PartyBound,
         ErrorCode::IdentityInUse,
         ErrorCode::IdempotencyKeyReused,
+        ErrorCode::SigningRateLimited,
         ErrorCode::IdempotencyKeyInFlight,
+        ErrorCode::SessionReplayed,
+        ErrorCode::PolicyChangeRefused,
         ErrorCode::SessionClosed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -320,6 +401,14 @@ mod tests {
             assert_eq!((c.as_str(), c.status()), (name, status));
             assert!(ErrorCode::ALL.contains(&c), "{c} missing from ALL");
         }
+    }
+
+    #[test]
+    fn every_code_parses_from_its_string() {
+        for &c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(ErrorCode::parse("no_such_code"), None);
     }
 
     #[test]

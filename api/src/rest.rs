@@ -247,6 +247,54 @@ pub struct ApprovalStatement {
     pub version: u8,
 }
 
+/// `POST /api/v1/mpc/approvals/statement`: the body of a sign request
+/// (approvals, if any, are ignored), or of a policy change with the account
+/// named. A body with a `policy` field is a policy change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum StatementRequest {
+    /// The statement of a signing.
+    Sign(SignRequest),
+    /// The statement of a policy change.
+    PolicyChange(PolicyChangeStatementRequest),
+}
+
+impl<'de> Deserialize<'de> for StatementRequest {
+    /// By the presence of `policy`, so a malformed body gets the error of
+    /// the one shape it meant, not "matches no variant".
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let policy = v.get("policy").is_some();
+        if policy {
+            serde_json::from_value(v)
+                .map(Self::PolicyChange)
+                .map_err(serde::de::Error::custom)
+        } else {
+            serde_json::from_value(v)
+                .map(Self::Sign)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+/// The statement of a policy change: [`PolicyChangeRequest`] with the
+/// account it is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChangeStatementRequest {
+    /// The account.
+    pub account_id: String,
+    /// The new policy.
+    pub policy: AccountPolicy,
+    /// Client-chosen id, unique per account.
+    pub request_id: String,
+    /// Last second (Unix) the approvals may be used.
+    pub not_after: u64,
+    /// Ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
+}
+
 /// `POST /api/v1/mpc/accounts/{id}/policy`: replace the account's policy,
 /// approved by a quorum of the current one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -354,6 +402,11 @@ pub struct SessionFailure {
     pub reason: String,
     /// The party the protocol identified as the culprit, where it did.
     pub blamed_party: Option<String>,
+    /// The stable code of a party's refusal (e.g. `approval_quorum_not_met`,
+    /// `request_id_reused`, `session_replayed`), when a party refused the
+    /// session before it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::error::ErrorCode>,
 }
 
 /// `201` answer of `POST /keygen` and `POST /sign`: the session to follow,
@@ -632,6 +685,31 @@ mod tests {
             signature: "22".repeat(64),
         };
         assert!(!format!("{join:?}").contains("s3cr3t-token"));
+    }
+
+    #[test]
+    fn a_statement_request_is_a_policy_change_exactly_when_it_names_a_policy() {
+        let sign: StatementRequest = serde_json::from_str(
+            r#"{"account_id":"a","message_hash":"00","participants":[],"request_id":"r","not_after":5}"#,
+        )
+        .unwrap();
+        assert!(matches!(sign, StatementRequest::Sign(s) if s.request_id.as_deref() == Some("r")));
+        let change: StatementRequest = serde_json::from_str(
+            r#"{"account_id":"a","policy":{"approvers":[],"quorum":1},"request_id":"r","not_after":5}"#,
+        )
+        .unwrap();
+        assert!(matches!(change, StatementRequest::PolicyChange(c) if c.account_id == "a"));
+        // Each shape refuses unknown fields with its own error.
+        let err = serde_json::from_str::<StatementRequest>(
+            r#"{"account_id":"a","policy":{"approvers":[],"quorum":1},"request_id":"r","not_after":5,"x":1}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `x`"), "{err}");
+        let err = serde_json::from_str::<StatementRequest>(
+            r#"{"account_id":"a","participants":[],"y":1}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `y`"), "{err}");
     }
 
     #[test]

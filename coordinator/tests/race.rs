@@ -33,6 +33,7 @@ fn row(kind: SessionKind) -> SessionRow {
         generate_aux: false,
         result: None,
         error: None,
+        error_code: None,
         blamed_party: None,
         created_at: coordinator::store::now(),
         expires_at: coordinator::store::now() + 600,
@@ -47,6 +48,7 @@ async fn insert(store: &Store, r: &SessionRow) {
                 .map(|p| (p, format!("p{p}"), DeviceType::Server, [p as u8; 32]))
                 .collect(),
             quota: None,
+            request_id: None,
         })
         .await
         .unwrap();
@@ -78,6 +80,7 @@ async fn keygen_completion_is_recorded_once(url: String) {
         parties: Vec::new(),
         keygen_session_id: id.to_string(),
         created_at: coordinator::store::now(),
+        policy: None,
     };
     let mut tasks = Vec::new();
     for i in 0..32 {
@@ -138,6 +141,7 @@ async fn party_results_are_recorded_once(url: String) {
                     i % 3,
                     &PartyResult::Keygen {
                         public_key: format!("attempt {i}"),
+                        policy_hash: None,
                     },
                 )
                 .await
@@ -211,6 +215,7 @@ async fn the_last_result_sees_all_results(url: String) {
                         position,
                         &PartyResult::Keygen {
                             public_key: format!("p {position}"),
+                            policy_hash: None,
                         },
                     )
                     .await

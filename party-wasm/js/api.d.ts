@@ -38,6 +38,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/mpc/accounts/{id}/policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replaces an account's policy: a session of all the account's parties
+         *     (device parties must be online to join it), approved by a quorum of the
+         *     current policy. Every party checks the approvals against the policy it
+         *     holds and stores the new one; the account shows the new policy once all
+         *     have.
+         */
+        post: operations["change_policy"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/mpc/admin/keys": {
         parameters: {
             query?: never;
@@ -77,6 +100,28 @@ export interface paths {
          *     seconds (the key cache's TTL, 2 s by default) by every other.
          */
         delete: operations["revoke_key"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/mpc/approvals/statement": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The statement approvers sign, hex: for a sign request (its body; the
+         *     approvals, if any, are ignored) or a policy change (its body with
+         *     `account_id`). A convenience: approvers that do not trust the server
+         *     compute it themselves (docs/api.md, "Approvals").
+         */
+        post: operations["statement"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -157,7 +202,11 @@ export interface paths {
         /**
          * Signs a 32-byte hash (full signing), or a message (from a presignature
          *     of the pool when one is ready for the signers, else full signing).
-         * @description With a wait (`?wait_ms=N` or `Prefer: wait=S`) the answer comes when the
+         * @description For an account with a policy the request carries `request_id`,
+         *     `not_after` and `approvals`: the coordinator checks them as every party
+         *     will, and answers 403 with the party's code when they would be refused.
+         *
+         *     With a wait (`?wait_ms=N` or `Prefer: wait=S`) the answer comes when the
          *     signing has ended (or the wait is over) and then carries `signature`
          *     (r, s, v, der) at the top level.
          */
@@ -364,6 +413,19 @@ export interface components {
             signature: string;
         };
         /**
+         * @description `POST /api/v1/mpc/approvals/statement`: the statement bytes approvers
+         *     sign for a sign request (or policy change).
+         */
+        ApprovalStatement: {
+            /** @description The canonical statement, hex (see docs/api.md, "Approvals"). */
+            statement: string;
+            /**
+             * Format: int32
+             * @description Statement format version.
+             */
+            version: number;
+        };
+        /**
          * @description `POST /api/v1/mpc/sessions/{id}/join`: a device presents its join token
          *     and identity, with the identity's signature over
          *     `"mpc/coordinator/device-join/v2" || session id || SHA-256(token) ||
@@ -420,7 +482,7 @@ export interface components {
          * @description Every error code of the coordinator's and the router's HTTP APIs.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "invalid_identity_key" | "invalid_key_request" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "insufficient_scope" | "not_found" | "unknown_session" | "unknown_participant" | "unknown_account" | "unknown_api_key" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "rate_limited" | "too_many_sessions" | "internal" | "not_ready" | "router_unavailable" | "unavailable";
+        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "invalid_identity_key" | "invalid_key_request" | "invalid_policy" | "malformed_approval" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "insufficient_scope" | "approval_required" | "approval_quorum_not_met" | "unknown_approver" | "duplicate_approval" | "bad_approval_signature" | "approval_hash_mismatch" | "digest_not_allowed" | "bare_hash_not_allowed" | "approval_expired" | "request_id_reused" | "not_what_was_approved" | "not_found" | "unknown_session" | "unknown_participant" | "unknown_account" | "unknown_api_key" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_replayed" | "policy_change_refused" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "rate_limited" | "too_many_sessions" | "signing_rate_limited" | "internal" | "not_ready" | "router_unavailable" | "unavailable";
         /** @description `GET /health`. */
         Health: {
             /** @description The service. */
@@ -479,6 +541,45 @@ export interface components {
              *     cloud KMS keys.
              */
             p256?: string | null;
+        };
+        /**
+         * @description `POST /api/v1/mpc/accounts/{id}/policy`: replace the account's policy,
+         *     approved by a quorum of the current one.
+         */
+        PolicyChangeRequest: {
+            /**
+             * @description Approvals under the current policy (omitted when asking for the
+             *     statement).
+             */
+            approvals?: components["schemas"]["Approval"][];
+            /**
+             * Format: int64
+             * @description Last second (Unix) the approvals may be used.
+             */
+            not_after: number;
+            /** @description The new policy. */
+            policy: components["schemas"]["AccountPolicy"];
+            /** @description Client-chosen id, unique per account. */
+            request_id: string;
+        };
+        /**
+         * @description The statement of a policy change: [`PolicyChangeRequest`] with the
+         *     account it is for.
+         */
+        PolicyChangeStatementRequest: {
+            /** @description The account. */
+            account_id: string;
+            /** @description Ignored. */
+            approvals?: components["schemas"]["Approval"][];
+            /**
+             * Format: int64
+             * @description Last second (Unix) the approvals may be used.
+             */
+            not_after: number;
+            /** @description The new policy. */
+            policy: components["schemas"]["AccountPolicy"];
+            /** @description Client-chosen id, unique per account. */
+            request_id: string;
         };
         /** @description A party's progress through the protocol. */
         Progress: {
@@ -562,6 +663,7 @@ export interface components {
         SessionFailure: {
             /** @description The party the protocol identified as the culprit, where it did. */
             blamed_party?: string | null;
+            code?: null | components["schemas"]["ErrorCode"];
             /** @description What happened. */
             reason: string;
         };
@@ -707,6 +809,12 @@ export interface components {
          * @enum {string}
          */
         SigningMode: "presignature" | "full";
+        /**
+         * @description `POST /api/v1/mpc/approvals/statement`: the body of a sign request
+         *     (approvals, if any, are ignored), or of a policy change with the account
+         *     named. A body with a `policy` field is a policy change.
+         */
+        StatementRequest: components["schemas"]["SignRequest"] | components["schemas"]["PolicyChangeStatementRequest"];
     };
     responses: never;
     parameters: never;
@@ -842,6 +950,131 @@ export interface operations {
                 };
             };
             /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    change_policy: {
+        parameters: {
+            query?: {
+                /** @description Milliseconds to wait for the session to end (0..=30000). */
+                wait_ms?: number;
+            };
+            header?: {
+                /** @description Same key and request: the same session (kept 24 h); same key, another request: 422 */
+                "Idempotency-Key"?: string | null;
+                /** @description `wait=S`: wait up to S seconds (at most 30) for the session to end */
+                Prefer?: string | null;
+            };
+            path: {
+                /** @description Account id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PolicyChangeRequest"];
+            };
+        };
+        responses: {
+            /** @description A repeat of an idempotent request: the first answer */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionCreated"];
+                };
+            };
+            /** @description Session created (finished, if it ended within the wait) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionCreated"];
+                };
+            };
+            /** @description Invalid policy or malformed approvals */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Caller address not allowed, or approvals the current policy refuses (the code says why) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown account */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account has no policy (`policy_change_refused`), or idempotent request in flight */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Idempotency-Key reused */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready, or no router */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1057,6 +1290,75 @@ export interface operations {
             };
         };
     };
+    statement: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StatementRequest"];
+            };
+        };
+        responses: {
+            /** @description The statement */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalStatement"];
+                };
+            };
+            /** @description Invalid request, policy, or missing request_id / not_after */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Caller address not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unknown account */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     keygen: {
         parameters: {
             query?: {
@@ -1096,7 +1398,7 @@ export interface operations {
                     "application/json": components["schemas"]["SessionCreated"];
                 };
             };
-            /** @description Invalid request, or a participant that is not a registered party */
+            /** @description Invalid request or policy, or a participant that is not a registered party */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1397,7 +1699,7 @@ export interface operations {
                     "application/json": components["schemas"]["SessionCreated"];
                 };
             };
-            /** @description Invalid request, or a participant not in the account */
+            /** @description Invalid request, a participant not in the account, or malformed approvals */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1415,7 +1717,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Caller address not allowed, or the key lacks the route's scope */
+            /** @description Caller address not allowed, the key lacks the route's scope, or approvals the account's policy refuses (the code says why: `approval_required`, `approval_quorum_not_met`, `request_id_reused`, ...) */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -5,7 +5,8 @@
 //! - Public API under `/api/v1/mpc` (API key + allowlist + the key's rate;
 //!   each route needs a scope of the key, and sees only the key's tenant):
 //!   [`sessions`] (keygen, sign, session status, waits, `Idempotency-Key`),
-//!   [`accounts`], [`admin`] (API keys).
+//!   [`accounts`], [`policy`] (policy changes, approval statements),
+//!   [`admin`] (API keys).
 //! - Device join `/api/v1/mpc/sessions/{id}/join` (join token + identity
 //!   signature) and the internal API under `/internal/v1` (party reports are
 //!   authenticated by the party's signature, party registration by the
@@ -17,6 +18,7 @@ mod accounts;
 mod admin;
 pub mod openapi;
 mod parties;
+mod policy;
 mod sessions;
 mod views;
 
@@ -70,6 +72,14 @@ pub fn app(c: Coordinator) -> Router {
         .route(
             "/api/v1/mpc/admin/keys/{id}",
             scoped(Scope::Admin, delete(admin::revoke_key)),
+        )
+        .route(
+            "/api/v1/mpc/accounts/{id}/policy",
+            scoped(Scope::Admin, post(policy::change_policy)),
+        )
+        .route(
+            "/api/v1/mpc/approvals/statement",
+            scoped(Scope::Read, post(policy::statement)),
         )
         .route_layer(middleware::from_fn_with_state(
             c.clone(),

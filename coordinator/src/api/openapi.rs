@@ -28,6 +28,8 @@ use crate::Coordinator;
         super::admin::create_key,
         super::admin::list_keys,
         super::admin::revoke_key,
+        super::policy::change_policy,
+        super::policy::statement,
         super::parties::device_join,
         super::health,
         super::ready,

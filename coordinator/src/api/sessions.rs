@@ -34,7 +34,7 @@ static WAITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_W
 /// The wait a request asks for: `?wait_ms=N`, or `Prefer: wait=S` (RFC 7240,
 /// seconds), capped at [`MAX_WAIT_MS`]. Returns the wait and whether it came
 /// from `Prefer` (answered with `Preference-Applied`).
-fn wait_of(q: &WaitQuery, headers: &HeaderMap) -> Result<(Duration, bool), AppError> {
+pub(super) fn wait_of(q: &WaitQuery, headers: &HeaderMap) -> Result<(Duration, bool), AppError> {
     if let Some(ms) = q.wait_ms {
         return Ok((Duration::from_millis(ms.min(MAX_WAIT_MS)), false));
     }
@@ -107,7 +107,7 @@ pub(super) async fn wait_for_end(
 
 /// Creates a session once per `Idempotency-Key` (when given), waits as asked
 /// and answers 201 (200 for a repeat of an idempotent request).
-async fn create_and_answer<R, F>(
+pub(super) async fn create_and_answer<R, F>(
     c: &Coordinator,
     caller: &Caller,
     headers: &HeaderMap,
@@ -176,7 +176,7 @@ where
     responses(
         (status = 201, description = "Session created (finished, if it ended within the wait)", body = SessionCreated),
         (status = 200, description = "A repeat of an idempotent request: the first answer", body = SessionCreated),
-        (status = 400, description = "Invalid request, or a participant that is not a registered party", body = ErrorBody),
+        (status = 400, description = "Invalid request or policy, or a participant that is not a registered party", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 403, description = "Caller address not allowed, or the key lacks the route's scope", body = ErrorBody),
         (status = 409, description = "Idempotent request still in flight", body = ErrorBody),
@@ -207,6 +207,10 @@ pub(super) async fn keygen(
 /// Signs a 32-byte hash (full signing), or a message (from a presignature
 /// of the pool when one is ready for the signers, else full signing).
 ///
+/// For an account with a policy the request carries `request_id`,
+/// `not_after` and `approvals`: the coordinator checks them as every party
+/// will, and answers 403 with the party's code when they would be refused.
+///
 /// With a wait (`?wait_ms=N` or `Prefer: wait=S`) the answer comes when the
 /// signing has ended (or the wait is over) and then carries `signature`
 /// (r, s, v, der) at the top level.
@@ -220,9 +224,9 @@ pub(super) async fn keygen(
     responses(
         (status = 201, description = "Session created (finished, if it ended within the wait)", body = SessionCreated),
         (status = 200, description = "A repeat of an idempotent request: the first answer", body = SessionCreated),
-        (status = 400, description = "Invalid request, or a participant not in the account", body = ErrorBody),
+        (status = 400, description = "Invalid request, a participant not in the account, or malformed approvals", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 403, description = "Caller address not allowed, or the key lacks the route's scope", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, the key lacks the route's scope, or approvals the account's policy refuses (the code says why: `approval_required`, `approval_quorum_not_met`, `request_id_reused`, ...)", body = ErrorBody),
         (status = 404, description = "No such account in the key's tenant", body = ErrorBody),
         (status = 409, description = "No presignature (with require_presignature), or idempotent request in flight", body = ErrorBody),
         (status = 429, description = "Over the key's request rate (`rate_limited`) or open sessions (`too_many_sessions`); see `Retry-After`", body = ErrorBody),
@@ -250,14 +254,14 @@ pub(super) async fn sign(
 }
 
 /// The owner of the sessions `caller` creates, under the configured quota.
-fn owner_of(c: &Coordinator, caller: &Caller) -> Owner {
+pub(super) fn owner_of(c: &Coordinator, caller: &Caller) -> Owner {
     caller.owner(c.config().limits.max_open_sessions)
 }
 
 /// 429 `too_many_sessions` when the key already has its quota of open
 /// sessions: checked before anything is done (a sign request would claim a
 /// presignature), and again, atomically, where the session is inserted.
-async fn check_open_sessions(c: &Coordinator, key_id: &str) -> Result<(), AppError> {
+pub(super) async fn check_open_sessions(c: &Coordinator, key_id: &str) -> Result<(), AppError> {
     if c.store().open_sessions_of(key_id).await? >= c.config().limits.max_open_sessions {
         return Err(
             crate::service::ServiceError::from(crate::store::StoreError::TooManySessions).into(),

@@ -5,6 +5,9 @@ use mpc_api::rest::{
     SessionView, SigningMode,
 };
 
+use mpc_api::error::ErrorCode;
+
+use crate::service::authz::policy_to_api;
 use crate::service::Created;
 use crate::store::{Account, ParticipantRow, SessionRow};
 
@@ -12,6 +15,7 @@ fn failure(row: &SessionRow) -> Option<SessionFailure> {
     row.error.as_ref().map(|e| SessionFailure {
         reason: e.clone(),
         blamed_party: row.blamed_party.clone(),
+        code: row.error_code.as_deref().and_then(ErrorCode::parse),
     })
 }
 
@@ -111,7 +115,7 @@ pub fn account(a: &Account) -> AccountView {
             .collect(),
         keygen_session_id: a.keygen_session_id.clone(),
         created_at: a.created_at,
-        policy: None,
-        policy_hash: None,
+        policy: a.policy.as_ref().map(policy_to_api),
+        policy_hash: a.policy.as_ref().map(|p| hex::encode(p.hash())),
     }
 }

@@ -3,12 +3,14 @@
 
 use mpc_api::error::ErrorCode;
 use mpc_api::rest::{KeygenRequest, Participant as ParticipantRequest, SignRequest};
+use party_core::authz::{ApprovedMessage, AuthzError};
 use party_core::descriptor::{
     CurveName, Participant, SessionDescriptor, SessionKind as ProtocolKind, DESCRIPTOR_VERSION,
 };
 use party_core::identity::PartyPublicKey;
 use uuid::Uuid;
 
+use super::authz::{authorization, authz_error, policy_from_api, precheck};
 use super::pool::signers_key;
 use super::validate::{
     bad, check_device_party_id, check_unique, parse_device_type, parse_hash, parse_message,
@@ -34,7 +36,8 @@ pub struct Created {
 impl Coordinator {
     /// Creates a keygen session (`POST /keygen`) of `owner`: registered
     /// server parties and device parties (registered, or named for the
-    /// first time).
+    /// first time). A policy goes into the descriptor; every party stores
+    /// it with its share.
     pub async fn create_keygen(
         &self,
         owner: &Owner,
@@ -44,8 +47,9 @@ impl Coordinator {
             threshold_n: n,
             threshold_t: t,
             participants,
-            policy: _,
+            policy,
         } = req;
+        let policy = policy.as_ref().map(policy_from_api).transpose()?;
         if participants.len() != usize::from(n) {
             return Err(bad(
                 ErrorCode::InvalidParticipants,
@@ -91,7 +95,7 @@ impl Coordinator {
             session_id: Uuid::new_v4(),
             kind: ProtocolKind::Keygen {
                 generate_aux: false,
-                policy: None,
+                policy: policy.clone(),
             },
             curve: CurveName::Secp256k1,
             threshold: t,
@@ -108,7 +112,7 @@ impl Coordinator {
             && (pending || !self.store().aux_group_exists(&group_id).await?);
         descriptor.kind = ProtocolKind::Keygen {
             generate_aux,
-            policy: None,
+            policy,
         };
         let timeout = if generate_aux {
             self.config().keygen_aux_timeout
@@ -125,7 +129,9 @@ impl Coordinator {
     /// (`POST /sign`): from a presignature when the request carries the
     /// message, the signers are server parties and the pool has one; a full
     /// signing otherwise. An account of another tenant than `owner`'s is
-    /// `unknown_account`, as one that does not exist.
+    /// `unknown_account`, as one that does not exist. For an account with a
+    /// policy the descriptor carries the request's approvals, checked here
+    /// first as every party will check them.
     pub async fn create_sign(
         &self,
         owner: &Owner,
@@ -137,6 +143,9 @@ impl Coordinator {
             message_hash,
             require_presignature,
             participants,
+            request_id,
+            not_after,
+            approvals,
             ..
         } = req;
         if require_presignature && message.is_none() {
@@ -222,6 +231,32 @@ impl Coordinator {
             message_hash: hash,
             derivation_path: vec![],
         };
+        // A full signing names the approved message in its authorization;
+        // an online one in its kind. Both are the same statement, so the
+        // check below holds for either, and runs before a presignature is
+        // claimed.
+        let mut auth = match &account.policy {
+            Some(policy) => {
+                let mut auth = authorization(request_id.as_deref(), not_after, &approvals, policy)?;
+                auth.message = message.as_ref().map(|(m, digest)| ApprovedMessage {
+                    message: m.clone(),
+                    digest: *digest,
+                });
+                let mut full =
+                    self.signing_descriptor(session_id, kind.clone(), &account, &signers);
+                full.authorization = Some(auth.clone());
+                precheck(&full, policy)?;
+                if self
+                    .store()
+                    .request_id_spent(&account.account_id, &auth.request_id)
+                    .await?
+                {
+                    return Err(authz_error(&AuthzError::RequestIdReused));
+                }
+                Some(auth)
+            }
+            None => None,
+        };
         let signer_set = signers_key(&signers);
         if let (Some((m, digest)), true) = (message, devices.is_empty()) {
             if let Some(presignature_id) = self
@@ -245,7 +280,16 @@ impl Coordinator {
                 "no presignature is ready for this signer set",
             ));
         }
-        let descriptor = self.signing_descriptor(session_id, kind, &account, &signers);
+        if online {
+            if let Some(auth) = &mut auth {
+                auth.message = None;
+            }
+        }
+        let mut descriptor = self.signing_descriptor(session_id, kind, &account, &signers);
+        descriptor.authorization = auth;
+        if let (Some(policy), true) = (&account.policy, online) {
+            precheck(&descriptor, policy)?;
+        }
         let mut created = self
             .start_session(
                 owner,

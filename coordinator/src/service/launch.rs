@@ -128,6 +128,12 @@ impl Coordinator {
             ProtocolKind::PolicyChange { .. } => SessionKind::PolicyChange,
         };
         let account_id = descriptor.kind.account_id().map(str::to_owned);
+        // The approval request id is spent with the session's rows (refused
+        // there if another session spent it meanwhile).
+        let request_id = descriptor
+            .authorization
+            .as_ref()
+            .map(|a| a.request_id.clone());
         let participants = descriptor.participants.clone();
         let (threshold_t, threshold_n) = (descriptor.threshold, descriptor.parties);
         let pending = devices.iter().any(|d| d.identity.is_none());
@@ -162,6 +168,7 @@ impl Coordinator {
             generate_aux,
             result: None,
             error: None,
+            error_code: None,
             blamed_party: None,
             created_at: now(),
             expires_at,
@@ -182,6 +189,7 @@ impl Coordinator {
                 })
                 .collect(),
             quota: owner.quota.clone(),
+            request_id,
         };
         if devices.is_empty() {
             self.store().insert_session(new).await?;

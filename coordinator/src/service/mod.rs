@@ -4,20 +4,27 @@
 //!
 //! - [`create`] — request validation and creation of every session kind.
 //! - [`launch`] — router registration and the server parties' invitations.
-//! - [`reports`] — applying party reports; completing sessions.
+//! - [`reports`] — applying party reports, checked against their session.
+//! - [`results`] — completing sessions once the parties' results agree.
 //! - [`pool`] — the presignature refill policy.
 //! - [`devices`] — the device join and the launch of pending keygens.
 //! - [`keys`] — API keys of the admin API (tenants, scopes, revocation).
 //! - [`descriptors`] — the bounded cache of parsed signed descriptors.
 //! - [`validate`] — request validation shared by the above.
+//! - [`authz`] — account policies and approvals: conversion, the
+//!   coordinator's own check, approval statements.
+//! - [`policy`] — policy-change sessions and the statement endpoint.
 
+pub mod authz;
 pub mod create;
 pub mod descriptors;
 pub mod devices;
 pub mod keys;
 pub mod launch;
+pub mod policy;
 pub mod pool;
 pub mod reports;
+pub mod results;
 pub mod validate;
 
 use mpc_api::error::ErrorCode;
@@ -30,7 +37,7 @@ pub use create::{Created, MAX_PARTIES};
 pub use descriptors::DescriptorCache;
 pub use devices::{DeviceJoin, Joined};
 pub use launch::Owner;
-pub use reports::signature_view;
+pub use results::signature_view;
 pub use validate::parse_hash;
 
 /// A refused or failed service call: a stable code (with its HTTP status)
@@ -81,6 +88,10 @@ impl From<StoreError> for ServiceError {
             StoreError::PartyBound => Self::new(
                 ErrorCode::PartyBound,
                 "the party is bound to another identity key",
+            ),
+            StoreError::RequestIdReused => Self::new(
+                ErrorCode::RequestIdReused,
+                "request id already used for this account",
             ),
             StoreError::KeyInUse => Self::new(
                 ErrorCode::IdentityInUse,

@@ -1,30 +1,58 @@
-//! Party reports (`POST /internal/v1/reports`): joins, progress, results and
-//! failures, each signed by the party's identity; completing a session once
-//! every party's result agrees.
+//! Party reports (`POST /internal/v1/reports`): joins, progress, results,
+//! failures and refusals, each signed by the party's identity and checked
+//! against its session's kind ([`super::results`] completes a session once
+//! every party's result agrees).
 
 use std::sync::Arc;
 
 use mpc_api::error::ErrorCode;
-use mpc_api::rest::{Progress, SessionKind, SessionResult, Signature};
-use party_core::descriptor::SignedDescriptor;
-use party_core::signature::{ethereum_address, RecoverableSignature};
+use mpc_api::rest::{Progress, SessionKind};
+use party_core::authz::Policy;
+use party_core::descriptor::{SessionKind as ProtocolKind, SignedDescriptor};
 use party_core::wire::{Report, ReportBody, SignedReport};
 use uuid::Uuid;
 
 use super::ServiceError;
 use crate::store::sessions::Stored;
-use crate::store::{now, Account, AccountParty, PartyResult, SessionRow};
+use crate::store::{PartyResult, SessionRow};
 use crate::Coordinator;
 
-/// The signature in every form callers use.
-pub fn signature_view(sig: &RecoverableSignature) -> Signature {
-    Signature {
-        r: format!("0x{}", hex::encode(sig.r)),
-        s: format!("0x{}", hex::encode(sig.s)),
-        v: sig.v,
-        der: hex::encode(sig.to_der()),
-        signature: sig.to_hex65(),
+/// Whether a report's body may come from a party of a session of `kind`:
+/// each result only from its own kind; joins, progress, failures and
+/// refusals from any.
+fn fits(body: &ReportBody, kind: &ProtocolKind) -> bool {
+    match body {
+        ReportBody::KeygenResult { .. } => matches!(kind, ProtocolKind::Keygen { .. }),
+        ReportBody::Signature { .. } => {
+            matches!(
+                kind,
+                ProtocolKind::Sign { .. } | ProtocolKind::OnlineSign { .. }
+            )
+        }
+        ReportBody::PresignatureStored => matches!(kind, ProtocolKind::Presign { .. }),
+        ReportBody::PolicyChanged { .. } => matches!(kind, ProtocolKind::PolicyChange { .. }),
+        ReportBody::Joined
+        | ReportBody::Progress { .. }
+        | ReportBody::Failed { .. }
+        | ReportBody::Refused { .. } => true,
     }
+}
+
+fn body_name(body: &ReportBody) -> &'static str {
+    match body {
+        ReportBody::KeygenResult { .. } => "keygen result",
+        ReportBody::Signature { .. } => "signature",
+        ReportBody::PresignatureStored => "presignature",
+        ReportBody::PolicyChanged { .. } => "policy changed",
+        ReportBody::Joined => "joined",
+        ReportBody::Progress { .. } => "progress",
+        ReportBody::Failed { .. } => "failure",
+        ReportBody::Refused { .. } => "refusal",
+    }
+}
+
+fn hash_text(h: Option<&[u8; 32]>) -> String {
+    h.map_or_else(|| "none".to_string(), hex::encode)
 }
 
 impl Coordinator {
@@ -48,7 +76,7 @@ impl Coordinator {
     }
 
     /// Fails a session once and, if this call did it, closes it.
-    async fn fail_session(
+    pub(super) async fn fail_session(
         &self,
         id: Uuid,
         reason: &str,
@@ -88,6 +116,18 @@ impl Coordinator {
         })?;
         let id = report.session_id;
         let pos = report.position;
+        // A result only of its own session kind: a keygen result on a sign
+        // session, a signature on a keygen, ... is refused, nothing changed.
+        if !fits(&report.body, &descriptor.descriptor.kind) {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidReport,
+                format!(
+                    "a {} report does not fit a {} session",
+                    body_name(&report.body),
+                    descriptor.descriptor.kind.name()
+                ),
+            ));
+        }
         if session.status.is_terminal() {
             return Ok(());
         }
@@ -110,7 +150,29 @@ impl Coordinator {
                     )
                     .await?;
             }
-            ReportBody::KeygenResult { public_key, .. } => {
+            ReportBody::KeygenResult {
+                public_key,
+                policy_hash,
+            } => {
+                // Every party must have stored the descriptor's policy (or
+                // none): a party that reports another hash fails the keygen,
+                // named as the reporter, not as a culprit.
+                let expected = match &descriptor.descriptor.kind {
+                    ProtocolKind::Keygen { policy, .. } => policy.as_ref().map(Policy::hash),
+                    _ => None,
+                };
+                if policy_hash != expected {
+                    let reason = format!(
+                        "{} reported policy hash {} but the keygen's policy hashes to {}",
+                        participant.party_id,
+                        hash_text(policy_hash.as_ref()),
+                        hash_text(expected.as_ref()),
+                    );
+                    if self.fail_session(id, &reason, None).await? {
+                        tracing::warn!(session_id = %id, %reason, "keygen failed");
+                    }
+                    return Ok(());
+                }
                 let results = self
                     .store()
                     .set_party_result(
@@ -118,6 +180,7 @@ impl Coordinator {
                         pos,
                         &PartyResult::Keygen {
                             public_key: hex::encode(public_key),
+                            policy_hash: policy_hash.map(hex::encode),
                         },
                     )
                     .await?;
@@ -164,159 +227,25 @@ impl Coordinator {
             }
             ReportBody::Refused { code, reason } => {
                 let reason = format!("{} refused ({code}): {reason}", participant.party_id);
-                if self.fail_session(id, &reason, None).await? {
+                // A code the API knows is kept as the failure's code; any
+                // other stays in the reason only.
+                let failed = match ErrorCode::parse(&code) {
+                    Some(known) => {
+                        self.store()
+                            .fail_refused(id, &reason, known.as_str())
+                            .await?
+                    }
+                    None => self.store().fail(id, &reason, None).await?,
+                };
+                if failed {
+                    self.close_session(id);
                     tracing::warn!(session_id = %id, %reason, "session refused by a party");
                 }
             }
-            ReportBody::PolicyChanged { .. } => {
-                return Err(ServiceError::new(
-                    ErrorCode::InvalidReport,
-                    "policy changes are not run by this coordinator",
-                ));
+            ReportBody::PolicyChanged { policy_hash } => {
+                self.on_policy_changed(&session, &descriptor, participant, pos, policy_hash)
+                    .await?;
             }
-        }
-        Ok(())
-    }
-
-    async fn maybe_complete_keygen(
-        &self,
-        session: &SessionRow,
-        d: &SignedDescriptor,
-        results: Vec<Option<PartyResult>>,
-    ) -> Result<(), ServiceError> {
-        if results.iter().any(Option::is_none) {
-            return Ok(());
-        }
-        let keys: Vec<&str> = results
-            .iter()
-            .flatten()
-            .filter_map(|r| match r {
-                PartyResult::Keygen { public_key } => Some(public_key.as_str()),
-                _ => None,
-            })
-            .collect();
-        let id = session.session_id;
-        let Some(first) = keys.first().copied() else {
-            self.fail_session(id, "parties reported different public keys", None)
-                .await?;
-            return Ok(());
-        };
-        if keys.len() != results.len() || keys.iter().any(|k| *k != first) {
-            self.fail_session(id, "parties reported different public keys", None)
-                .await?;
-            return Ok(());
-        }
-        let pk = hex::decode(first).map_err(ServiceError::internal)?;
-        let Ok(address) = ethereum_address(&pk) else {
-            self.store()
-                .fail(id, "reported public key is not a valid point", None)
-                .await?;
-            return Ok(());
-        };
-        let d = &d.descriptor;
-        let account = Account {
-            account_id: id.to_string(),
-            public_key: first.to_string(),
-            address,
-            threshold_t: d.threshold,
-            threshold_n: d.parties,
-            parties: d
-                .participants
-                .iter()
-                .map(|p| AccountParty {
-                    party_id: p.party_id.clone(),
-                    keygen_index: p.keygen_index,
-                    identity: p.identity,
-                })
-                .collect(),
-            keygen_session_id: id.to_string(),
-            created_at: now(),
-        };
-        let group = session
-            .generate_aux
-            .then(|| session.group_id.clone())
-            .flatten();
-        if self
-            .store()
-            .complete_keygen(id, &account, group.as_deref())
-            .await?
-        {
-            tracing::info!(session_id = %id, address = %account.address, "keygen completed");
-            self.close_session(id);
-        }
-        Ok(())
-    }
-
-    async fn on_signature(
-        &self,
-        session: &SessionRow,
-        pos: u16,
-        sig: RecoverableSignature,
-    ) -> Result<(), ServiceError> {
-        let id = session.session_id;
-        let account_id = session.account_id.clone().unwrap_or_default();
-        let account = self
-            .store()
-            .account(&account_id)
-            .await?
-            .ok_or_else(|| ServiceError::internal("sign session without account"))?;
-        let hash: [u8; 32] = session
-            .message_hash
-            .clone()
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| ServiceError::internal("sign session without hash"))?;
-        let pk = hex::decode(&account.public_key).map_err(ServiceError::internal)?;
-        // Verify independently of the party: same r, s must verify and v must
-        // recover the account key.
-        let checked = RecoverableSignature::from_parts(sig.r, sig.s, &hash, &pk);
-        let valid = matches!(&checked, Ok(c) if c.v == sig.v && c.s == sig.s);
-        let results = self
-            .store()
-            .set_party_result(
-                id,
-                pos,
-                &PartyResult::Signature {
-                    signature: sig,
-                    valid,
-                },
-            )
-            .await?;
-        if !valid {
-            let party = self
-                .store()
-                .participants(id)
-                .await?
-                .into_iter()
-                .find(|p| p.position == pos);
-            let blamed = party.map(|p| p.party_id);
-            self.fail_session(
-                id,
-                "a party reported an invalid signature",
-                blamed.as_deref(),
-            )
-            .await?;
-            return Ok(());
-        }
-        if results.iter().any(Option::is_none) {
-            return Ok(());
-        }
-        let all_same = results
-            .iter()
-            .flatten()
-            .all(|r| matches!(r, PartyResult::Signature { signature, .. } if *signature == sig));
-        if !all_same {
-            self.fail_session(id, "parties reported different signatures", None)
-                .await?;
-            return Ok(());
-        }
-        let result = SessionResult {
-            account_id: Some(account_id),
-            signature: Some(signature_view(&sig)),
-            ..SessionResult::default()
-        };
-        if self.store().complete(id, &result).await? {
-            tracing::info!(session_id = %id, "signing completed");
-            self.close_session(id);
         }
         Ok(())
     }

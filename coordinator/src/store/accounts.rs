@@ -2,6 +2,7 @@
 
 use mpc_db::sqlx::any::AnyRow;
 use mpc_db::sqlx::{self, Row as _};
+use party_core::authz::Policy;
 use party_core::identity::PartyPublicKey;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -38,19 +39,24 @@ pub struct Account {
     pub keygen_session_id: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// The policy every party holds (fixed at keygen, replaced by a
+    /// completed policy change), if the account has one.
+    pub policy: Option<Policy>,
 }
+
+const COLUMNS: &str = "account_id, public_key, address, threshold_t, threshold_n, parties, \
+                       keygen_session_id, created_at, policy";
 
 impl Store {
     /// An account.
     pub async fn account(&self, account_id: &str) -> Result<Option<Account>, StoreError> {
-        let row = sqlx::query(
-            "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
-             FROM accounts WHERE account_id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM accounts WHERE account_id = $1"
+        ))
         .bind(account_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| account_from_row(&r)))
+        row.map(|r| account_from_row(&r)).transpose()
     }
 
     /// An account of `tenant` (`None` for another tenant's: the caller
@@ -60,28 +66,27 @@ impl Store {
         tenant: &str,
         account_id: &str,
     ) -> Result<Option<Account>, StoreError> {
-        let row = sqlx::query(
-            "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
-             FROM accounts WHERE account_id = $1 AND tenant_id = $2",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM accounts WHERE account_id = $1 AND tenant_id = $2"
+        ))
         .bind(account_id)
         .bind(tenant)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| account_from_row(&r)))
+        row.map(|r| account_from_row(&r)).transpose()
     }
 
     /// The accounts of `tenant`, newest first.
     pub async fn accounts_of(&self, tenant: &str, limit: i64) -> Result<Vec<Account>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
-             FROM accounts WHERE tenant_id = $1 ORDER BY created_at DESC, account_id LIMIT $2",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM accounts WHERE tenant_id = $1 \
+             ORDER BY created_at DESC, account_id LIMIT $2"
+        ))
         .bind(tenant)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(account_from_row).collect())
+        rows.iter().map(account_from_row).collect()
     }
 
     /// The tenant of an account.
@@ -97,19 +102,28 @@ impl Store {
 
     /// All accounts of every tenant, newest first (the presignature pool).
     pub async fn accounts(&self, limit: i64) -> Result<Vec<Account>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at
-             FROM accounts ORDER BY created_at DESC, account_id LIMIT $1",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM accounts ORDER BY created_at DESC, account_id LIMIT $1"
+        ))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(account_from_row).collect())
+        rows.iter().map(account_from_row).collect()
     }
 }
 
-fn account_from_row(r: &AnyRow) -> Account {
-    Account {
+/// A policy as stored: party-core's JSON form.
+fn policy_text(policy: &Policy) -> Result<String, sqlx::Error> {
+    serde_json::to_string(policy).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+fn account_from_row(r: &AnyRow) -> Result<Account, StoreError> {
+    let policy = r
+        .get::<Option<String>, _>(8)
+        .map(|p| serde_json::from_str::<Policy>(&p))
+        .transpose()
+        .map_err(|_| StoreError::Malformed("account policy"))?;
+    Ok(Account {
         account_id: r.get(0),
         public_key: hex::encode(r.get::<Vec<u8>, _>(1)),
         address: r.get(2),
@@ -118,7 +132,8 @@ fn account_from_row(r: &AnyRow) -> Account {
         parties: serde_json::from_str(&r.get::<String, _>(5)).unwrap_or_default(),
         keygen_session_id: r.get(6),
         created_at: u(r.get(7)),
-    }
+        policy,
+    })
 }
 
 /// Inserts a keygen's account, in the tenant of its keygen session, and its
@@ -130,10 +145,12 @@ pub(super) async fn insert_account(
     account: &Account,
     aux_group: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO accounts (account_id, public_key, address, threshold_t, threshold_n, parties, keygen_session_id, created_at, tenant_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, (SELECT tenant_id FROM sessions WHERE session_id = $9))",
-    )
+    let policy = account.policy.as_ref().map(policy_text).transpose()?;
+    let policy_hash = account.policy.as_ref().map(|p| hex::encode(p.hash()));
+    sqlx::query(&format!(
+        "INSERT INTO accounts ({COLUMNS}, policy_hash, tenant_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, (SELECT tenant_id FROM sessions WHERE session_id = $11))"
+    ))
     .bind(&account.account_id)
     .bind(hex::decode(&account.public_key).unwrap_or_default())
     .bind(&account.address)
@@ -142,6 +159,8 @@ pub(super) async fn insert_account(
     .bind(serde_json::to_string(&account.parties).unwrap_or_default())
     .bind(&account.keygen_session_id)
     .bind(i(account.created_at))
+    .bind(policy)
+    .bind(policy_hash)
     .bind(id.to_string())
     .execute(&mut **tx)
     .await?;
@@ -153,5 +172,21 @@ pub(super) async fn insert_account(
             .execute(&mut **tx)
             .await?;
     }
+    Ok(())
+}
+
+/// Replaces an account's policy (a completed policy change), inside the
+/// caller's transaction.
+pub(super) async fn replace_policy(
+    tx: &mut Tx<'_>,
+    account_id: &str,
+    policy: &Policy,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET policy = $1, policy_hash = $2 WHERE account_id = $3")
+        .bind(policy_text(policy)?)
+        .bind(hex::encode(policy.hash()))
+        .bind(account_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

@@ -74,6 +74,9 @@ pub enum StoreError {
     /// The creating API key has as many open sessions as its quota allows.
     #[error("too many open sessions for this API key")]
     TooManySessions,
+    /// The approval request id was already spent for the account.
+    #[error("request id already used for this account")]
+    RequestIdReused,
     /// A stored value that does not parse (written by something else).
     #[error("malformed {0} in the database")]
     Malformed(&'static str),

@@ -6,7 +6,9 @@ use mpc_api::rest::SessionResult;
 use mpc_db::sqlx::{self, Row as _};
 use uuid::Uuid;
 
-use super::accounts::insert_account;
+use party_core::authz::Policy;
+
+use super::accounts::{insert_account, replace_policy};
 use super::events::event;
 use super::{i, now, Account, SessionStatus, Store, StoreError, Tx, OPEN};
 
@@ -79,6 +81,29 @@ impl Store {
         .await
     }
 
+    /// Completes a policy change and replaces the account's policy, in one
+    /// transaction, once. Returns whether this call did it.
+    pub async fn complete_policy_change(
+        &self,
+        id: Uuid,
+        account_id: &str,
+        policy: &Policy,
+    ) -> Result<bool, StoreError> {
+        let result = SessionResult {
+            account_id: Some(account_id.to_string()),
+            ..SessionResult::default()
+        };
+        self.close_one(
+            id,
+            Close::Completed {
+                result: &result,
+                account_id: None,
+            },
+            Insert::Policy { account_id, policy },
+        )
+        .await
+    }
+
     /// Fails a session, once. Returns whether this call did it.
     pub async fn fail(
         &self,
@@ -86,8 +111,28 @@ impl Store {
         reason: &str,
         blamed: Option<&str>,
     ) -> Result<bool, StoreError> {
-        self.close_one(id, Close::Failed { reason, blamed }, Insert::Nothing)
-            .await
+        let how = Close::Failed {
+            reason,
+            blamed,
+            code: None,
+        };
+        self.close_one(id, how, Insert::Nothing).await
+    }
+
+    /// Fails a session a party refused before it started, with the stable
+    /// `code` of the refusal, once. Returns whether this call did it.
+    pub async fn fail_refused(
+        &self,
+        id: Uuid,
+        reason: &str,
+        code: &str,
+    ) -> Result<bool, StoreError> {
+        let how = Close::Failed {
+            reason,
+            blamed: None,
+            code: Some(code),
+        };
+        self.close_one(id, how, Insert::Nothing).await
     }
 
     /// Closes a session and inserts what its outcome adds, in one
@@ -162,6 +207,11 @@ enum Insert<'a> {
         account_id: &'a str,
         signers: &'a str,
     },
+    /// A completed policy change: the account's new policy.
+    Policy {
+        account_id: &'a str,
+        policy: &'a Policy,
+    },
 }
 
 impl Insert<'_> {
@@ -175,6 +225,7 @@ impl Insert<'_> {
                 account_id,
                 signers,
             } => super::presignatures::insert_presignature(tx, id, account_id, signers).await,
+            Insert::Policy { account_id, policy } => replace_policy(tx, account_id, policy).await,
         }
     }
 }
@@ -188,6 +239,7 @@ enum Close<'a> {
     Failed {
         reason: &'a str,
         blamed: Option<&'a str>,
+        code: Option<&'a str>,
     },
     Expired {
         reason: &'a str,
@@ -197,7 +249,7 @@ enum Close<'a> {
 /// Moves an open session to its terminal state and logs the event; false if
 /// it was already terminal (so each ending is recorded once).
 async fn close(tx: &mut Tx<'_>, id: Uuid, how: Close<'_>) -> Result<bool, StoreError> {
-    let (status, result, account_id, error, blamed, detail) = match how {
+    let (status, result, account_id, error, blamed, code, detail) = match how {
         Close::Completed { result, account_id } => {
             let detail = serde_json::to_value(result)
                 .map_err(|_| StoreError::Malformed("session result to store"))?;
@@ -207,16 +259,27 @@ async fn close(tx: &mut Tx<'_>, id: Uuid, how: Close<'_>) -> Result<bool, StoreE
                 account_id,
                 None,
                 None,
+                None,
                 detail,
             )
         }
-        Close::Failed { reason, blamed } => (
+        Close::Failed {
+            reason,
+            blamed,
+            code,
+        } => (
             SessionStatus::Failed,
             None,
             None,
             Some(reason),
             blamed,
-            serde_json::json!({ "reason": reason, "blamed_party": blamed }),
+            code,
+            match code {
+                Some(code) => {
+                    serde_json::json!({ "reason": reason, "blamed_party": blamed, "code": code })
+                }
+                None => serde_json::json!({ "reason": reason, "blamed_party": blamed }),
+            },
         ),
         Close::Expired { reason } => (
             SessionStatus::Expired,
@@ -224,12 +287,13 @@ async fn close(tx: &mut Tx<'_>, id: Uuid, how: Close<'_>) -> Result<bool, StoreE
             None,
             Some(reason),
             None,
+            None,
             serde_json::json!({ "reason": reason }),
         ),
     };
     let changed = sqlx::query(&format!(
         "UPDATE sessions SET status = $1, result = COALESCE($2, result), account_id = COALESCE($3, account_id),
-         error = $4, blamed_party = $5, updated_at = $6 WHERE session_id = $7 AND status IN {OPEN}"
+         error = $4, blamed_party = $5, updated_at = $6, error_code = $7 WHERE session_id = $8 AND status IN {OPEN}"
     ))
     .bind(status.as_str())
     .bind(result)
@@ -237,6 +301,7 @@ async fn close(tx: &mut Tx<'_>, id: Uuid, how: Close<'_>) -> Result<bool, StoreE
     .bind(error)
     .bind(blamed)
     .bind(i(now()))
+    .bind(code)
     .bind(id.to_string())
     .execute(&mut **tx)
     .await?

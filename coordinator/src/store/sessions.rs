@@ -44,6 +44,8 @@ pub struct SessionRow {
     pub result: Option<SessionResult>,
     /// Error reason.
     pub error: Option<String>,
+    /// The stable code of a party's refusal, when one failed the session.
+    pub error_code: Option<String>,
     /// Blamed party id.
     pub blamed_party: Option<String>,
     /// Unix seconds.
@@ -57,10 +59,14 @@ pub struct SessionRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PartyResult {
-    /// `{"public_key": hex}` (keygen).
+    /// `{"public_key": hex}` (keygen), with `"policy_hash": hex` when the
+    /// keygen fixed a policy.
     Keygen {
         /// Compressed SEC1 public key, hex.
         public_key: String,
+        /// The reported hash of the stored policy, hex.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy_hash: Option<String>,
     },
     /// `{"signature": {r, s, v}, "valid": bool}` (sign).
     Signature {
@@ -73,6 +79,12 @@ pub enum PartyResult {
     Presignature {
         /// Always [`Stored::Stored`].
         presignature: Stored,
+    },
+    /// `{"policy_hash": hex}` (policy change): the party stored the new
+    /// policy.
+    PolicyChanged {
+        /// Hash of the policy the party stored, hex.
+        policy_hash: String,
     },
 }
 
@@ -111,6 +123,9 @@ pub struct NewSession<'a> {
     /// The API key that creates it and its quota of open sessions (`None`
     /// for the coordinator's own sessions: presignatures).
     pub quota: Option<SessionQuota>,
+    /// The approval request id the session spends (of `row.account_id`):
+    /// refused with [`StoreError::RequestIdReused`] if already spent.
+    pub request_id: Option<String>,
 }
 
 /// The per-key quota a new session is held to, checked in the transaction
@@ -142,6 +157,23 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 }
 
 impl Store {
+    /// Whether `request_id` was spent by a session of `account_id`.
+    pub async fn request_id_spent(
+        &self,
+        account_id: &str,
+        request_id: &str,
+    ) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM approval_requests WHERE account_id = $1 AND request_id = $2",
+        )
+        .bind(account_id)
+        .bind(request_id)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
+        Ok(n > 0)
+    }
+
     /// Inserts a session, its participants and its first event.
     pub async fn insert_session(&self, s: NewSession<'_>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -154,7 +186,7 @@ impl Store {
     pub async fn session(&self, id: Uuid) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(
             "SELECT session_id, kind, status, threshold_t, threshold_n, account_id, message_hash, descriptor,
-             group_id, generate_aux, result, error, blamed_party, created_at, expires_at, tenant_id
+             group_id, generate_aux, result, error, blamed_party, created_at, expires_at, tenant_id, error_code
              FROM sessions WHERE session_id = $1",
         )
         .bind(id.to_string())
@@ -182,6 +214,7 @@ impl Store {
             blamed_party: r.get(12),
             created_at: u(r.get(13)),
             expires_at: u(r.get(14)),
+            error_code: r.get(16),
         }))
     }
 
@@ -336,6 +369,24 @@ pub(super) async fn insert_session_rows(
             return Err(StoreError::TooManySessions);
         }
     }
+    if let Some(request_id) = &s.request_id {
+        let account_id = r.account_id.as_deref().unwrap_or_default();
+        let spent = sqlx::query(
+            "INSERT INTO approval_requests (account_id, request_id, session_id, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, request_id) DO NOTHING",
+        )
+        .bind(account_id)
+        .bind(request_id)
+        .bind(r.session_id.to_string())
+        .bind(i(r.created_at))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            == 0;
+        if spent {
+            return Err(StoreError::RequestIdReused);
+        }
+    }
     sqlx::query(
         "INSERT INTO sessions (session_id, kind, status, threshold_t, threshold_n, account_id, message_hash,
          descriptor, group_id, generate_aux, created_at, updated_at, expires_at, tenant_id, api_key_id)
@@ -401,6 +452,7 @@ mod tests {
             (
                 json_text(&PartyResult::Keygen {
                     public_key: "02ab".into(),
+                    policy_hash: None,
                 })
                 .unwrap(),
                 json!({ "public_key": "02ab" }).to_string(),
@@ -476,6 +528,19 @@ mod tests {
                 valid: false
             }
         );
+        // The shapes added with policies read back as themselves.
+        for r in [
+            PartyResult::Keygen {
+                public_key: "02ab".into(),
+                policy_hash: Some("cd".into()),
+            },
+            PartyResult::PolicyChanged {
+                policy_hash: "cd".into(),
+            },
+        ] {
+            let back: PartyResult = serde_json::from_str(&json_text(&r).unwrap()).unwrap();
+            assert_eq!(back, r);
+        }
         let read: SessionResult = serde_json::from_str(&cases[5].1).unwrap();
         assert_eq!(read.signature.unwrap().v, 1);
     }

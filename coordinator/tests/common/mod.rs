@@ -4,6 +4,7 @@
 //! with `tower::ServiceExt::oneshot`.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod approvals;
 pub mod keys;
 
 use std::sync::Arc;

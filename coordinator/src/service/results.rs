@@ -1,0 +1,223 @@
+//! Completing sessions from their parties' results: a keygen once every
+//! party reported the same public key and the descriptor's policy hash
+//! (the account inserted with it), a signing once every signer reported the
+//! same signature and it verifies under the account key, a policy change
+//! once every party stored the new policy (the account's policy replaced).
+
+use mpc_api::rest::{SessionResult, Signature};
+use party_core::descriptor::{SessionKind as ProtocolKind, SignedDescriptor};
+use party_core::signature::{ethereum_address, RecoverableSignature};
+
+use super::ServiceError;
+use crate::store::{now, Account, AccountParty, PartyResult, SessionRow};
+use crate::Coordinator;
+
+/// The signature in every form callers use.
+pub fn signature_view(sig: &RecoverableSignature) -> Signature {
+    Signature {
+        r: format!("0x{}", hex::encode(sig.r)),
+        s: format!("0x{}", hex::encode(sig.s)),
+        v: sig.v,
+        der: hex::encode(sig.to_der()),
+        signature: sig.to_hex65(),
+    }
+}
+
+impl Coordinator {
+    pub(super) async fn on_policy_changed(
+        &self,
+        session: &SessionRow,
+        d: &SignedDescriptor,
+        participant: &party_core::descriptor::Participant,
+        pos: u16,
+        policy_hash: [u8; 32],
+    ) -> Result<(), ServiceError> {
+        let id = session.session_id;
+        let ProtocolKind::PolicyChange { account_id, policy } = &d.descriptor.kind else {
+            return Err(ServiceError::internal(
+                "policy report on another session kind",
+            ));
+        };
+        let expected = policy.hash();
+        if policy_hash != expected {
+            let reason = format!(
+                "{} reported storing policy hash {} but the change is to {}",
+                participant.party_id,
+                hex::encode(policy_hash),
+                hex::encode(expected),
+            );
+            if self.fail_session(id, &reason, None).await? {
+                tracing::warn!(session_id = %id, %reason, "policy change failed");
+            }
+            return Ok(());
+        }
+        let results = self
+            .store()
+            .set_party_result(
+                id,
+                pos,
+                &PartyResult::PolicyChanged {
+                    policy_hash: hex::encode(policy_hash),
+                },
+            )
+            .await?;
+        if results.iter().all(Option::is_some)
+            && self
+                .store()
+                .complete_policy_change(id, account_id, policy)
+                .await?
+        {
+            tracing::info!(session_id = %id, account_id = %account_id, "policy changed");
+            self.close_session(id);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn maybe_complete_keygen(
+        &self,
+        session: &SessionRow,
+        d: &SignedDescriptor,
+        results: Vec<Option<PartyResult>>,
+    ) -> Result<(), ServiceError> {
+        if results.iter().any(Option::is_none) {
+            return Ok(());
+        }
+        let keys: Vec<&str> = results
+            .iter()
+            .flatten()
+            .filter_map(|r| match r {
+                PartyResult::Keygen { public_key, .. } => Some(public_key.as_str()),
+                _ => None,
+            })
+            .collect();
+        let id = session.session_id;
+        let Some(first) = keys.first().copied() else {
+            self.fail_session(id, "parties reported different public keys", None)
+                .await?;
+            return Ok(());
+        };
+        if keys.len() != results.len() || keys.iter().any(|k| *k != first) {
+            self.fail_session(id, "parties reported different public keys", None)
+                .await?;
+            return Ok(());
+        }
+        let pk = hex::decode(first).map_err(ServiceError::internal)?;
+        let Ok(address) = ethereum_address(&pk) else {
+            self.store()
+                .fail(id, "reported public key is not a valid point", None)
+                .await?;
+            return Ok(());
+        };
+        let d = &d.descriptor;
+        let policy = match &d.kind {
+            ProtocolKind::Keygen { policy, .. } => policy.clone(),
+            _ => None,
+        };
+        let account = Account {
+            account_id: id.to_string(),
+            public_key: first.to_string(),
+            address,
+            threshold_t: d.threshold,
+            threshold_n: d.parties,
+            parties: d
+                .participants
+                .iter()
+                .map(|p| AccountParty {
+                    party_id: p.party_id.clone(),
+                    keygen_index: p.keygen_index,
+                    identity: p.identity,
+                })
+                .collect(),
+            keygen_session_id: id.to_string(),
+            created_at: now(),
+            policy,
+        };
+        let group = session
+            .generate_aux
+            .then(|| session.group_id.clone())
+            .flatten();
+        if self
+            .store()
+            .complete_keygen(id, &account, group.as_deref())
+            .await?
+        {
+            tracing::info!(session_id = %id, address = %account.address, "keygen completed");
+            self.close_session(id);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_signature(
+        &self,
+        session: &SessionRow,
+        pos: u16,
+        sig: RecoverableSignature,
+    ) -> Result<(), ServiceError> {
+        let id = session.session_id;
+        let account_id = session.account_id.clone().unwrap_or_default();
+        let account = self
+            .store()
+            .account(&account_id)
+            .await?
+            .ok_or_else(|| ServiceError::internal("sign session without account"))?;
+        let hash: [u8; 32] = session
+            .message_hash
+            .clone()
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| ServiceError::internal("sign session without hash"))?;
+        let pk = hex::decode(&account.public_key).map_err(ServiceError::internal)?;
+        // Verify independently of the party: same r, s must verify and v must
+        // recover the account key.
+        let checked = RecoverableSignature::from_parts(sig.r, sig.s, &hash, &pk);
+        let valid = matches!(&checked, Ok(c) if c.v == sig.v && c.s == sig.s);
+        let results = self
+            .store()
+            .set_party_result(
+                id,
+                pos,
+                &PartyResult::Signature {
+                    signature: sig,
+                    valid,
+                },
+            )
+            .await?;
+        if !valid {
+            let party = self
+                .store()
+                .participants(id)
+                .await?
+                .into_iter()
+                .find(|p| p.position == pos);
+            let blamed = party.map(|p| p.party_id);
+            self.fail_session(
+                id,
+                "a party reported an invalid signature",
+                blamed.as_deref(),
+            )
+            .await?;
+            return Ok(());
+        }
+        if results.iter().any(Option::is_none) {
+            return Ok(());
+        }
+        let all_same = results
+            .iter()
+            .flatten()
+            .all(|r| matches!(r, PartyResult::Signature { signature, .. } if *signature == sig));
+        if !all_same {
+            self.fail_session(id, "parties reported different signatures", None)
+                .await?;
+            return Ok(());
+        }
+        let result = SessionResult {
+            account_id: Some(account_id),
+            signature: Some(signature_view(&sig)),
+            ..SessionResult::default()
+        };
+        if self.store().complete(id, &result).await? {
+            tracing::info!(session_id = %id, "signing completed");
+            self.close_session(id);
+        }
+        Ok(())
+    }
+}
