@@ -55,21 +55,18 @@ fn hex_of(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Reads what the user approved (`approved_json`, see [`ApprovedJs`]).
-fn user_approved(json: &str) -> Result<UserApproved, JsError> {
-    let a: ApprovedJs = serde_json::from_str(json)
-        .map_err(|e| JsError::new(&format!("approved: {e}")))?;
+fn parse_approved(json: &str) -> Result<UserApproved, String> {
+    let a: ApprovedJs = serde_json::from_str(json).map_err(|e| format!("approved: {e}"))?;
     match (a.hash, a.message, a.digest) {
         (Some(h), None, None) => hex_of(&h)
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
             .map(UserApproved::Hash)
-            .ok_or_else(|| JsError::new("approved.hash must be 32 bytes of hex")),
+            .ok_or_else(|| "approved.hash must be 32 bytes of hex".to_string()),
         (None, Some(m), Some(digest)) => Ok(UserApproved::Message {
-            message: hex_of(&m).ok_or_else(|| JsError::new("approved.message must be hex"))?,
+            message: hex_of(&m).ok_or_else(|| "approved.message must be hex".to_string())?,
             digest,
         }),
-        _ => Err(JsError::new(
-            "approved is {hash} or {message, digest}, nothing else",
-        )),
+        _ => Err("approved is {hash} or {message, digest}, nothing else".to_string()),
     }
 }
 
@@ -258,7 +255,11 @@ impl Host {
         approved_json: Option<String>,
     ) -> Result<Host, JsError> {
         let v = verify(descriptor_json, coordinator_public_key)?;
-        let approved = approved_json.as_deref().map(user_approved).transpose()?;
+        let approved = approved_json
+            .as_deref()
+            .map(parse_approved)
+            .transpose()
+            .map_err(|e| JsError::new(&e))?;
         let config = HostConfig {
             router_urls,
             first_router: 0,
@@ -423,5 +424,82 @@ impl Host {
             out.push(&action_js(a, self.refused.as_deref())?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use party_core::identity::PartyIdentity;
+    use party_core::wire::Report;
+    use rand_core::OsRng;
+
+    #[test]
+    fn the_approval_is_a_hash_or_a_message_with_its_digest_and_nothing_else() {
+        let h = "11".repeat(32);
+        assert_eq!(
+            parse_approved(&format!(r#"{{"hash":"0x{h}"}}"#)),
+            Ok(UserApproved::Hash([0x11; 32]))
+        );
+        assert_eq!(
+            parse_approved(r#"{"message":"6869","digest":"keccak256"}"#),
+            Ok(UserApproved::Message {
+                message: b"hi".to_vec(),
+                digest: MessageDigest::Keccak256
+            })
+        );
+        for bad in [
+            r#"{}"#.to_string(),
+            r#"{"hash":"11"}"#.to_string(),
+            r#"{"message":"6869"}"#.to_string(),
+            r#"{"message":"zz","digest":"sha256"}"#.to_string(),
+            r#"{"message":"6869","digest":"md5"}"#.to_string(),
+            format!(r#"{{"hash":"{h}","message":"6869","digest":"sha256"}}"#),
+            format!(r#"{{"hash":"{h}","path":[1]}}"#),
+        ] {
+            assert!(parse_approved(&bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn only_the_refusals_a_record_can_make_map_back_to_typed_errors() {
+        for e in [
+            AuthzError::SessionReplayed,
+            AuthzError::RequestIdReused,
+            AuthzError::RateLimited,
+        ] {
+            assert_eq!(record_refusal(e.code()), Some(e));
+        }
+        // A store cannot claim the approvals are fine or forge another verdict.
+        for code in ["not_what_was_approved", "approval_quorum_not_met", "", "ok"] {
+            assert_eq!(record_refusal(code), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn a_refused_report_yields_its_code_and_other_reports_none() {
+        let id = PartyIdentity::generate(&mut OsRng);
+        let body = |body| {
+            let report = Report {
+                session_id: uuid::Uuid::new_v4(),
+                position: 0,
+                body,
+            };
+            serde_json::to_string(&SignedReport::sign(&report, &id).unwrap()).unwrap()
+        };
+        let refused = body(ReportBody::Refused {
+            code: "not_what_was_approved".into(),
+            reason: "the session does not sign what the user approved".into(),
+        });
+        assert_eq!(
+            refused_code(&refused).as_deref(),
+            Some("not_what_was_approved")
+        );
+        let failed = body(ReportBody::Failed {
+            reason: "refused (not_what_was_approved)".into(),
+            blamed: None,
+        });
+        assert_eq!(refused_code(&failed), None);
+        assert_eq!(refused_code("not json"), None);
     }
 }

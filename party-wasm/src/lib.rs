@@ -39,7 +39,7 @@ export interface PublicIdentity { ed25519: string; x25519: string; }
 /** What a verified descriptor asks of this party. */
 export interface DescriptorInfo {
   session_id: string;
-  kind: "keygen" | "sign" | "presign" | "online_sign";
+  kind: "keygen" | "sign" | "presign" | "online_sign" | "policy_change";
   /** keygen: whether aux info is generated in this session (needs primes). */
   generate_aux: boolean;
   threshold: number;
