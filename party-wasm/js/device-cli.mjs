@@ -6,7 +6,13 @@
 //   node party-wasm/js/device-cli.mjs identity --state DIR [--party-id ID]
 //   node party-wasm/js/device-cli.mjs join --state DIR --session ID --token TOKEN \
 //        --coordinator http://127.0.0.1:8080 --router ws://127.0.0.1:8081/ws \
-//        --coordinator-key HEX [--insecure-test-data party-core/test-data]
+//        --coordinator-key HEX [--approve-hash HEX | --approve-message TEXT --digest keccak256|sha256]
+//        [--insecure-test-data party-core/test-data]
+//
+// --coordinator-key is the key this device trusts (configured, never fetched
+// from the coordinator). --approve-hash / --approve-message: what the user
+// approved for a signing; a session that signs anything else is refused
+// before the device connects to the router.
 //
 // --router takes a comma-separated list: the party fails over between them.
 //
@@ -29,6 +35,9 @@ const { positionals, values } = parseArgs({
     coordinator: { type: 'string', default: 'http://127.0.0.1:8080' },
     router: { type: 'string', default: 'ws://127.0.0.1:8081/ws' },
     'coordinator-key': { type: 'string' },
+    'approve-hash': { type: 'string' },
+    'approve-message': { type: 'string' },
+    digest: { type: 'string', default: 'keccak256' },
     'insecure-test-data': { type: 'string' },
   },
 });
@@ -56,6 +65,12 @@ if (command === 'identity') {
 } else if (command === 'join') {
   const token = values.token ?? process.env.MPC_JOIN_TOKEN;
   if (!values.session || !token || !values['coordinator-key']) fail('--session, --token and --coordinator-key are required');
+  if (values['approve-hash'] && values['approve-message']) fail('give --approve-hash or --approve-message, not both');
+  const approved = values['approve-hash']
+    ? { hash: values['approve-hash'].replace(/^0x/, '') }
+    : values['approve-message'] !== undefined
+      ? { message: values['approve-message'], digest: values.digest }
+      : undefined;
   const test = values['insecure-test-data'] ? testData(values['insecure-test-data']) : {};
   const started = Date.now();
   try {
@@ -66,6 +81,7 @@ if (command === 'identity') {
       coordinatorPublicKey: values['coordinator-key'],
       sessionId: values.session,
       joinToken: token,
+      approved,
       primes: test.primes ?? (async () => {
         console.error('  generating 4 safe primes (minutes with the pure-Rust integers in wasm)');
         const parts = [];

@@ -8,6 +8,14 @@
 // Runs in a browser (page or Web Worker, native WebSocket and fetch) and in
 // Node (pass `WebSocket` from the `ws` package). No secrets are logged: the
 // join token, seed, share and primes never reach `log`.
+//
+// Admission comes first (party-core's machine decides, this shell only
+// answers from the device's store): a descriptor that signs anything else
+// than what the user approved (`approved`) is refused before any router
+// connection; the account's policy is the device's own stored copy
+// (`admission.policy`); the session id (and an approval's request id) are
+// recorded durably (`admission.record`), and a seen one is refused, before
+// the session's input is even read.
 
 import { joinCoordinator, PartyError, postJson } from './coordinator-api.mjs';
 
@@ -30,6 +38,23 @@ async function gatherInput(o, info, request) {
   return { reason: `unsupported input ${request.kind}` };
 }
 
+const REFUSALS = new Set(['session_replayed', 'request_id_reused', 'signing_rate_limited']);
+
+const toHex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+
+/**
+ * What the user approved, as the wasm host reads it (JSON), or null.
+ * `{hash}` (32 bytes hex) or `{message, digest}` (message: bytes, or a
+ * string taken as its UTF-8 bytes; digest: `keccak256` | `sha256`).
+ */
+export function approvedJson(approved) {
+  if (approved == null) return null;
+  if ('hash' in approved) return JSON.stringify({ hash: String(approved.hash) });
+  const m = typeof approved.message === 'string' ? new TextEncoder().encode(approved.message) : approved.message;
+  if (!(m instanceof Uint8Array)) throw new PartyError('invalid_approval', 'approved.message must be bytes or a string');
+  return JSON.stringify({ message: toHex(m), digest: approved.digest });
+}
+
 /**
  * Runs one session as a device party.
  *
@@ -48,6 +73,18 @@ async function gatherInput(o, info, request) {
  *   picks this party's secret input for the verified descriptor
  * @param {(info, result) => Promise<void>} [o.store] keeps a keygen's
  *   share and aux info (sealed) before the result is reported
+ * @param {{hash: string} | {message: Uint8Array|string, digest: 'keccak256'|'sha256'}} [o.approved]
+ *   what the user saw and approved (signing sessions): a descriptor that
+ *   signs anything else is refused (`not_what_was_approved`) before any
+ *   router connection. Absent: the device approves no signing content
+ *   (keygen, or a device that signs whatever its coordinator asks).
+ * @param {object} o.admission the device's durable admission store:
+ *   `policy(accountId)` → its stored policy JSON or null (no policy);
+ *   `record({session_id, approved})` → null once recorded durably, or the
+ *   refusal code (`session_replayed` for a session id seen before,
+ *   `request_id_reused`, `signing_rate_limited`), recording nothing then;
+ *   `storePolicy({account_id, policy, policy_hash, previous})` replaces the
+ *   stored policy only if its hash is still `previous` (throws otherwise).
  * @param {(p: {stage: string, round: number, percent: number|null}) => void} [o.onProgress]
  * @returns {Promise<{info: object, result: object}>} the descriptor info and the session result
  *   (keygen: public_key, address, share, aux_info — seal them at once; sign: r, s, v, signature)
@@ -60,14 +97,23 @@ export async function runDeviceSession(o) {
   const onProgress = o.onProgress ?? (() => {});
   const log = o.log ?? (() => {});
   const now = o.nowMs ?? (() => Date.now());
-  const { wasm, identity, sessionId, joinToken, coordinatorPublicKey } = o;
+  const { wasm, identity, sessionId, joinToken, coordinatorPublicKey, admission } = o;
+  // The trust root is configured with the device, never taken from the
+  // coordinator's answer: no key, no session.
+  if (typeof coordinatorPublicKey !== 'string' || !/^[0-9a-f]{64}$/i.test(coordinatorPublicKey)) {
+    throw new PartyError('no_coordinator_key', 'the device needs its configured coordinator key (32 bytes hex)');
+  }
+  if (!admission?.policy || !admission?.record || !admission?.storePolicy) {
+    throw new PartyError('no_admission_store', 'the device needs a durable admission store (policy, record, storePolicy)');
+  }
+  const approved = approvedJson(o.approved);
 
   const joined = await joinCoordinator({ coordinatorUrl: coordinators[0], sessionId, joinToken, identity, fetch: fetchImpl, timeoutMs: o.joinTimeoutMs });
   const descriptorJson = JSON.stringify(joined.descriptor);
   // Verified against the configured coordinator key, never trusted as sent.
   const info = wasm.verifyDescriptor(descriptorJson, coordinatorPublicKey, identity);
   log(`session ${info.session_id}: ${info.kind}, position ${info.position}`);
-  const host = new wasm.PartyHost(descriptorJson, coordinatorPublicKey, identity, routers, joinToken, coordinators.length, now());
+  const host = new wasm.PartyHost(descriptorJson, coordinatorPublicKey, identity, routers, joinToken, coordinators.length, now(), approved);
 
   return new Promise((resolve, reject) => {
     let ws = null; // the session connection in use
@@ -166,8 +212,40 @@ export async function runDeviceSession(o) {
       feed(() => host.reportResult(a.id, outcome, now()));
     };
 
+    // Runs a store call, then feeds its answer (or its failure) back.
+    const ask = (call, answer) => {
+      Promise.resolve()
+        .then(call)
+        .then(
+          (v) => feed(() => answer(v)),
+          (e) => feed(() => host.hostFailed(`device store: ${e instanceof Error ? e.message : String(e)}`, now())),
+        );
+    };
+
     const execute = (a) => {
       switch (a.type) {
+        case 'need_policy':
+          ask(
+            () => admission.policy(a.account_id),
+            (p) => host.providePolicy(p ?? null, now()),
+          );
+          break;
+        case 'record':
+          ask(
+            () => admission.record({ session_id: a.session_id, approved: a.approved }),
+            (refusal) => {
+              if (refusal != null && !REFUSALS.has(refusal)) throw new PartyError('invalid_store_answer', `unknown admission refusal ${refusal}`);
+              if (refusal != null) log(`admission refused: ${refusal}`);
+              host.admissionRecorded(refusal ?? null, now());
+            },
+          );
+          break;
+        case 'store_policy':
+          ask(
+            () => admission.storePolicy({ account_id: a.account_id, policy: a.policy, policy_hash: a.policy_hash, previous: a.previous }),
+            () => host.outputStored(now()),
+          );
+          break;
         case 'need_input':
           if (a.input.kind === 'primes') onProgress({ stage: 'primes', round: 0, percent: null });
           Promise.resolve()
@@ -220,7 +298,8 @@ export async function runDeviceSession(o) {
             onProgress({ stage: 'done', round: 0, percent: 100 });
             end(() => resolve({ info, result }));
           } else {
-            end(() => reject(new PartyError('session_failed', a.reason, a.blamed)));
+            // A refusal before the session started carries its typed code.
+            end(() => reject(new PartyError(a.code ?? 'session_failed', a.reason, a.blamed)));
           }
           break;
         default:

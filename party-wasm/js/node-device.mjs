@@ -6,6 +6,8 @@
 //
 //   <dir>/master.key  <dir>/party-id  <dir>/identity.sealed
 //   <dir>/shares/<account>.sealed  <dir>/aux/<group>.sealed
+//   <dir>/policies/, <dir>/admitted/: policies and admission records
+//   (./node-admission.mjs)
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -14,6 +16,9 @@ import WebSocket from 'ws';
 
 import init, * as wasm from '../pkg/party_wasm.js';
 import { runDeviceSession } from './host.mjs';
+import { NodeAdmissionStore } from './node-admission.mjs';
+
+export { NodeAdmissionStore };
 
 let ready = null;
 /** Loads the party-wasm module once. */
@@ -49,11 +54,13 @@ export class NodeDevice {
       seed.fill(0);
       await writeFile(pidPath, partyId);
     }
-    return new NodeDevice(w, dir, masterKey, partyId, identity);
+    const admission = await NodeAdmissionStore.open(w, dir);
+    return new NodeDevice(w, dir, masterKey, partyId, identity, admission);
   }
 
-  constructor(w, dir, masterKey, partyId, identity) {
+  constructor(w, dir, masterKey, partyId, identity, admission) {
     this.wasm = w;
+    this.admission = admission;
     this.dir = dir;
     this.masterKey = masterKey;
     this.partyId = partyId;
@@ -80,10 +87,17 @@ export class NodeDevice {
    * called when the keygen generates aux info; `testAux` (info => bytes or
    * null) supplies PUBLIC test aux info when no aux info is stored.
    * `routerWsUrls` (or one `routerWsUrl`): the routers, the next one after
-   * a connection failure.
+   * a connection failure. `coordinatorPublicKey`: the key this device was
+   * configured with (hex), never one fetched from the coordinator.
+   * `approved`: what the user approved for a signing (`{hash}` or
+   * `{message, digest}`); a descriptor for anything else is refused before
+   * any router connection.
    */
-  async run({ coordinatorUrl, routerWsUrl, routerWsUrls, coordinatorPublicKey, sessionId, joinToken, primes, testAux, onProgress, log }) {
+  async run({ coordinatorUrl, routerWsUrl, routerWsUrls, coordinatorPublicKey, sessionId, joinToken, approved, primes, testAux, onProgress, log, fetch }) {
     const { info, result } = await runDeviceSession({
+      approved,
+      admission: this.admission,
+      fetch,
       wasm: this.wasm,
       identity: this.identity,
       coordinatorUrl,
@@ -109,6 +123,7 @@ export class NodeDevice {
       store: async (i, result) => {
         if (result.kind !== 'keygen') return;
         // The account id is the keygen session id.
+        if (i.policy) await this.admission.keepPolicy(i.session_id, i.policy);
         await this.#put('shares', i.session_id, 'key_share', result.share);
         if (result.aux_info) await this.#put('aux', i.group_id, 'aux_info', result.aux_info);
       },

@@ -39,7 +39,7 @@ export interface PublicIdentity { ed25519: string; x25519: string; }
 /** What a verified descriptor asks of this party. */
 export interface DescriptorInfo {
   session_id: string;
-  kind: "keygen" | "sign" | "presign" | "online_sign";
+  kind: "keygen" | "sign" | "presign" | "online_sign" | "policy_change";
   /** keygen: whether aux info is generated in this session (needs primes). */
   generate_aux: boolean;
   threshold: number;
@@ -53,6 +53,8 @@ export interface DescriptorInfo {
   account_id: string | null;
   /** sign: the 32-byte hash, hex. */
   message_hash: string | null;
+  /** keygen: the account policy (JSON) every party stores with its share, or null. */
+  policy: string | null;
   expires_at: number;
   participants: { party_id: string; keygen_index: number }[];
 }
@@ -72,6 +74,9 @@ export interface StepResult {
 
 /** What the session machine (PartyHost) asks its host to do. */
 export type HostAction =
+  | { type: "need_policy"; account_id: string }
+  | { type: "record"; session_id: string; approved: { account_id: string; request_id: string; max_per_hour: number | null; signs: boolean } | null }
+  | { type: "store_policy"; account_id: string; policy: string; policy_hash: string; previous: string }
   | { type: "need_input"; input: { kind: "primes" } | { kind: "aux_info"; group_id: string; parties: number; index: number } | { kind: "share"; account_id: string } | { kind: "presignature"; presignature_id: string; account_id: string } }
   | { type: "connect"; router: number; url: string }
   | { type: "send_text"; text: string }
@@ -84,7 +89,7 @@ export type HostAction =
   | { type: "send_report"; id: number; body: string; best_effort: boolean }
   | { type: "store_output"; result: SessionResult }
   | { type: "finished"; status: "completed" }
-  | { type: "finished"; status: "failed"; reason: string; blamed: number | null };
+  | { type: "finished"; status: "failed"; reason: string; blamed: number | null; code: string | null };
 
 /** */
 export type SessionResult =
@@ -265,6 +270,13 @@ pub fn verify_descriptor(
         _ => JsValue::NULL,
     };
     set(&o, "message_hash", hash)?;
+    let policy = match &d.kind {
+        SessionKind::Keygen {
+            policy: Some(p), ..
+        } => JsValue::from_str(&serde_json::to_string(p).map_err(err)?),
+        _ => JsValue::NULL,
+    };
+    set(&o, "policy", policy)?;
     // Unix seconds fit an f64 exactly.
     #[allow(clippy::cast_precision_loss)]
     set(&o, "expires_at", d.expires_at as f64)?;
@@ -586,6 +598,14 @@ pub fn personal_message_hash(message: &str) -> String {
     h.update(format!("\x19Ethereum Signed Message:\n{}", message.len()).as_bytes());
     h.update(message.as_bytes());
     hex::encode(h.finalize())
+}
+
+/// The hash of an account policy (JSON), hex: what a party reports and
+/// what a policy change names as the policy it replaces.
+#[wasm_bindgen(js_name = policyHash)]
+pub fn policy_hash(policy_json: &str) -> Result<String, JsError> {
+    let p: party_core::authz::Policy = serde_json::from_str(policy_json).map_err(err)?;
+    Ok(hex::encode(p.hash()))
 }
 
 /// The big-integer backend compiled in (`num-bigint` in the wasm build).

@@ -32,6 +32,8 @@ try {
   await page.click('#create-wallet');
   await page.waitForSelector('#wallet[data-state=ready]', { timeout: 3_600_000 });
   await page.click('#sign-browser');
+  // The page shows what will be signed; it signs on the user's approval.
+  await page.click('#approve-sign');
   await page.waitForSelector('#sig-browser[data-state=verified]', { timeout: 600_000 });
   const t = await page.evaluate(() => window.__timings);
   console.log(JSON.stringify({

@@ -3,7 +3,14 @@
 // (/demo/api/..., which holds the API key) to create sessions; the party
 // worker talks to the coordinator (device join, signed reports) and the
 // router itself.
+//
+// Trust: the coordinator key the party checks descriptors with is pinned on
+// first use in this browser's store (or set as a page constant in
+// trust.js) and shown; a different key offered later is refused. A signing
+// runs only after the user saw the message, digest and hash and clicked
+// "Approve and sign"; what was shown is what the party is told to accept.
 import { loadWasm } from './wasm.js';
+import { COORDINATOR_PUBLIC_KEY } from './trust.js';
 import { PartyStore } from './store.js';
 import { PrimePool } from './primes.js';
 
@@ -62,11 +69,27 @@ function keygenPercent(p) {
   return 0;
 }
 
+/** An Error with a stable code (shown and asserted by the tests). */
+function coded(code, message) {
+  return Object.assign(new Error(`${code}: ${message}`), { code });
+}
+
+/** The EIP-191 `personal_sign` bytes of a message: what its Keccak-256 hash signs. */
+function eip191Bytes(message) {
+  const m = new TextEncoder().encode(message);
+  const prefix = new TextEncoder().encode(`\x19Ethereum Signed Message:\n${m.length}`);
+  const out = new Uint8Array(prefix.length + m.length);
+  out.set(prefix, 0);
+  out.set(m, prefix.length);
+  return out;
+}
+
 class App {
   async init() {
     this.config = await demoApi('GET', 'config');
     this.wasm = await loadWasm();
     this.store = await PartyStore.open(this.wasm);
+    await this.pinCoordinatorKey();
     this.partyId = await this.store.get('party-id');
     if (!this.partyId) {
       const identity = this.wasm.Identity.generate();
@@ -106,11 +129,85 @@ class App {
     }
     this.renderWallet();
     $('create-wallet').onclick = () => this.guard(() => this.createWallet());
-    $('sign-browser').onclick = () => this.guard(() => this.sign('browser'));
-    $('sign-servers').onclick = () => this.guard(() => this.sign('servers'));
+    $('sign-browser').onclick = () => this.review('browser');
+    $('sign-servers').onclick = () => this.review('servers');
+    $('approve-sign').onclick = () => {
+      const approved = this.pending;
+      this.closeReview();
+      if (approved) this.guard(() => this.sign(approved));
+    };
+    $('cancel-sign').onclick = () => {
+      this.closeReview();
+      log('signing cancelled: nothing was signed');
+    };
     $('export').onclick = () => this.guard(() => this.exportBackup());
     $('import').onchange = (ev) => this.guard(() => this.importBackup(ev.target.files[0]));
     document.body.dataset.ready = 'true';
+  }
+
+  /**
+   * The coordinator key this party trusts: the page constant, else the one
+   * pinned in this browser's store, else (first use) the one the demo
+   * backend offers, pinned now. Shown on the page. A different key offered
+   * later is refused: the page stops, nothing runs with it.
+   */
+  async pinCoordinatorKey() {
+    const el = $('coordinator-key');
+    const offered = String(this.config.coordinator_public_key ?? '').toLowerCase();
+    let pinned = await this.store.get('coordinator-key');
+    let how = 'pinned in this browser';
+    const refuse = (text, error) => {
+      el.dataset.state = 'changed';
+      el.textContent = text;
+      document.querySelectorAll('button').forEach((b) => (b.disabled = true));
+      throw error;
+    };
+    if (COORDINATOR_PUBLIC_KEY) {
+      const configured = COORDINATOR_PUBLIC_KEY.toLowerCase();
+      if (pinned && pinned !== configured) {
+        refuse(`${pinned} (pinned) ≠ ${configured} (page constant)`, coded('coordinator_key_changed', 'the page constant names another coordinator key than the one pinned in this browser'));
+      }
+      pinned = configured;
+      await this.store.put('coordinator-key', pinned);
+      how = 'configured with the page';
+    } else if (!pinned) {
+      if (!/^[0-9a-f]{64}$/.test(offered)) throw coded('no_coordinator_key', 'the demo backend offers no valid coordinator key to pin');
+      pinned = offered;
+      await this.store.put('coordinator-key', pinned);
+      how = 'pinned on first use';
+      log(`coordinator key ${pinned} pinned on first use: this browser checks every session with it from now on`);
+    }
+    if (offered && offered !== pinned) {
+      refuse(
+        `${pinned} (${how}) — the server now offers ${offered}`,
+        coded('coordinator_key_changed', `the server offers coordinator key ${offered}, not the pinned ${pinned}: this browser refuses to take part (clear this site's data only if the coordinator's key was rotated on purpose)`),
+      );
+    }
+    el.dataset.state = 'pinned';
+    el.dataset.key = pinned;
+    el.textContent = `${pinned} (${how})`;
+  }
+
+  /** Shows what a signing would sign; it runs only on "Approve and sign". */
+  review(signers) {
+    const w = this.wallets.at(-1);
+    if (!w) return;
+    const message = $('message').value;
+    const hash = this.wasm.personalMessageHash(message);
+    // Exactly what is shown: the party refuses a session for anything else.
+    this.pending = { signers, message, hash, approved: { message: eip191Bytes(message), digest: 'keccak256' } };
+    $('review-signers').textContent = signers === 'browser' ? 'this browser + server-party-1' : 'server-party-1 + server-party-2 (no browser)';
+    $('review-message').textContent = message;
+    $('review-digest').textContent = 'EIP-191 personal_sign: Keccak-256 of "\\x19Ethereum Signed Message:\\n" + length + message';
+    $('review-hash').textContent = `0x${hash}`;
+    $('review').dataset.hash = hash;
+    $('review').hidden = false;
+    log(`review: ${signers} signing of 0x${hash}, waiting for approval`);
+  }
+
+  closeReview() {
+    this.pending = null;
+    $('review').hidden = true;
   }
 
   async guard(fn) {
@@ -151,7 +248,7 @@ class App {
   }
 
   /** Runs this browser's side of a session in a Web Worker. */
-  runParty(sessionId, joinToken, onProgress) {
+  runParty(sessionId, joinToken, onProgress, approved = undefined) {
     return new Promise((resolve, reject) => {
       const worker = new Worker(new URL('./party-worker.js', import.meta.url), { type: 'module' });
       worker.onmessage = async (ev) => {
@@ -167,14 +264,14 @@ class App {
           resolve(m);
         } else if (m.type === 'error') {
           worker.terminate();
-          reject(new Error(m.message));
+          reject(Object.assign(new Error(m.message), { code: m.code }));
         }
       };
       worker.onerror = (e) => {
         worker.terminate();
         reject(new Error(`party worker failed: ${e.message}`));
       };
-      worker.postMessage({ config: this.config, sessionId, joinToken, coordinatorUrl: location.origin });
+      worker.postMessage({ config: this.config, sessionId, joinToken, coordinatorUrl: location.origin, approved });
     });
   }
 
@@ -207,10 +304,9 @@ class App {
     log(`wallet ${account.address} (account ${account.account_id})`);
   }
 
-  async sign(signers) {
+  /** Runs a signing the user approved (`review`): `{signers, message, hash, approved}`. */
+  async sign({ signers, message, hash, approved }) {
     const w = this.wallets.at(-1);
-    const message = $('message').value;
-    const hash = this.wasm.personalMessageHash(message);
     const out = $(signers === 'browser' ? 'sig-browser' : 'sig-servers');
     setStatus(out, 'busy', signers === 'browser' ? 'signing: this browser + server-party-1…' : 'signing: server-party-1 + server-party-2…');
     const created = await demoApi('POST', 'sign', {
@@ -219,10 +315,24 @@ class App {
       signers,
       party_id: signers === 'browser' ? this.partyId : undefined,
     });
+    out.dataset.sessionId = created.session_id;
     const started = performance.now();
-    const mine = signers === 'browser' ? this.runParty(created.session_id, created.join_tokens[this.partyId], () => {}) : null;
+    if (signers === 'browser') log(`signing session ${created.session_id}: this browser accepts only 0x${hash}`);
+    const mine =
+      signers === 'browser'
+        ? await this.runParty(created.session_id, created.join_tokens[this.partyId], () => {}, approved).then(
+            (r) => ({ result: r.result }),
+            (error) => ({ error }),
+          )
+        : null;
+    if (mine?.error) {
+      out.dataset.state = 'refused';
+      out.dataset.code = mine.error.code ?? '';
+      out.textContent = `this browser did not sign: ${mine.error.message}`;
+      throw mine.error;
+    }
     const session = await waitSession(created.session_id);
-    const browserResult = mine ? (await mine).result : null;
+    const browserResult = mine ? mine.result : null;
     const ms = performance.now() - started;
     if (session.status !== 'completed') throw new Error(`signing ${session.status}: ${session.error?.reason ?? ''}`);
     const sig = session.result.signature;

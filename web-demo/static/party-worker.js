@@ -1,6 +1,11 @@
 // A Web Worker that runs one session of this browser party: it opens the
 // sealed store itself, so the seed, the share, aux info and primes never
 // reach the page. The page gets progress and the public result only.
+//
+// The coordinator key it checks descriptors with is the one pinned in this
+// browser's store (never the server's current offer), and a signing runs
+// only for what the page showed and the user approved (`approved`): the
+// session machine refuses anything else before connecting to the router.
 import { loadWasm } from './wasm.js';
 import { PartyStore } from './store.js';
 import { runDeviceSession } from './party-wasm/js/host.mjs';
@@ -8,10 +13,12 @@ import { runDeviceSession } from './party-wasm/js/host.mjs';
 const post = (m) => self.postMessage(m);
 
 self.onmessage = async (ev) => {
-  const { config, sessionId, joinToken, coordinatorUrl } = ev.data;
+  const { config, sessionId, joinToken, coordinatorUrl, approved } = ev.data;
   try {
     const wasm = await loadWasm();
     const store = await PartyStore.open(wasm);
+    const coordinatorPublicKey = await store.get('coordinator-key');
+    if (!coordinatorPublicKey) throw Object.assign(new Error('no coordinator key is pinned in this browser'), { code: 'no_coordinator_key' });
     const partyId = await store.get('party-id');
     const seed = await store.getSecret(partyId, 'identity', '');
     const identity = wasm.Identity.fromSeed(seed);
@@ -23,9 +30,11 @@ self.onmessage = async (ev) => {
       coordinatorUrl,
       routerWsUrl: config.router_ws_url,
       routerWsUrls: config.router_ws_urls,
-      coordinatorPublicKey: config.coordinator_public_key,
+      coordinatorPublicKey,
       sessionId,
       joinToken,
+      approved,
+      admission: store,
       onProgress: (p) => post({ type: 'progress', progress: p, ms: performance.now() - started }),
       log: (message) => post({ type: 'log', message }),
       inputs: async (i) => {
@@ -45,6 +54,7 @@ self.onmessage = async (ev) => {
       // Sealed before the result is reported.
       store: async (i, r) => {
         if (r.kind !== 'keygen') return;
+        if (i.policy) await store.keepPolicy(i.session_id, i.policy);
         await store.putSecret(partyId, 'key_share', i.session_id, r.share);
         if (r.aux_info) await store.putSecret(partyId, 'aux_info', i.group_id, r.aux_info);
       },
@@ -57,6 +67,6 @@ self.onmessage = async (ev) => {
     }
     post({ type: 'done', info, result, ms: performance.now() - started });
   } catch (e) {
-    post({ type: 'error', message: e.message ?? String(e) });
+    post({ type: 'error', message: e.message ?? String(e), code: e.code ?? null });
   }
 };

@@ -10,11 +10,19 @@
 //
 // Backup: all records opened and re-encrypted under a passphrase key
 // (PBKDF2-SHA256, 600 000 iterations, random salt) for export/import.
+//
+// Also this party's trust state (public, not sealed): the coordinator key
+// pinned on first use (`coordinator-key`), the account policies stored at
+// keygen (`policy:<account>`) and the admission records of every session it
+// took part in (`admitted:<session>`, `request:<account, request id>`,
+// `signings:<account>`), written in one strict-durability transaction
+// before a session starts (party-wasm/js/host.mjs's `admission`).
 
 const DB_NAME = 'mpc-browser-party';
 const STORE = 'kv';
 const KIND = { identity: 5, key_share: 1, aux_info: 2, primes: 3 };
 export const PBKDF2_ITERATIONS = 600_000;
+const HOUR_MS = 3_600_000;
 
 function request(req) {
   return new Promise((resolve, reject) => {
@@ -68,6 +76,87 @@ export class PartyStore {
     return new Promise((resolve, reject) => {
       tx.oncomplete = () => resolve();
       tx.onerror = () => reject(tx.error);
+    });
+  }
+
+  /**
+   * Runs `body(kv, refuse)` in one strict-durability readwrite transaction
+   * (IndexedDB callbacks only inside). Resolves null once committed, or the
+   * code given to `refuse`, which aborts it: nothing is written then.
+   */
+  #atomic(body) {
+    return new Promise((resolve, reject) => {
+      const tx = this.db.transaction(STORE, 'readwrite', { durability: 'strict' });
+      let refusal = null;
+      const refuse = (code) => {
+        refusal = code;
+        tx.abort();
+      };
+      tx.oncomplete = () => resolve(null);
+      tx.onabort = () => (refusal ? resolve(refusal) : reject(tx.error ?? new Error('store transaction aborted')));
+      try {
+        body(tx.objectStore(STORE), refuse);
+      } catch (e) {
+        refusal = null;
+        tx.abort();
+        reject(e);
+      }
+    });
+  }
+
+  /** The policy (JSON) this party stored for an account, or null. */
+  async policy(accountId) {
+    return (await this.get(`policy:${accountId}`)) ?? null;
+  }
+
+  /** Keeps the policy of a new account (from its keygen descriptor). */
+  async keepPolicy(accountId, policyJson) {
+    const refused = await this.#atomic((kv, refuse) => {
+      const key = `policy:${accountId}`;
+      kv.get(key).onsuccess = (e) => (e.target.result !== undefined ? refuse('policy_exists') : kv.put(policyJson, key));
+    });
+    if (refused) throw new Error(`a policy is already stored for account ${accountId}`);
+  }
+
+  /** A policy change: replaces the policy only if its hash is still `previous`. */
+  async storePolicy({ account_id: accountId, policy, previous }) {
+    const refused = await this.#atomic((kv, refuse) => {
+      const key = `policy:${accountId}`;
+      kv.get(key).onsuccess = (e) => {
+        const current = e.target.result;
+        if (current === undefined || this.wasm.policyHash(current) !== previous) return refuse('policy_changed');
+        kv.put(policy, key);
+      };
+    });
+    if (refused) throw new Error('the stored policy changed meanwhile');
+  }
+
+  /**
+   * Records an admission in one transaction: the session id, and for an
+   * approved signing its request id and time (under the rate limit). Null
+   * once durable, or the refusal code (`session_replayed`,
+   * `request_id_reused`, `signing_rate_limited`) with nothing written.
+   */
+  record({ session_id: sessionId, approved }, nowMs = Date.now()) {
+    return this.#atomic((kv, refuse) => {
+      const sessionKey = `admitted:${sessionId}`;
+      kv.get(sessionKey).onsuccess = (e) => {
+        if (e.target.result !== undefined) return refuse('session_replayed');
+        kv.put(nowMs, sessionKey);
+        if (!approved) return;
+        const requestKey = `request:${JSON.stringify([approved.account_id, approved.request_id])}`;
+        kv.get(requestKey).onsuccess = (e2) => {
+          if (e2.target.result !== undefined) return refuse('request_id_reused');
+          kv.put(nowMs, requestKey);
+          if (!approved.signs || approved.max_per_hour == null) return;
+          const rateKey = `signings:${approved.account_id}`;
+          kv.get(rateKey).onsuccess = (e3) => {
+            const times = (e3.target.result ?? []).filter((t) => t > nowMs - HOUR_MS);
+            if (times.length >= approved.max_per_hour) return refuse('signing_rate_limited');
+            kv.put([...times, nowMs], rateKey);
+          };
+        };
+      };
     });
   }
 

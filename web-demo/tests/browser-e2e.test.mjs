@@ -2,6 +2,13 @@
 // wallet (this browser + two server parties; the browser runs aux info in
 // wasm), sign a typed message with the browser and a server party, sign with
 // the two server parties alone, reload, sign again with the stored share.
+// Each signing is shown for review first (message, digest, hash) and runs on
+// "Approve and sign". A session the backend creates for another hash than
+// the one shown is refused by the browser party before it connects to the
+// router (every router connection of the page goes through a counting
+// proxy), and the session fails with `not_what_was_approved`. The signed
+// descriptor of a completed signing, answered again to a device join (a
+// compromised coordinator replaying it), is refused with `session_replayed`.
 // Every signature is checked here with @noble/curves (verify + recovery of
 // the account key from v) against the coordinator's account key, and the
 // EIP-191 hash is recomputed with @noble/hashes. Saves screenshots to
@@ -15,11 +22,13 @@ import { strict as assert } from 'node:assert';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
 
 import { startSystem, api, assertSignatureValid, CHROMIUM_ARGS, ROOT, TEST_DATA } from '../../party-wasm/tests/support/system.mjs';
+import { startCuttingProxy } from '../../party-wasm/tests/support/proxy.mjs';
 
 function eip191(message) {
   const m = utf8ToBytes(message);
@@ -36,6 +45,17 @@ async function checkSignature(page, id, publicKey) {
   return d;
 }
 
+/** Clicks a sign button, checks the review shows `message` and its hash, approves. */
+async function approveSigning(page, button) {
+  await page.click(`#${button}`);
+  await page.waitForSelector('#review:not([hidden])');
+  const message = await page.locator('#message').inputValue();
+  assert.equal(await page.locator('#review-message').textContent(), message, 'the review shows the message');
+  assert.equal(await page.locator('#review-hash').textContent(), `0x${eip191(message)}`, 'the review shows its EIP-191 hash');
+  await page.click('#approve-sign');
+  return message;
+}
+
 test('the demo page creates a wallet, co-signs, and signs again after a reload', { timeout: 1_200_000 }, async (t) => {
   const sys = await startSystem(['--parties', '2', '--insecure-test-data', TEST_DATA]);
   const profile = mkdtempSync(join(tmpdir(), 'chromium-'));
@@ -49,7 +69,25 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
     await sys.stop();
     rmSync(profile, { recursive: true, force: true });
   });
+  // The browser party's router connections go through this proxy (it cuts
+  // nothing): the page's config names it instead of the router.
+  const proxy = await startCuttingProxy(sys.routerWs, { cuts: 0 });
+  t.after(() => proxy.close());
   const page = browser.pages()[0] ?? (await browser.newPage());
+  await page.route('**/demo/api/config', async (route) => {
+    const response = await route.fetch();
+    const json = await response.json();
+    await route.fulfill({ response, json: { ...json, router_ws_url: proxy.wsUrl } });
+  });
+  // The device joins' answers (signed descriptors), by session id: what a
+  // compromised coordinator could deliver again.
+  const joins = new Map();
+  await browser.route('**/api/v1/mpc/sessions/*/join', async (route) => {
+    const response = await route.fetch();
+    const body = await response.text();
+    joins.set(route.request().url().split('/').at(-2), body);
+    await route.fulfill({ response, body });
+  });
   const pageLog = [];
   page.on('console', (m) => pageLog.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => pageLog.push(`pageerror: ${e.message}`));
@@ -70,6 +108,7 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   assert.ok(await page.locator('#test-mode').isVisible(), 'the test-mode banner is shown');
   const partyId = await page.locator('#party-id').textContent();
   assert.match(partyId, /^browser-[0-9a-f]{16}$/);
+  assert.equal(await page.locator('#coordinator-key').getAttribute('data-key'), sys.coordinatorKey, 'the pinned coordinator key is shown');
   await page.waitForSelector('#primes-status[data-state=ready]', { timeout: 60_000 });
 
   // 1. Keygen: the browser generates aux info in wasm (minutes) then the DKG.
@@ -90,15 +129,81 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
 
   // 2. Browser + server-party-1 sign a typed message.
   started = Date.now();
-  await page.click('#sign-browser');
-  await page.waitForSelector('#sig-browser[data-state=verified], #sig-browser[data-state=failed]', { timeout: 300_000 });
+  const connectionsBefore = proxy.connections();
+  await approveSigning(page, 'sign-browser');
+  await page.waitForSelector('#sig-browser[data-state=verified], #sig-browser[data-state=failed], #sig-browser[data-state=refused]', { timeout: 300_000 });
   const first = await checkSignature(page, 'sig-browser', publicKey);
+  assert.ok(proxy.connections() > connectionsBefore, 'the browser signed through the router (proxy)');
   console.log(`browser + server sign: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   // 3. The two server parties alone (the browser is not needed: threshold 2).
-  await page.click('#sign-servers');
+  await approveSigning(page, 'sign-servers');
   await page.waitForSelector('#sig-servers[data-state=verified], #sig-servers[data-state=failed]', { timeout: 300_000 });
   await checkSignature(page, 'sig-servers', publicKey);
+
+  // Cancel: nothing is signed, no session is created.
+  const signRequests = [];
+  page.on('request', (r) => r.url().endsWith('/demo/api/sign') && signRequests.push(r.url()));
+  await page.click('#sign-browser');
+  await page.click('#cancel-sign');
+  assert.ok(await page.locator('#review').isHidden(), 'the review is closed');
+  assert.deepEqual(signRequests, [], 'no signing was asked for');
+
+  // 3b. The backend (or the coordinator) turns the approved signing into a
+  // session for another hash: the browser party refuses it before it
+  // connects to the router, with the typed reason, and the session fails.
+  const evil = randomBytes(32).toString('hex');
+  await page.route('**/demo/api/sign', async (route) => {
+    const body = JSON.parse(route.request().postData());
+    await route.continue({ postData: JSON.stringify({ ...body, message_hash: `0x${evil}` }) });
+  });
+  const beforeRefusal = proxy.connections();
+  await approveSigning(page, 'sign-browser');
+  await page.waitForSelector('#sig-browser[data-state=refused], #sig-browser[data-state=verified], #sig-browser[data-state=failed]', { timeout: 300_000 });
+  const refused = await page.locator('#sig-browser').evaluate((e) => ({ ...e.dataset }));
+  assert.equal(refused.state, 'refused', `the browser refused: ${JSON.stringify(refused)}${dump()}`);
+  assert.equal(refused.code, 'not_what_was_approved');
+  assert.equal(proxy.connections(), beforeRefusal, 'the browser never connected to the router for it');
+  const refusedSession = await c.waitSession(refused.sessionId);
+  assert.equal(refusedSession.status, 'failed', JSON.stringify(refusedSession));
+  assert.match(JSON.stringify(refusedSession), new RegExp(`${partyId} refused \\(not_what_was_approved\\)`), 'the refusal report reached the coordinator');
+  assert.equal(
+    await page.evaluate((id) => window.__app.store.get(`admitted:${id}`), refused.sessionId),
+    undefined,
+    'a refused session is not recorded',
+  );
+  assert.notEqual(
+    await page.evaluate((id) => window.__app.store.get(`admitted:${id}`), first.sessionId),
+    undefined,
+    'the signed session was recorded before it ran',
+  );
+  await page.unroute('**/demo/api/sign');
+
+  // 3c. Replay: the completed signing of step 2 delivered again, its signed
+  // descriptor answered to the device join. The browser party refuses it
+  // from its own record, before any connection.
+  const replayed = joins.get(first.sessionId);
+  assert.ok(replayed && JSON.parse(replayed).descriptor, `the device join of step 2 was seen: ${[...joins.keys()]}`);
+  await browser.route(`**/api/v1/mpc/sessions/${first.sessionId}/join`, (route) =>
+    route.fulfill({ status: 200, contentType: 'application/json', body: replayed }),
+  );
+  const beforeReplay = proxy.connections();
+  const replayCode = await page.evaluate(
+    async ({ id, message }) => {
+      const m = new TextEncoder().encode(message);
+      const prefix = new TextEncoder().encode(`\x19Ethereum Signed Message:\n${m.length}`);
+      const approved = { message: new Uint8Array([...prefix, ...m]), digest: 'keccak256' };
+      try {
+        await window.__app.runParty(id, 'replayed-token', () => {}, approved);
+        return 'ran';
+      } catch (e) {
+        return e.code ?? e.message;
+      }
+    },
+    { id: first.sessionId, message: first.message },
+  );
+  assert.equal(replayCode, 'session_replayed');
+  assert.equal(proxy.connections(), beforeReplay, 'the replayed session never reached the router');
 
   mkdirSync(join(ROOT, 'target'), { recursive: true });
   await page.screenshot({ path: join(ROOT, 'target/web-demo-screenshot-before-reload.png'), fullPage: true });
@@ -110,8 +215,8 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   assert.equal(await page.locator('#address').textContent(), address);
   await page.fill('#message', '{"type":"transfer","to":"0x000000000000000000000000000000000000b0b0","amount":"3 USDC","nonce":2}');
   started = Date.now();
-  await page.click('#sign-browser');
-  await page.waitForSelector('#sig-browser[data-state=verified], #sig-browser[data-state=failed]', { timeout: 300_000 });
+  await approveSigning(page, 'sign-browser');
+  await page.waitForSelector('#sig-browser[data-state=verified], #sig-browser[data-state=failed], #sig-browser[data-state=refused]', { timeout: 300_000 });
   const again = await checkSignature(page, 'sig-browser', publicKey);
   assert.notEqual(again.hash, first.hash, 'a new message was signed');
   console.log(`browser + server sign after reload: ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -54,7 +54,8 @@ pub struct DemoConfig {
     pub api_key: String,
     /// Router WebSocket URL for browsers.
     pub router_ws_url: String,
-    /// The coordinator's descriptor-signing public key (hex).
+    /// The coordinator's descriptor-signing public key (hex), offered to
+    /// the page for pinning on first use (the page never trusts it afresh).
     pub coordinator_public_key: String,
     /// TEST ONLY: directory of the PUBLIC test primes, served to the page.
     pub insecure_test_primes: Option<PathBuf>,
@@ -141,6 +142,11 @@ fn relay(a: anyhow::Result<crate::client::Answer>) -> Response {
     }
 }
 
+/// The page's settings. `coordinator_public_key` is an offer, not a trust
+/// root: the page pins the first key it sees in its own store (unless the
+/// page was built with one, `web-demo/static/trust.js`), shows it, and
+/// refuses to take part if a different key is offered later; its party
+/// checks every descriptor against the pinned key only.
 async fn demo_config(State(d): State<Arc<Demo>>) -> Json<Value> {
     Json(json!({
         "router_ws_url": d.config.router_ws_url,
