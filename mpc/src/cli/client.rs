@@ -1,9 +1,16 @@
-//! The client subcommands (`mpc keygen|sign|session|accounts`) and
-//! `mpc bench`.
+//! The client subcommands (`mpc keygen|sign|change-policy|session|accounts`)
+//! and `mpc bench`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context as _;
+use mpc_api::rest::{
+    AccountPolicy, Approval, Digest, KeygenRequest, Participant, PolicyChangeRequest, SignRequest,
+};
+use party_core::descriptor::MessageDigest;
+
+use super::approve::{check_request, now_secs, read_policy, SignTarget, Signed};
 use crate::client::{progress_line, Client};
 
 /// Where the REST API is and the key to call it with.
@@ -28,6 +35,12 @@ pub struct KeygenArgs {
     /// Comma-separated party ids (n = their number).
     #[arg(long, default_value = "server-party-1,server-party-2,server-party-3")]
     pub parties: String,
+    /// The account's policy, JSON: `{"approvers": [{"id": ..., "ed25519":
+    /// ...}], "quorum": ..., "digests": [...], "allow_bare_hash": ...,
+    /// "max_signatures_per_hour": ...}`. Every party keeps it and signs only
+    /// with a quorum of its approvers' approvals.
+    #[arg(long, value_name = "POLICY.json")]
+    pub policy: Option<PathBuf>,
     /// How long to wait.
     #[arg(long, default_value_t = 1800)]
     pub timeout_secs: u64,
@@ -38,15 +51,94 @@ pub struct KeygenArgs {
 pub struct SignArgs {
     #[command(flatten)]
     pub api: Api,
-    /// Account id.
-    #[arg(long)]
-    pub account: String,
-    /// 32-byte message hash, hex (0x optional).
-    #[arg(long)]
-    pub hash: String,
+    #[command(flatten)]
+    pub target: SignTarget,
     /// Comma-separated signer party ids.
     #[arg(long, default_value = "server-party-1,server-party-2")]
     pub parties: String,
+    #[command(flatten)]
+    pub approvals: ApprovalArgs,
+    /// How long to wait.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+}
+
+/// The approvals a request carries, and the request id and expiry they sign.
+#[derive(clap::Args, Debug, Default)]
+pub struct ApprovalArgs {
+    /// An approval file (`mpc approve`); repeat for each approver.
+    #[arg(long = "approval", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Request id, unique per account (default: a random one; with
+    /// approvals, the one they approved).
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// Last second (Unix) the approvals may be used (default: in 5 minutes;
+    /// with approvals, the one they approved).
+    #[arg(long)]
+    pub not_after: Option<u64>,
+}
+
+/// How long a request without approvals stays valid by default.
+pub const DEFAULT_VALIDITY_SECS: u64 = 300;
+
+impl ApprovalArgs {
+    /// The request id, expiry and approvals to send. Approvals sign a
+    /// request id and an expiry, so with approvals both must be given.
+    pub fn resolve(&self) -> anyhow::Result<(String, u64, Vec<Approval>)> {
+        let approvals = self
+            .files
+            .iter()
+            .map(|f| read_approval(f))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &approvals {
+            anyhow::ensure!(
+                seen.insert(&a.approver),
+                "two approvals by {:?}",
+                a.approver
+            );
+        }
+        let (request_id, not_after) = match (&self.request_id, self.not_after) {
+            (Some(id), Some(t)) => (id.clone(), t),
+            _ if !approvals.is_empty() => anyhow::bail!(
+                "approvals sign a request id and an expiry: give the --request-id and \
+                 --not-after the approvers approved"
+            ),
+            (id, t) => (
+                id.clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                t.unwrap_or_else(|| now_secs() + DEFAULT_VALIDITY_SECS),
+            ),
+        };
+        check_request(&request_id, not_after)?;
+        Ok((request_id, not_after, approvals))
+    }
+}
+
+/// Reads an approval file (`{"approver": ..., "signature": ...}`).
+pub fn read_approval(path: &std::path::Path) -> anyhow::Result<Approval> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let a: Approval = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an approval", path.display()))?;
+    hex::decode(&a.signature)
+        .with_context(|| format!("{}: the signature is not hex", path.display()))?;
+    Ok(a)
+}
+
+/// `mpc change-policy`.
+#[derive(clap::Args, Debug)]
+pub struct ChangePolicyArgs {
+    #[command(flatten)]
+    pub api: Api,
+    /// Account id.
+    #[arg(long)]
+    pub account: String,
+    /// The new policy, JSON (as in `mpc keygen --policy`).
+    #[arg(long, value_name = "POLICY.json")]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub approvals: ApprovalArgs,
     /// How long to wait.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
@@ -89,26 +181,31 @@ pub struct BenchArgs {
     pub insecure_test_data: Option<PathBuf>,
 }
 
-fn participants(list: &str) -> serde_json::Value {
-    serde_json::Value::Array(
-        super::comma_list(list)
-            .into_iter()
-            .map(|p| serde_json::json!({ "party_id": p, "device_type": "server", "device_id": p }))
-            .collect(),
-    )
+fn participants(list: &str) -> Vec<Participant> {
+    super::comma_list(list)
+        .into_iter()
+        .map(|p| Participant {
+            device_type: Some("server".into()),
+            device_id: Some(p.clone()),
+            party_id: p,
+        })
+        .collect()
 }
 
-async fn create_and_wait(
+async fn create_and_wait<T: serde::Serialize>(
     api: &Api,
     path: &str,
-    body: serde_json::Value,
+    body: &T,
     timeout: u64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<serde_json::Value> {
     let client = Client::new(&api.url, &api.api_key);
     let done = client
-        .run_session(path, &body, Duration::from_secs(timeout), |s| {
-            eprintln!("{}", progress_line(s))
-        })
+        .run_session(
+            path,
+            &serde_json::to_value(body)?,
+            Duration::from_secs(timeout),
+            |s| eprintln!("{}", progress_line(s)),
+        )
         .await?;
     println!("{}", serde_json::to_string_pretty(&done)?);
     anyhow::ensure!(
@@ -116,22 +213,102 @@ async fn create_and_wait(
         "session ended {}",
         done["status"]
     );
-    Ok(())
+    Ok(done)
+}
+
+/// Reads a policy file as the API takes it, checked and hashed as every
+/// party will.
+fn read_account_policy(path: &Path) -> anyhow::Result<(AccountPolicy, [u8; 32])> {
+    let hash = read_policy(path)?.hash();
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let policy = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a policy", path.display()))?;
+    Ok((policy, hash))
 }
 
 /// `mpc keygen`.
 pub async fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
-    let p = participants(&args.parties);
-    let n = p.as_array().map(Vec::len).unwrap_or(0);
-    let body =
-        serde_json::json!({ "threshold_n": n, "threshold_t": args.threshold, "participants": p });
-    create_and_wait(&args.api, "/api/v1/mpc/keygen", body, args.timeout_secs).await
+    let participants = participants(&args.parties);
+    let policy = match &args.policy {
+        Some(path) => {
+            let (policy, hash) = read_account_policy(path)?;
+            eprintln!("policy hash {} (every party reports it)", hex::encode(hash));
+            Some((policy, hash))
+        }
+        None => None,
+    };
+    let body = KeygenRequest {
+        threshold_n: u16::try_from(participants.len())?,
+        threshold_t: args.threshold,
+        participants,
+        policy: policy.as_ref().map(|(p, _)| p.clone()),
+    };
+    let done = create_and_wait(&args.api, "/api/v1/mpc/keygen", &body, args.timeout_secs).await?;
+    if let Some((_, hash)) = policy {
+        // The account must hold exactly the policy asked for.
+        let account = done["result"]["account_id"]
+            .as_str()
+            .context("keygen result without account_id")?;
+        let view = Client::new(&args.api.url, &args.api.api_key)
+            .account(account)
+            .await?;
+        anyhow::ensure!(
+            view.policy_hash.as_deref() == Some(hex::encode(hash).as_str()),
+            "the account's policy hash is {:?}, not the policy's {}",
+            view.policy_hash,
+            hex::encode(hash)
+        );
+        eprintln!("account {account} holds the policy {}", hex::encode(hash));
+    }
+    Ok(())
 }
 
 /// `mpc sign`.
 pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
-    let body = serde_json::json!({ "account_id": args.account, "message_hash": args.hash, "participants": participants(&args.parties) });
-    create_and_wait(&args.api, "/api/v1/mpc/sign", body, args.timeout_secs).await
+    let (request_id, not_after, approvals) = args.approvals.resolve()?;
+    let (message_hash, message, digest) = match args.target.signed()? {
+        Signed::Hash(h) => (Some(hex::encode(h)), None, None),
+        Signed::Message { digest, message } => (
+            None,
+            Some(hex::encode(message)),
+            Some(match digest {
+                MessageDigest::Keccak256 => Digest::Keccak256,
+                MessageDigest::Sha256 => Digest::Sha256,
+            }),
+        ),
+    };
+    eprintln!("request id {request_id}, valid until unix {not_after}");
+    let body = SignRequest {
+        account_id: args.target.account.clone(),
+        message_hash,
+        message,
+        digest,
+        require_presignature: false,
+        participants: participants(&args.parties),
+        request_id: Some(request_id),
+        not_after: Some(not_after),
+        approvals,
+    };
+    create_and_wait(&args.api, "/api/v1/mpc/sign", &body, args.timeout_secs)
+        .await
+        .map(drop)
+}
+
+/// `mpc change-policy`.
+pub async fn change_policy(args: ChangePolicyArgs) -> anyhow::Result<()> {
+    let (request_id, not_after, approvals) = args.approvals.resolve()?;
+    let (policy, hash) = read_account_policy(&args.policy)?;
+    eprintln!("new policy hash {}", hex::encode(hash));
+    let body = PolicyChangeRequest {
+        policy,
+        request_id,
+        not_after,
+        approvals,
+    };
+    let path = format!("/api/v1/mpc/accounts/{}/policy", args.account);
+    create_and_wait(&args.api, &path, &body, args.timeout_secs)
+        .await
+        .map(drop)
 }
 
 /// `mpc session`.
