@@ -179,6 +179,10 @@ pub struct BenchArgs {
     /// test data in this directory (no prime or aux-info rows).
     #[arg(long, value_name = "DIR")]
     pub insecure_test_data: Option<PathBuf>,
+    /// Skip the policy-account rows (full and pool signing with two
+    /// approvals, quorum 2).
+    #[arg(long)]
+    pub skip_approvals: bool,
 }
 
 fn participants(list: &str) -> Vec<Participant> {
@@ -345,6 +349,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         sustained_signs: args.sustained_signs,
         sustained_rate: args.sustained_rate,
         insecure_test_aux: args.insecure_test_data,
+        approvals: !args.skip_approvals,
     })
     .await?;
     print!("{}", crate::bench::table(&report));
