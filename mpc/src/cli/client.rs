@@ -359,3 +359,191 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir() -> Dir {
+        let d = std::env::temp_dir().join(format!("mpc-cli-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    fn approval_file(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+
+    fn sign_args(args: &[&str]) -> SignArgs {
+        let all = ["mpc", "sign", "--api-key", "k", "--account", "a"];
+        match Cli::try_parse_from(all.iter().chain(args)).unwrap().command {
+            Command::Sign(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn approvals_are_sent_with_the_request_id_and_expiry_they_signed() {
+        let d = dir();
+        let a = approval_file(&d.0, "a.json", r#"{"approver":"alice","signature":"00ff"}"#);
+        let b = approval_file(&d.0, "b.json", r#"{"approver":"bob","signature":"11"}"#);
+        let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+        let args = sign_args(&[
+            "--hash",
+            "00",
+            "--approval",
+            a,
+            "--approval",
+            b,
+            "--request-id",
+            "pay-1",
+            "--not-after",
+            "1900000000",
+        ]);
+        let (rid, not_after, approvals) = args.approvals.resolve().unwrap();
+        assert_eq!((rid.as_str(), not_after), ("pay-1", 1_900_000_000));
+        let who: Vec<&str> = approvals.iter().map(|a| a.approver.as_str()).collect();
+        assert_eq!(who, ["alice", "bob"]);
+        // Without the request id (or the expiry) they signed: refused, not
+        // sent with a made-up one the parties would refuse.
+        for missing in [
+            &["--not-after", "1900000000"][..],
+            &["--request-id", "pay-1"],
+        ] {
+            let mut v = vec!["--hash", "00", "--approval", a];
+            v.extend_from_slice(missing);
+            let err = sign_args(&v).approvals.resolve().unwrap_err();
+            assert!(err.to_string().contains("--request-id"), "{err}");
+        }
+    }
+
+    #[test]
+    fn without_approvals_the_request_gets_a_random_id_and_five_minutes() {
+        let (rid1, not_after, approvals) =
+            sign_args(&["--hash", "00"]).approvals.resolve().unwrap();
+        let (rid2, ..) = sign_args(&["--hash", "00"]).approvals.resolve().unwrap();
+        assert!(approvals.is_empty());
+        assert_ne!(rid1, rid2);
+        let now = now_secs();
+        assert!(
+            (now + DEFAULT_VALIDITY_SECS - 5..=now + DEFAULT_VALIDITY_SECS).contains(&not_after)
+        );
+        check_request(&rid1, not_after).unwrap();
+    }
+
+    #[test]
+    fn bad_approval_files_are_refused_before_anything_is_sent() {
+        let d = dir();
+        for (name, body) in [
+            ("not-hex.json", r#"{"approver":"alice","signature":"zz"}"#),
+            (
+                "extra.json",
+                r#"{"approver":"alice","signature":"00","note":"x"}"#,
+            ),
+            ("missing.json", r#"{"approver":"alice"}"#),
+            ("garbage.json", "alice approves"),
+        ] {
+            let f = approval_file(&d.0, name, body);
+            let args = ApprovalArgs {
+                files: vec![f],
+                request_id: Some("r".into()),
+                not_after: Some(1),
+            };
+            assert!(args.resolve().is_err(), "{name}");
+        }
+        let f = approval_file(&d.0, "a.json", r#"{"approver":"alice","signature":"00"}"#);
+        let twice = ApprovalArgs {
+            files: vec![f.clone(), f],
+            request_id: Some("r".into()),
+            not_after: Some(1),
+        };
+        let err = twice.resolve().unwrap_err();
+        assert!(err.to_string().contains("two approvals"), "{err}");
+        let bad_id = ApprovalArgs {
+            files: vec![],
+            request_id: Some("no spaces allowed".into()),
+            not_after: None,
+        };
+        assert!(bad_id.resolve().is_err());
+    }
+
+    #[test]
+    fn the_approver_subcommands_parse() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("mpc").chain(args.iter().copied()))
+                .map(|c| c.command)
+        };
+        assert!(matches!(
+            parse(&["approver", "new", "--out", "k.pem", "--p256"]),
+            Ok(Command::Approver(
+                crate::cli::approver::ApproverCommand::New { p256: true, .. }
+            ))
+        ));
+        let Ok(Command::Approve(a)) = parse(&[
+            "approve",
+            "--key",
+            "k.pem",
+            "--approver",
+            "alice",
+            "--account",
+            "a",
+            "--policy-change",
+            "p.json",
+            "--request-id",
+            "r",
+            "--not-after",
+            "5",
+        ]) else {
+            panic!("approve")
+        };
+        assert_eq!(a.policy_change, Some(PathBuf::from("p.json")));
+        // A policy change names no message; an approval needs its request.
+        assert!(parse(&[
+            "approve",
+            "--key",
+            "k",
+            "--approver",
+            "a",
+            "--account",
+            "a",
+            "--policy-change",
+            "p",
+            "--hash",
+            "00",
+            "--request-id",
+            "r",
+            "--not-after",
+            "5",
+        ])
+        .is_err());
+        assert!(parse(&[
+            "approve",
+            "--key",
+            "k",
+            "--approver",
+            "a",
+            "--account",
+            "a",
+            "--hash",
+            "00"
+        ])
+        .is_err());
+        let Ok(Command::Keygen(k)) = parse(&["keygen", "--api-key", "k", "--policy", "p.json"])
+        else {
+            panic!("keygen")
+        };
+        assert_eq!(k.policy, Some(PathBuf::from("p.json")));
+    }
+}
