@@ -118,14 +118,15 @@ impl ApproverKey {
             Self::Ed25519(k) => {
                 // PKCS#8 v1 (RFC 8410 without the optional public key): the
                 // form OpenSSL writes and every reader accepts.
-                let kp = ed25519_dalek::pkcs8::KeypairBytes {
+                let mut kp = ed25519_dalek::pkcs8::KeypairBytes {
                     secret_key: k.to_bytes(),
                     public_key: None,
                 };
                 let pem = kp
                     .to_pkcs8_pem(le)
                     .map_err(|_| anyhow::anyhow!("could not encode the key"));
-                let mut kp = kp;
+                // ed25519's own Drop zeroizes only with a feature
+                // ed25519-dalek does not turn on.
                 zeroize::Zeroize::zeroize(&mut kp.secret_key);
                 pem
             }
@@ -236,10 +237,30 @@ pub fn run(command: ApproverCommand) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
+    /// A file name in a new directory, removed with it.
+    struct Temp(PathBuf, PathBuf);
+    impl std::ops::Deref for Temp {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.1
+        }
+    }
+    impl AsRef<Path> for Temp {
+        fn as_ref(&self) -> &Path {
+            &self.1
+        }
+    }
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp(name: &str) -> Temp {
         let dir = std::env::temp_dir().join(format!("mpc-approver-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
+        let file = dir.join(name);
+        Temp(dir, file)
     }
 
     #[cfg(unix)]
