@@ -117,7 +117,7 @@ impl ApprovalArgs {
 }
 
 /// Reads an approval file (`{"approver": ..., "signature": ...}`).
-pub fn read_approval(path: &std::path::Path) -> anyhow::Result<Approval> {
+pub fn read_approval(path: &Path) -> anyhow::Result<Approval> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
     let a: Approval = serde_json::from_str(&text)
         .with_context(|| format!("{} is not an approval", path.display()))?;
