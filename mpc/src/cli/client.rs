@@ -165,6 +165,10 @@ pub struct BenchArgs {
     /// Skip the cold first keygen (primes generated on demand).
     #[arg(long)]
     pub skip_cold: bool,
+    /// Skip the policy-account rows (full and pool signing with two
+    /// approvals, quorum 2).
+    #[arg(long)]
+    pub skip_approvals: bool,
     /// Presignatures per signer set during the sustained run.
     #[arg(long, default_value_t = 4)]
     pub pool: usize,
@@ -179,10 +183,6 @@ pub struct BenchArgs {
     /// test data in this directory (no prime or aux-info rows).
     #[arg(long, value_name = "DIR")]
     pub insecure_test_data: Option<PathBuf>,
-    /// Skip the policy-account rows (full and pool signing with two
-    /// approvals, quorum 2).
-    #[arg(long)]
-    pub skip_approvals: bool,
 }
 
 fn participants(list: &str) -> Vec<Participant> {
@@ -345,11 +345,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         keygens: args.keygens,
         skip_cold: args.skip_cold,
+        approvals: !args.skip_approvals,
         pool: args.pool,
         sustained_signs: args.sustained_signs,
         sustained_rate: args.sustained_rate,
         insecure_test_aux: args.insecure_test_data,
-        approvals: !args.skip_approvals,
     })
     .await?;
     print!("{}", crate::bench::table(&report));
