@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 use crate::client::Client;
 use crate::dev::{DevOptions, DevSystem};
 
+mod approved;
+
 /// Options of `mpc bench`.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -34,6 +36,9 @@ pub struct BenchOptions {
     /// INSECURE, quick runs only: every group uses the PUBLIC test aux info
     /// in this directory, so the prime and aux-info rows are skipped.
     pub insecure_test_aux: Option<std::path::PathBuf>,
+    /// Also time full and pool signing of a policy account (2 approvers,
+    /// quorum 2) with its approvals.
+    pub approvals: bool,
 }
 
 fn percentile(mut v: Vec<f64>, p: f64) -> Option<f64> {
@@ -230,6 +235,48 @@ async fn sustained(
     Ok(())
 }
 
+/// Makes `n` presignatures for signer set {1, 2} of `account`, one after
+/// another, each timed to its session's completion (ms).
+async fn presignatures(
+    sys: &DevSystem,
+    c: &Client,
+    account: &str,
+    n: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let acc = sys
+        .coordinator
+        .store()
+        .account(account)
+        .await?
+        .context("account")?;
+    let mut signers: Vec<&coordinator::store::AccountParty> = acc
+        .parties
+        .iter()
+        .filter(|p| p.party_id == DevSystem::party_id(1) || p.party_id == DevSystem::party_id(2))
+        .collect();
+    signers.sort_by_key(|p| p.keygen_index);
+    let mut presign = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let created = sys
+            .coordinator
+            .create_presign(&acc, &signers)
+            .await
+            .map_err(|e| anyhow::anyhow!("presign: {e:?}"))?;
+        let id = created.row.session_id.to_string();
+        let done = c
+            .wait_session(&id, Duration::from_secs(600), |_| {})
+            .await?;
+        anyhow::ensure!(
+            done["status"] == "completed",
+            "presign ended {}",
+            done["status"]
+        );
+        presign.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(presign)
+}
+
 /// Runs the benchmark and returns the report.
 pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
     let dir = std::env::temp_dir().join(format!("mpc-bench-{}", uuid::Uuid::new_v4()));
@@ -327,37 +374,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
     // presign session through the router, timed to its completion), then
     // spent by sign requests that carry the message.
     eprintln!("presignatures ({})...", options.signs);
-    let acc = sys
-        .coordinator
-        .store()
-        .account(&account)
-        .await?
-        .context("account")?;
-    let mut signers: Vec<&coordinator::store::AccountParty> = acc
-        .parties
-        .iter()
-        .filter(|p| p.party_id == DevSystem::party_id(1) || p.party_id == DevSystem::party_id(2))
-        .collect();
-    signers.sort_by_key(|p| p.keygen_index);
-    let mut presign = Vec::new();
-    for _ in 0..options.signs {
-        let t = Instant::now();
-        let created = sys
-            .coordinator
-            .create_presign(&acc, &signers)
-            .await
-            .map_err(|e| anyhow::anyhow!("presign: {e:?}"))?;
-        let id = created.row.session_id.to_string();
-        let done = c
-            .wait_session(&id, Duration::from_secs(600), |_| {})
-            .await?;
-        anyhow::ensure!(
-            done["status"] == "completed",
-            "presign ended {}",
-            done["status"]
-        );
-        presign.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
+    let presign = presignatures(&sys, &c, &account, options.signs).await?;
     report["presign_ms_p50"] = json!(percentile(presign, 0.5));
     eprintln!("signing from the pool...");
     let mut pooled = Vec::new();
@@ -376,6 +393,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
     }
     report["sign_pool_ms_p50"] = json!(percentile(pooled.clone(), 0.5));
     report["sign_pool_ms_p99"] = json!(percentile(pooled, 0.99));
+
+    if options.approvals {
+        approved::run(&sys, &c, &mut report, &group, &options).await?;
+    }
 
     sys.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -401,6 +422,10 @@ pub fn table(report: &Value) -> String {
         "presign_ms_p50",
         "sign_pool_ms_p50",
         "sign_pool_ms_p99",
+        "sign_full_approved_ms_p50",
+        "sign_full_approved_ms_p99",
+        "sign_pool_approved_ms_p50",
+        "sign_pool_approved_ms_p99",
         "pool_stock_s",
         "sustained_sigs_per_s",
         "sustained_pool_hits",

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+pub mod approve;
+pub mod approver;
 pub mod client;
 pub mod coordinator;
 pub mod dev;
@@ -55,8 +57,17 @@ pub enum Command {
     },
     /// Create a wallet (distributed keygen) and wait for it.
     Keygen(client::KeygenArgs),
-    /// Sign a 32-byte hash with t parties of an account and wait for it.
+    /// Sign a message (or a bare hash) with t parties of an account, with
+    /// the approvals its policy asks for, and wait for it.
     Sign(client::SignArgs),
+    /// Make or show an approver key (account policies).
+    #[command(subcommand)]
+    Approver(approver::ApproverCommand),
+    /// As an approver, sign the statement of a sign request or a policy
+    /// change, computed here from the request (not asked of the server).
+    Approve(approve::ApproveArgs),
+    /// Replace an account's policy, with approvals under the current one.
+    ChangePolicy(client::ChangePolicyArgs),
     /// Show a session.
     Session {
         #[command(flatten)]
@@ -100,6 +111,9 @@ impl Command {
             }
             Command::Keygen(args) => client::keygen(args).await,
             Command::Sign(args) => client::sign(args).await,
+            Command::Approver(command) => approver::run(command),
+            Command::Approve(args) => approve::run(args),
+            Command::ChangePolicy(args) => client::change_policy(args).await,
             Command::Session { api, id } => client::session(api, id).await,
             Command::Accounts { api, id } => client::accounts(api, id).await,
             Command::Keys(args) => keys::run(args).await,
