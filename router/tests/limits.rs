@@ -229,6 +229,7 @@ async fn a_session_works_under_the_limits(backend: TestBackend) {
     let mut c1 = s.join(&r, 1).await;
     let mut c2 = s.join(&r, 2).await;
     let (mut ch0, mut ch1, mut ch2) = (s.channel(0), s.channel(1), s.channel(2));
+    common::exchange_keys(&mut [&mut ch0, &mut ch1, &mut ch2]);
     // After authentication a frame far above 4 KiB goes through.
     let payload = vec![9u8; 1024 * 1024];
     let big = ch0.seal_broadcast(Stage::Sign, &payload).unwrap();
