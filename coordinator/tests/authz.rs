@@ -469,7 +469,7 @@ async fn the_statement_endpoint_answers_what_the_parties_verify() {
         (
             json!({ "account_id": "no-such-account", "message": "00", "participants": [], "request_id": "x", "not_after": later }),
             404,
-            "not_found",
+            "unknown_account",
         ),
         (
             json!({ "account_id": account, "policy": { "approvers": [], "quorum": 1 }, "request_id": "x", "not_after": later }),

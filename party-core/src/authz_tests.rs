@@ -166,7 +166,7 @@ fn statement_test_vector() {
         "00000007",                                // index 7
         "00000002",                                // len 2
         &hex::encode("r1"),                        // request id
-        "00000000713fb300",                        // 1_900_000_000 BE (0x71402B80)
+        "00000000713fb300",                        // 1_900_000_000 BE (0x713FB300)
     ]
     .concat();
     assert_eq!(hex::encode(st.to_bytes()), expected);

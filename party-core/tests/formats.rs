@@ -180,12 +180,13 @@ fn a_record_sealed_by_an_earlier_build_still_opens() {
 /// Sealed on 2026-12-02 under the master key `[5; 32]`.
 const SEALED_FIXTURE: &str = "01049ec4f6de0344ed2cab52097c275f76b04f7ed25a04d4243caac69fb30a4b5bde3ba7a3a0d7803abb4f4b9ed0ec4f4612eeaf76e8d7fa970b7228c306cd0c";
 
-const KINDS: [RecordKind; 5] = [
+const KINDS: [RecordKind; 6] = [
     RecordKind::KeyShare,
     RecordKind::AuxInfo,
     RecordKind::Primes,
     RecordKind::Presignature,
     RecordKind::Identity,
+    RecordKind::Policy,
 ];
 
 /// Every record kind: 10,000 random byte flips each, and every swap of
