@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::authz::{authorization, authz_error, policy_from_api, precheck};
 use super::pool::signers_key;
 use super::validate::{
-    bad, check_device_party_id, check_unique, parse_device_type, parse_hash, parse_message,
+    bad, check_device_party_id, check_unique, hash_to_sign, parse_device_type, parse_message,
 };
 use super::{Owner, ServiceError};
 use crate::store::{now, Account, AccountParty, DeviceSlot, DeviceType, SessionRow};
@@ -154,26 +154,7 @@ impl Coordinator {
                 "require_presignature needs the message, not only its hash",
             ));
         }
-        let hash = match (message_hash.as_deref(), &message) {
-            (Some(h), Some((m, digest))) => {
-                let hash = parse_hash(h)?;
-                if hash != digest.hash(m) {
-                    return Err(bad(
-                        ErrorCode::InvalidMessageHash,
-                        "message_hash is not the digest of message",
-                    ));
-                }
-                hash
-            }
-            (Some(h), None) => parse_hash(h)?,
-            (None, Some((m, digest))) => digest.hash(m),
-            (None, None) => {
-                return Err(bad(
-                    ErrorCode::InvalidMessageHash,
-                    "give message_hash, or message (hex) with its digest",
-                ))
-            }
-        };
+        let hash = hash_to_sign(message_hash.as_deref(), message.as_ref())?;
         let account = self
             .store()
             .account_of(&owner.tenant_id, &account_id)

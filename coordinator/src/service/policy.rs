@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::authz::{
     authorization, authz_error, policy_change_statement, policy_from_api, precheck, sign_statement,
 };
-use super::validate::{bad, parse_hash, parse_message};
+use super::validate::{bad, hash_to_sign, parse_message};
 use super::{Created, Owner, ServiceError};
 use crate::store::{now, Account, DeviceSlot, DeviceType};
 use crate::Coordinator;
@@ -55,26 +55,7 @@ impl Coordinator {
         match req {
             StatementRequest::Sign(req) => {
                 let message = parse_message(&req)?;
-                let hash = match (req.message_hash.as_deref(), &message) {
-                    (Some(h), Some((m, digest))) => {
-                        let hash = parse_hash(h)?;
-                        if hash != digest.hash(m) {
-                            return Err(bad(
-                                ErrorCode::InvalidMessageHash,
-                                "message_hash is not the digest of message",
-                            ));
-                        }
-                        hash
-                    }
-                    (Some(h), None) => parse_hash(h)?,
-                    (None, Some((m, digest))) => digest.hash(m),
-                    (None, None) => {
-                        return Err(bad(
-                            ErrorCode::InvalidMessageHash,
-                            "give message_hash, or message (hex) with its digest",
-                        ))
-                    }
-                };
+                let hash = hash_to_sign(req.message_hash.as_deref(), message.as_ref())?;
                 let (request_id, not_after) =
                     request_fields(req.request_id.as_deref(), req.not_after)?;
                 let account = self

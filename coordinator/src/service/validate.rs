@@ -63,6 +63,32 @@ pub(super) fn parse_message(
     }
 }
 
+/// The 32-byte hash a sign request signs: `message_hash`, the digest of
+/// `message`, or both when they agree.
+pub(super) fn hash_to_sign(
+    message_hash: Option<&str>,
+    message: Option<&(Vec<u8>, MessageDigest)>,
+) -> Result<[u8; 32], ServiceError> {
+    match (message_hash, message) {
+        (Some(h), Some((m, digest))) => {
+            let hash = parse_hash(h)?;
+            if hash != digest.hash(m) {
+                return Err(bad(
+                    ErrorCode::InvalidMessageHash,
+                    "message_hash is not the digest of message",
+                ));
+            }
+            Ok(hash)
+        }
+        (Some(h), None) => parse_hash(h),
+        (None, Some((m, digest))) => Ok(digest.hash(m)),
+        (None, None) => Err(bad(
+            ErrorCode::InvalidMessageHash,
+            "give message_hash, or message (hex) with its digest",
+        )),
+    }
+}
+
 pub(super) fn check_unique(participants: &[ParticipantRequest]) -> Result<(), ServiceError> {
     let mut seen = std::collections::BTreeSet::new();
     for p in participants {
