@@ -20,6 +20,8 @@ use crate::Coordinator;
         (status = 400, description = "Invalid name, scopes or tenant", body = ErrorBody),
         (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
         (status = 403, description = "Caller address not allowed, no `admin` scope, or another tenant named by a non-operator key", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 429, description = "Over the key's request rate", body = ErrorBody),
         (status = 503, description = "Not ready", body = ErrorBody),
     ),
