@@ -115,26 +115,22 @@ impl Browsers {
 pub struct Guard {
     /// `Host` values the demo answers to (`127.0.0.1:8080`, `localhost:8080`...).
     pub allowed_hosts: Vec<String>,
-    /// The Content-Security-Policy of every answer.
-    pub csp: String,
     /// The browsers.
     pub browsers: Browsers,
 }
 
-impl Guard {
-    /// A guard for the demo served at `hosts`, whose pages may connect to
-    /// `router_ws_url` (the router's WebSocket) besides their own origin.
-    pub fn new(allowed_hosts: Vec<String>, router_ws_url: &str) -> Self {
-        // WebSockets to any host: the router's URL is the page's config
-        // (a test puts a proxy in front of it); scripts stay the origin's own.
-        let _ = router_ws_url;
-        let csp = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; \
+/// The Content-Security-Policy of every demo answer. WebSockets may go to
+/// any host (the router's URL is the page's config; a test puts a proxy in
+/// front of it); scripts and workers stay the origin's own.
+const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; \
                    connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
-                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-            .to_string();
+                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+impl Guard {
+    /// A guard for the demo answering to the `Host` values `allowed_hosts`.
+    pub fn new(allowed_hosts: Vec<String>) -> Self {
         Self {
             allowed_hosts,
-            csp,
             browsers: Browsers::default(),
         }
     }
@@ -156,11 +152,9 @@ fn cookie_of(headers: &HeaderMap) -> Option<BrowserId> {
         })
 }
 
-fn secure_headers(guard: &Guard, mut res: Response) -> Response {
+fn secure_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&guard.csp) {
-        h.insert(CONTENT_SECURITY_POLICY, v);
-    }
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -176,23 +170,21 @@ pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
         .unwrap_or("")
         .to_ascii_lowercase();
     if !g.allowed_hosts.contains(&host) {
-        return secure_headers(
-            &g,
-            error(StatusCode::FORBIDDEN, "bad_host", "unexpected Host header"),
-        );
+        return secure_headers(error(
+            StatusCode::FORBIDDEN,
+            "bad_host",
+            "unexpected Host header",
+        ));
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let origin = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok());
         let expected = format!("http://{host}");
         if origin != Some(expected.as_str()) {
-            return secure_headers(
-                &g,
-                error(
-                    StatusCode::FORBIDDEN,
-                    "bad_origin",
-                    "requests must come from the demo page itself",
-                ),
-            );
+            return secure_headers(error(
+                StatusCode::FORBIDDEN,
+                "bad_origin",
+                "requests must come from the demo page itself",
+            ));
         }
     }
     let browser = cookie_of(req.headers()).filter(|b| g.browsers.knows(*b));
@@ -201,14 +193,11 @@ pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
     let browser = match browser {
         Some(b) => b,
         None if is_api => {
-            return secure_headers(
-                &g,
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    "no_demo_session",
-                    "open the demo page first (no demo session cookie)",
-                ),
-            );
+            return secure_headers(error(
+                StatusCode::UNAUTHORIZED,
+                "no_demo_session",
+                "open the demo page first (no demo session cookie)",
+            ));
         }
         None => {
             let mut secret = [0u8; 32];
@@ -230,7 +219,7 @@ pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
     if let Some(c) = new_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         res.headers_mut().append(SET_COOKIE, c);
     }
-    secure_headers(&g, res)
+    secure_headers(res)
 }
 
 /// The `Host` values a demo served on `addr` answers to: the address itself,

@@ -93,10 +93,7 @@ pub fn router(config: DemoConfig) -> Router {
     }
     let root = config.root.clone();
     let client = Client::new(&config.api_url, &config.api_key);
-    let guard = Arc::new(Guard::new(
-        config.allowed_hosts.clone(),
-        &config.router_ws_url,
-    ));
+    let guard = Arc::new(Guard::new(config.allowed_hosts.clone()));
     let state = Arc::new(Demo {
         config,
         client,
