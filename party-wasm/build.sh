@@ -10,8 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Warnings are errors here: this is the one wasm32 build of party-core and
 # party-wasm (clippy on the host covers their code; none is wasm-only).
+# PARTY_WASM_FEATURES=insecure-test-data makes the test build (scripts/test-js):
+# only it accepts PUBLIC test primes and aux info from the demo server.
+features=()
+[ -n "${PARTY_WASM_FEATURES:-}" ] && features=(--features "$PARTY_WASM_FEATURES")
 RUSTFLAGS="${RUSTFLAGS:-} -D warnings" \
-  cargo build -p party-wasm --target wasm32-unknown-unknown --profile wasm
+  cargo build -p party-wasm --target wasm32-unknown-unknown --profile wasm "${features[@]}"
 rm -rf party-wasm/pkg
 wasm-bindgen --target web --remove-name-section --remove-producers-section \
   --out-dir party-wasm/pkg \

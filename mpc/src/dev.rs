@@ -261,6 +261,7 @@ impl DevSystem {
                 router_ws_url: format!("ws://{router_addr}/ws"),
                 coordinator_public_key: hex::encode(coordinator_key.public()),
                 insecure_test_primes: options.insecure_test_primes.clone(),
+                insecure_test_aux: options.insecure_test_aux.clone(),
                 allowed_hosts: crate::demo::hosts_for(api_addr),
             }),
             None => axum::Router::new(),

@@ -194,5 +194,29 @@ async fn the_demo_acts_only_for_its_own_browser_and_wallets() {
         .get(&format!("/demo/api/sessions/{session}"), Some(&other))
         .await;
     assert_eq!(res.status(), 404, "another browser's session");
+
+    // Test mode (this system runs with the test aux info): the PUBLIC test aux
+    // info of a keygen index is served, and bad queries get a JSON 400.
+    let res = page
+        .get("/demo/api/test-aux?parties=3&index=1", Some(&cookie))
+        .await;
+    assert_eq!(res.status(), 200);
+    let served = res.json::<Value>().await.unwrap();
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../party-core/test-data/aux-n3.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served["aux_info"], file["aux"][1]);
+    for bad in ["parties=3&index=3", "parties=1&index=0", "parties=x", ""] {
+        let res = page
+            .get(&format!("/demo/api/test-aux?{bad}"), Some(&cookie))
+            .await;
+        assert_eq!(res.status(), 400, "{bad}");
+        assert_eq!(res.json::<Value>().await.unwrap()["code"], "invalid_request");
+    }
     sys.shutdown().await;
 }

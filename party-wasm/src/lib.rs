@@ -516,6 +516,15 @@ pub fn prime_set_from_parts(primes: Vec<js_sys::Uint8Array>) -> Result<Vec<u8>, 
     Ok(set.to_bytes().map_err(err)?.to_vec())
 }
 
+/// Whether this module was built for tests (cargo feature
+/// `insecure-test-data`). The demo page takes the PUBLIC test primes and aux
+/// info its server offers only from such a build: a production build never
+/// lets whoever runs the backend choose the device's Paillier key.
+#[wasm_bindgen(js_name = insecureTestBuild)]
+pub fn insecure_test_build() -> bool {
+    cfg!(feature = "insecure-test-data")
+}
+
 /// Checks an encoded prime set (sizes and safe primality).
 #[wasm_bindgen(js_name = checkPrimeSet)]
 pub fn check_prime_set(prime_set: &[u8]) -> Result<(), JsError> {

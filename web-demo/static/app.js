@@ -103,9 +103,20 @@ class App {
       log(`browser party ${this.partyId} loaded from IndexedDB`);
     }
     $('party-id').textContent = this.partyId;
-    if (this.config.insecure_test_primes) {
+    // Test mode needs both the server's offer and a wasm build made for
+    // tests: a production page ignores a server that asks for it.
+    const testBuild = this.wasm.insecureTestBuild();
+    const offered = this.config.insecure_test_primes || this.config.insecure_test_aux;
+    this.config = {
+      ...this.config,
+      insecure_test_primes: Boolean(this.config.insecure_test_primes && testBuild),
+      insecure_test_aux: Boolean(this.config.insecure_test_aux && testBuild),
+    };
+    if (offered && !testBuild) {
+      log('the server offers PUBLIC test data, but this page is not a test build: ignored (this browser makes its own primes and aux info)');
+    } else if (offered) {
       $('test-mode').hidden = false;
-      console.warn('INSECURE TEST MODE: this demo uses PUBLIC test primes');
+      console.warn('INSECURE TEST MODE: this demo uses PUBLIC test data (primes or aux info)');
     }
     // ?primes=generate: generate real primes even when the server is in
     // test mode (the browser benchmark measures prime generation this way).

@@ -3,8 +3,11 @@
 // sealed in IndexedDB and used by the first keygen of a new party group.
 //
 // TEST MODE (the server says so in /demo/api/config, only when `mpc dev` runs
-// with --insecure-test-data): the PUBLIC test primes are fetched instead;
-// this is logged loudly on the page and in the console.
+// with --insecure-test-data, AND this page runs a party-wasm build made for
+// tests, `insecureTestBuild()`): the PUBLIC test primes are fetched instead;
+// this is logged loudly on the page and in the console. A production build
+// ignores the server's offer: whoever runs the backend never chooses this
+// device's Paillier key.
 
 export class PrimePool {
   constructor({ wasm, store, partyId, config, onProgress, log }) {
@@ -28,7 +31,8 @@ export class PrimePool {
         return have;
       }
       const id = crypto.randomUUID();
-      const bytes = this.config.insecure_test_primes ? await this.#testPrimes() : await this.#generate();
+      const test = this.config.insecure_test_primes && this.wasm.insecureTestBuild();
+      const bytes = test ? await this.#testPrimes() : await this.#generate();
       await this.store.putSecret(this.partyId, 'primes', id, bytes);
       bytes.fill(0);
       return id;

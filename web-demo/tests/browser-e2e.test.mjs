@@ -1,6 +1,5 @@
 // Headless Chromium drives the demo page served by `mpc dev`: create a 2-of-3
-// wallet (this browser + two server parties; the browser runs aux info in
-// wasm), sign a typed message with the browser and a server party, sign with
+// wallet (this browser + two server parties), sign a typed message with the browser and a server party, sign with
 // the two server parties alone, reload, sign again with the stored share.
 // Each signing is shown for review first (message, digest, hash) and runs on
 // "Approve and sign". A session the backend creates for another hash than
@@ -14,8 +13,11 @@
 // EIP-191 hash is recomputed with @noble/hashes. Saves screenshots to
 // target/web-demo-screenshot{-before-reload,}.png.
 //
-// CI time: the PUBLIC test primes (mpc dev --insecure-test-data; the page
-// shows a test-mode banner); aux info itself runs for real in the browser.
+// CI time: the PUBLIC test primes and aux info (mpc dev --insecure-test-data
+// --insecure-test-aux, taken only by the test build of party-wasm that
+// scripts/test-js makes; the page shows a test-mode banner): the keygen is a
+// DKG. MPC_BROWSER_REAL_AUX=1 runs aux info for real in the browser instead
+// (test primes only; minutes in wasm: BENCHMARKS.md measures it).
 // Chromium: /usr/bin/chromium or $CHROMIUM.
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
@@ -57,7 +59,8 @@ async function approveSigning(page, button) {
 }
 
 test('the demo page creates a wallet, co-signs, and signs again after a reload', { timeout: 1_200_000 }, async (t) => {
-  const sys = await startSystem(['--parties', '2', '--insecure-test-data', TEST_DATA]);
+  const realAux = process.env.MPC_BROWSER_REAL_AUX === '1';
+  const sys = await startSystem(['--parties', '2', '--insecure-test-data', TEST_DATA, ...(realAux ? [] : ['--insecure-test-aux'])]);
   const profile = mkdtempSync(join(tmpdir(), 'chromium-'));
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -101,7 +104,11 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
     if (body.includes(sys.apiKey)) leaks.push(`body of ${r.url()}`);
   });
   const c = api(sys);
-  const dump = () => `\n--- page log ---\n${pageLog.join('\n')}`;
+  const dump = async () => {
+    const shown = await page.locator('#log').textContent().catch(() => '');
+    const status = await page.locator('#status').textContent().catch(() => '');
+    return `\n--- status ---\n${status}\n--- page log ---\n${shown}\n--- console ---\n${pageLog.join('\n')}`;
+  };
 
   await page.goto(sys.demo);
   await page.waitForSelector('body[data-ready=true]', { timeout: 60_000 });
@@ -111,11 +118,14 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   assert.equal(await page.locator('#coordinator-key').getAttribute('data-key'), sys.coordinatorKey, 'the pinned coordinator key is shown');
   await page.waitForSelector('#primes-status[data-state=ready]', { timeout: 60_000 });
 
-  // 1. Keygen: the browser generates aux info in wasm (minutes) then the DKG.
+  // 1. Keygen: the DKG (with MPC_BROWSER_REAL_AUX=1, aux info in wasm first).
   let started = Date.now();
   await page.click('#create-wallet');
-  await page.waitForSelector('#wallet[data-state=ready]', { timeout: 900_000 }).catch((e) => {
-    throw new Error(`${e.message}${dump()}`);
+  await page.waitForSelector('#wallet[data-state=ready], #status[data-state=error]', { timeout: realAux ? 900_000 : 120_000 }).catch(async (e) => {
+    throw new Error(`${e.message}${await dump()}`);
+  });
+  await page.waitForSelector('#wallet[data-state=ready]', { timeout: 1_000 }).catch(async (e) => {
+    throw new Error(`the keygen failed: ${e.message}${await dump()}`);
   });
   const keygenMs = Date.now() - started;
   const address = await page.locator('#address').textContent();
@@ -125,7 +135,10 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   assert.equal(account.parties[0].party_id, partyId, 'the browser holds keygen index 0');
   const publicKey = account.public_key;
   const timings = await page.evaluate(() => window.__timings);
-  console.log(`browser keygen (aux info in wasm + DKG): ${(keygenMs / 1000).toFixed(1)} s; browser aux info stage ${((timings.aux_info_ms ?? NaN) / 1000).toFixed(1)} s`);
+  if (!realAux) {
+    assert.ok((await page.locator('#log').textContent()).includes('using the PUBLIC test aux info'), 'the test build took the test aux info');
+  }
+  console.log(`browser keygen (${realAux ? 'aux info in wasm + ' : ''}DKG): ${(keygenMs / 1000).toFixed(1)} s; browser aux info stage ${((timings.aux_info_ms ?? NaN) / 1000).toFixed(1)} s`);
 
   // 2. Browser + server-party-1 sign a typed message.
   started = Date.now();
@@ -161,7 +174,7 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   await approveSigning(page, 'sign-browser');
   await page.waitForSelector('#sig-browser[data-state=refused], #sig-browser[data-state=verified], #sig-browser[data-state=failed]', { timeout: 300_000 });
   const refused = await page.locator('#sig-browser').evaluate((e) => ({ ...e.dataset }));
-  assert.equal(refused.state, 'refused', `the browser refused: ${JSON.stringify(refused)}${dump()}`);
+  assert.equal(refused.state, 'refused', `the browser refused: ${JSON.stringify(refused)}${await dump()}`);
   assert.equal(refused.code, 'not_what_was_approved');
   assert.equal(proxy.connections(), beforeRefusal, 'the browser never connected to the router for it');
   const refusedSession = await c.waitSession(refused.sessionId);

@@ -59,6 +59,10 @@ pub struct DemoConfig {
     pub coordinator_public_key: String,
     /// TEST ONLY: directory of the PUBLIC test primes, served to the page.
     pub insecure_test_primes: Option<PathBuf>,
+    /// TEST ONLY: directory of the PUBLIC test aux info, served to the page
+    /// (set when the coordinator runs with `--insecure-test-aux`: no keygen
+    /// generates aux info then, every party takes the test set of its index).
+    pub insecure_test_aux: Option<PathBuf>,
     /// `Host` header values the demo answers to ([`hosts_for`]).
     pub allowed_hosts: Vec<String>,
 }
@@ -69,6 +73,7 @@ impl std::fmt::Debug for DemoConfig {
             .field("root", &self.root)
             .field("api_url", &self.api_url)
             .field("insecure_test_primes", &self.insecure_test_primes)
+            .field("insecure_test_aux", &self.insecure_test_aux)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +108,7 @@ pub fn router(config: DemoConfig) -> Router {
         .route("/demo", get(|| async { Redirect::permanent("/demo/") }))
         .route("/demo/api/config", get(demo_config))
         .route("/demo/api/test-primes", get(test_primes))
+        .route("/demo/api/test-aux", get(test_aux))
         .route("/demo/api/wallets", post(create_wallet))
         .route("/demo/api/sign", post(sign))
         .route("/demo/api/sessions/{id}", get(session))
@@ -150,6 +156,7 @@ async fn demo_config(State(d): State<Arc<Demo>>) -> Json<Value> {
         "coordinator_public_key": d.config.coordinator_public_key,
         "servers": DEMO_SERVERS,
         "insecure_test_primes": d.config.insecure_test_primes.is_some(),
+        "insecure_test_aux": d.config.insecure_test_aux.is_some(),
     }))
 }
 
@@ -177,6 +184,61 @@ async fn test_primes(State(d): State<Arc<Demo>>) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "test primes unavailable",
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestAuxQuery {
+    parties: u16,
+    index: u16,
+}
+
+/// TEST ONLY: the PUBLIC test aux info of keygen index `index` in a group of
+/// `parties` (`aux-n{parties}.json`). A page accepts it only when it runs a
+/// wasm build made for tests (`insecureTestBuild()`).
+async fn test_aux(
+    State(d): State<Arc<Demo>>,
+    q: Result<axum::extract::Query<TestAuxQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(dir) = &d.config.insecure_test_aux else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "test aux info is served only in test mode",
+        );
+    };
+    let Ok(axum::extract::Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "expected ?parties=N&index=I",
+        );
+    };
+    if !(2..=16).contains(&q.parties) || q.index >= q.parties {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "index must be below parties (2..=16)",
+        );
+    }
+    let parsed = std::fs::read_to_string(dir.join(format!("aux-n{}.json", q.parties)))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    match parsed
+        .as_ref()
+        .and_then(|v| v["aux"][usize::from(q.index)].as_str())
+    {
+        Some(hex) => Json(json!({
+            "warning": "INSECURE: PUBLIC test aux info, for tests only",
+            "aux_info": hex,
+        }))
+        .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no test aux info for this group size",
         ),
     }
 }
