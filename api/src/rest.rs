@@ -405,7 +405,8 @@ pub struct SessionFailure {
     /// signature that does not verify under the account key, a public key
     /// that differs from the one at least `t` parties reported), or at least
     /// `max(2, t)` reporters other than the accused blamed it and no other
-    /// reporter disagreed. `null` means unidentified (see `accusations`).
+    /// reporter named someone else. `null` means unidentified (see
+    /// `accusations`).
     pub blamed_party: Option<String>,
     /// The stable code of a party's refusal (e.g. `approval_quorum_not_met`,
     /// `request_id_reused`, `session_replayed`), when a party refused the

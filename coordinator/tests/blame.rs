@@ -57,7 +57,12 @@ fn accusations(s: &Value) -> Vec<(String, Value)> {
         .cloned()
         .unwrap_or_default()
         .iter()
-        .map(|a| (a["reporter"].as_str().unwrap().to_string(), a["accused"].clone()))
+        .map(|a| {
+            (
+                a["reporter"].as_str().unwrap().to_string(),
+                a["accused"].clone(),
+            )
+        })
         .collect()
 }
 
@@ -116,15 +121,14 @@ async fn agreeing_independent_reporters_name_the_culprit() {
     assert_eq!(accusations(&s).len(), 3);
     assert_eq!(s["error"]["blamed_party"], json!(server(3)));
     assert_eq!(t.count("accounts").await, 0, "no account");
-    let kinds: Vec<String> = t
-        .c
-        .store()
-        .events(sid)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect();
+    let kinds: Vec<String> =
+        t.c.store()
+            .events(sid)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect();
     assert_eq!(kinds.iter().filter(|k| *k == "accusation").count(), 3);
     assert_eq!(kinds.iter().filter(|k| *k == "blamed").count(), 1);
 }
@@ -140,7 +144,10 @@ async fn a_report_with_a_bad_signature_is_refused_and_changes_nothing() {
     assert_eq!(b["code"], "bad_signature");
     // A signature over other bytes.
     let mut tampered = signed_report(sid, 2, failed("x", Some(0)), &t.servers[2]);
-    let text = tampered["report"].as_str().unwrap().replace("\"x\"", "\"y\"");
+    let text = tampered["report"]
+        .as_str()
+        .unwrap()
+        .replace("\"x\"", "\"y\"");
     tampered["report"] = json!(text);
     let (status, b) = t.report(&tampered).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{b}");
@@ -201,7 +208,11 @@ async fn three_different_public_keys_name_nobody() {
     }
     let s = session(&t, sid).await;
     assert_eq!(s["status"], "failed", "{s}");
-    assert_eq!(s["error"]["blamed_party"], Value::Null, "no key has t reporters");
+    assert_eq!(
+        s["error"]["blamed_party"],
+        Value::Null,
+        "no key has t reporters"
+    );
     assert_eq!(t.count("accounts").await, 0);
 }
 

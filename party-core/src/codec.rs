@@ -34,10 +34,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let value =
         ciborium::from_reader(&mut rest).map_err(|e| CodecError::Decode(redacted_kind(&e)))?;
     if !rest.is_empty() {
-        return Err(CodecError::Decode(format!(
-            "{} trailing bytes",
-            rest.len()
-        )));
+        return Err(CodecError::Decode(format!("{} trailing bytes", rest.len())));
     }
     Ok(value)
 }

@@ -17,10 +17,10 @@ use std::collections::VecDeque;
 use ciborium::Value;
 use common::*;
 use party_core::descriptor::{MessageDigest, SessionKind};
+use party_core::driver::DriverError;
 use party_core::envelope::{EnvelopeError, FrameHeader, Stage, MAX_PAYLOAD};
 use party_core::session::{
-    AuxSource, Crafted, PartySession, SessionError, SessionInput, SessionOutput,
-    StoredPresignature,
+    AuxSource, Crafted, PartySession, SessionError, SessionInput, SessionOutput, StoredPresignature,
 };
 use party_core::KeyShare;
 
@@ -140,8 +140,25 @@ fn flip_first_bytes(v: &mut Value) -> bool {
 
 /// The payload with the lowest bit of its first scalar/byte string flipped.
 fn tweak(payload: &[u8]) -> Vec<u8> {
+    tweak_at(payload, &[])
+}
+
+/// The payload with the lowest bit of the first scalar/byte string under
+/// the field `path` (map keys from the top) flipped.
+fn tweak_at(payload: &[u8], path: &[&str]) -> Vec<u8> {
     let mut v: Value = ciborium::from_reader(payload).unwrap();
-    assert!(flip_first_bytes(&mut v), "no byte string to tamper with");
+    let mut at = &mut v;
+    for key in path {
+        let Value::Map(entries) = at else {
+            panic!("no field {key}")
+        };
+        at = entries
+            .iter_mut()
+            .find(|(k, _)| k.as_text() == Some(key))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no field {key}"));
+    }
+    assert!(flip_first_bytes(at), "no byte string to tamper with");
     let mut out = Vec::new();
     ciborium::into_writer(&v, &mut out).unwrap();
     assert_ne!(out, payload);
@@ -191,21 +208,23 @@ fn keygen_with(
 ) -> Vec<End> {
     let f = Fixture::new(3);
     let mut sessions = keygen_sessions(&f);
-    sessions[DEVIANT].deviate(move |stage: Stage, _batch: usize, msgs: &mut Vec<Crafted>| {
-        if stage != Stage::Keygen {
-            return;
-        }
-        *msgs = msgs
-            .iter()
-            .flat_map(|m| {
-                if variant(&m.payload).as_deref() == Some(target) {
-                    rewrite(m)
-                } else {
-                    vec![m.clone()]
-                }
-            })
-            .collect();
-    });
+    sessions[DEVIANT].deviate(
+        move |stage: Stage, _batch: usize, msgs: &mut Vec<Crafted>| {
+            if stage != Stage::Keygen {
+                return;
+            }
+            *msgs = msgs
+                .iter()
+                .flat_map(|m| {
+                    if variant(&m.payload).as_deref() == Some(target) {
+                        rewrite(m)
+                    } else {
+                        vec![m.clone()]
+                    }
+                })
+                .collect();
+        },
+    );
     let (ends, _) = run(sessions);
     assert_nothing_stored_no_honest_blamed(&ends);
     ends
@@ -226,13 +245,13 @@ fn an_honest_keygen_finishes_through_the_harness() {
 fn wrong_schnorr_proof_names_the_prover() {
     let ends = keygen_with("Round3", |m| {
         vec![Crafted {
-            payload: tweak(&m.payload),
+            payload: tweak_at(&m.payload, &["Round3", "sch_proof"]),
             ..m.clone()
         }]
     });
     assert_all_honest_name_deviant(&ends);
     let reason = format!("{:?}", ends[0]);
-    assert!(reason.contains("Schnorr") || reason.contains("sch"), "{reason}");
+    assert!(reason.contains("invalid schnorr proof"), "{reason}");
 }
 
 #[test]
@@ -284,7 +303,7 @@ fn an_equivocated_broadcast_fails_without_a_culprit() {
     for e in &ends[..DEVIANT] {
         assert!(matches!(e, End::Failed(_)), "{e:?}");
         assert_eq!(e.culprit(), None, "unidentified: {e:?}");
-        assert!(format!("{e:?}").contains("NotReliable") || format!("{e}").contains("reliab"), "{e:?}");
+        assert!(format!("{e:?}").to_lowercase().contains("reliab"), "{e:?}");
     }
 }
 
@@ -299,7 +318,7 @@ fn a_malformed_message_names_its_authenticated_sender() {
     assert_all_honest_name_deviant(&ends);
     assert!(ends[..DEVIANT].iter().all(|e| matches!(
         e,
-        End::Failed(SessionError::Protocol(party_core::driver::DriverError::BadMessage { .. }))
+        End::Failed(SessionError::Protocol(DriverError::BadMessage { .. }))
     )));
 }
 
@@ -365,23 +384,41 @@ fn presign_sessions(f: &Fixture, shares: &[KeyShare]) -> (uuid::Uuid, Vec<PartyS
     )
 }
 
-#[test]
-fn signing_deviations_name_the_signer_or_nobody_and_store_nothing() {
-    let (f, shares) = shares_2_of_3();
-    // 1. A wrong proof (ψ0, the encryption proof of K, p2p) in a presign:
-    // the honest signer names the prover and has no presignature to store.
-    let (_, mut sessions) = presign_sessions(&f, &shares);
-    sessions[1].deviate(|stage: Stage, _: usize, msgs: &mut Vec<Crafted>| {
+/// A presign where signer position 1 (the deviant) flips a scalar under
+/// `path` in its messages of `variant`.
+fn presign_with_tampered(
+    f: &Fixture,
+    shares: &[KeyShare],
+    target: &'static str,
+    path: &'static [&'static str],
+) -> Vec<End> {
+    let (_, mut sessions) = presign_sessions(f, shares);
+    sessions[1].deviate(move |stage: Stage, _: usize, msgs: &mut Vec<Crafted>| {
         if stage == Stage::Presign {
             for m in msgs.iter_mut() {
-                if variant(&m.payload).as_deref() == Some("Round1b") {
-                    m.payload = tweak(&m.payload);
+                if variant(&m.payload).as_deref() == Some(target) {
+                    m.payload = tweak_at(&m.payload, path);
                 }
             }
         }
     });
-    let (ends, _) = run(sessions);
-    assert!(matches!(ends[0], End::Failed(_)), "{:?}", ends[0]);
+    run(sessions).0
+}
+
+#[test]
+fn signing_deviations_name_the_signer_and_store_nothing() {
+    let (f, shares) = shares_2_of_3();
+    // 1. A wrong proof (ψ̃, the π_elog proof of Γ, in round 2) in a presign:
+    // the honest signer names the prover and has no presignature to store.
+    let ends = presign_with_tampered(&f, &shares, "Round2", &["Round2", "tilde_psi", "proof"]);
+    assert!(
+        matches!(
+            ends[0],
+            End::Failed(SessionError::Protocol(DriverError::Aborted { .. }))
+        ),
+        "a proof check, not a decoding failure: {:?}",
+        ends[0]
+    );
     assert_eq!(ends[0].culprit(), Some(1), "{:?}", ends[0]);
 
     // 2. An invalid partial signature from a presignature: the honest
@@ -421,4 +458,73 @@ fn signing_deviations_name_the_signer_or_nobody_and_store_nothing() {
         End::Failed(SessionError::Combine { suspect }) => assert_eq!(*suspect, Some(1)),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn an_invalid_partial_signature_in_full_signing_names_nobody() {
+    // Full signing ends with a round of partial signatures that cggmp24
+    // combines without identifying a bad one ("identifiable abort is not
+    // implemented yet"): the honest signer fails with no culprit and no
+    // signature, and blames nobody.
+    let (f, shares) = shares_2_of_3();
+    let mut sessions = f.sign_sessions(&shares, &[0, 2], random_hash());
+    sessions[1].deviate(|stage: Stage, _: usize, msgs: &mut Vec<Crafted>| {
+        if stage == Stage::Sign {
+            for m in msgs.iter_mut() {
+                if variant(&m.payload).as_deref() == Some("Round4") {
+                    m.payload = tweak_at(&m.payload, &["Round4"]);
+                }
+            }
+        }
+    });
+    let (ends, _) = run(sessions);
+    assert!(matches!(ends[0], End::Failed(_)), "{:?}", ends[0]);
+    assert_eq!(ends[0].culprit(), None, "{:?}", ends[0]);
+    assert!(
+        format!("{:?}", ends[0]).contains("signature is not valid"),
+        "{:?}",
+        ends[0]
+    );
+}
+
+/// KNOWN GAP in cggmp24 0.7.0-alpha.3 (signing.rs, "Verify psi0, psi1
+/// proofs"): the filter is `verify(psi0).err()?; verify(psi1).err()`, so a
+/// signer is blamed only when *both* round-1b encryption proofs fail; a
+/// wrong ψ0 next to a valid ψ1 (or the reverse) is accepted and the presign
+/// completes. This test asserts the behaviour the protocol requires and is
+/// ignored until the library (or a check of our own in the driver) fixes it.
+#[test]
+#[ignore = "cggmp24 0.7.0-alpha.3 accepts one invalid round-1b proof (see the doc comment)"]
+fn a_wrong_round1b_proof_alone_is_refused() {
+    let (f, shares) = shares_2_of_3();
+    let ends = presign_with_tampered(&f, &shares, "Round1b", &["Round1b", "psi0", "proof", "w"]);
+    assert!(matches!(ends[0], End::Failed(_)), "accepted: {:?}", ends[0]);
+    assert_eq!(ends[0].culprit(), Some(1), "{:?}", ends[0]);
+}
+
+#[test]
+fn both_wrong_round1b_proofs_name_the_prover() {
+    // The same round-1b proofs, both wrong: cggmp24 names the prover.
+    let (f, shares) = shares_2_of_3();
+    let (_, mut sessions) = presign_sessions(&f, &shares);
+    sessions[1].deviate(|stage: Stage, _: usize, msgs: &mut Vec<Crafted>| {
+        if stage == Stage::Presign {
+            for m in msgs.iter_mut() {
+                if variant(&m.payload).as_deref() == Some("Round1b") {
+                    let once = tweak_at(&m.payload, &["Round1b", "psi0", "proof", "w"]);
+                    m.payload = tweak_at(&once, &["Round1b", "psi1", "proof", "w"]);
+                }
+            }
+        }
+    });
+    let ends = run(sessions).0;
+    assert!(
+        matches!(
+            ends[0],
+            End::Failed(SessionError::Protocol(DriverError::Aborted { .. }))
+        ),
+        "{:?}",
+        ends[0]
+    );
+    assert_eq!(ends[0].culprit(), Some(1), "{:?}", ends[0]);
 }

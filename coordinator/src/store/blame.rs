@@ -30,9 +30,11 @@ pub fn quorum(t: u16) -> usize {
 }
 
 /// The party the accusations identify, if they do: a party `X` named by at
-/// least `quorum` reporters other than `X`, where every reporter other than
-/// `X` names `X` (a reporter that named nobody or someone else is a
-/// dissent, and then nobody is named).
+/// least `quorum` reporters other than `X`, where no reporter other than `X`
+/// names another party (that is a dissent, and then nobody is named). A
+/// report that names nobody abstains: an honest party whose session the
+/// router closed after the first failure, or whose protocol aborted without
+/// a culprit (an equivocation), has no view of who deviated.
 pub fn verdict(accusations: &[Accusation], quorum: usize) -> Option<String> {
     let mut candidates: Vec<&str> = accusations
         .iter()
@@ -41,9 +43,12 @@ pub fn verdict(accusations: &[Accusation], quorum: usize) -> Option<String> {
     candidates.sort_unstable();
     candidates.dedup();
     candidates.into_iter().find_map(|x| {
-        let others: Vec<&Accusation> = accusations.iter().filter(|a| a.reporter != x).collect();
-        (others.len() >= quorum.max(1) && others.iter().all(|a| a.accused.as_deref() == Some(x)))
-            .then(|| x.to_string())
+        let views: Vec<&str> = accusations
+            .iter()
+            .filter(|a| a.reporter != x)
+            .filter_map(|a| a.accused.as_deref())
+            .collect();
+        (views.len() >= quorum.max(1) && views.iter().all(|v| *v == x)).then(|| x.to_string())
     })
 }
 
@@ -132,7 +137,10 @@ mod tests {
     fn one_report_never_names_anyone() {
         assert_eq!(verdict(&[acc("a", Some("b"))], 2), None);
         // the accused's own report does not count for or against it
-        assert_eq!(verdict(&[acc("a", Some("b")), acc("b", Some("a"))], 2), None);
+        assert_eq!(
+            verdict(&[acc("a", Some("b")), acc("b", Some("a"))], 2),
+            None
+        );
     }
 
     #[test]
@@ -140,7 +148,11 @@ mod tests {
         let list = [acc("a", Some("x")), acc("b", Some("x"))];
         assert_eq!(verdict(&list, 2).as_deref(), Some("x"));
         // the culprit's counter-accusation changes nothing
-        let list = [acc("x", Some("a")), acc("a", Some("x")), acc("b", Some("x"))];
+        let list = [
+            acc("x", Some("a")),
+            acc("a", Some("x")),
+            acc("b", Some("x")),
+        ];
         assert_eq!(verdict(&list, 2).as_deref(), Some("x"));
         // below the quorum of a higher threshold: unidentified
         assert_eq!(verdict(&list, 3), None);
@@ -148,12 +160,22 @@ mod tests {
 
     #[test]
     fn a_dissenting_reporter_keeps_it_unidentified() {
+        // naming nobody abstains
         let named_nobody = [acc("a", Some("x")), acc("b", Some("x")), acc("c", None)];
-        assert_eq!(verdict(&named_nobody, 2), None);
-        let other = [acc("a", Some("x")), acc("b", Some("x")), acc("c", Some("b"))];
+        assert_eq!(verdict(&named_nobody, 2).as_deref(), Some("x"));
+        assert_eq!(verdict(&[acc("a", Some("x")), acc("c", None)], 2), None);
+        let other = [
+            acc("a", Some("x")),
+            acc("b", Some("x")),
+            acc("c", Some("b")),
+        ];
         assert_eq!(verdict(&other, 2), None);
         // two liars against an honest party that named the real culprit
-        let framed = [acc("l1", Some("h")), acc("l2", Some("h")), acc("h", Some("l1"))];
+        let framed = [
+            acc("l1", Some("h")),
+            acc("l2", Some("h")),
+            acc("h", Some("l1")),
+        ];
         assert_eq!(verdict(&framed, 2).as_deref(), Some("h"));
         // ...which is why the quorum is max(2, t): with t = 3 (up to two
         // colluders) the same two reports name nobody.

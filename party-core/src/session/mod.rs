@@ -27,10 +27,10 @@ use cggmp24::key_share::AnyKeyShare as _;
 use cggmp24::signing::PartialSignature;
 use zeroize::Zeroizing;
 
-pub use io::{AuxSource, Pump, SessionError, SessionInput, SessionOutput, MAX_HELD_FRAMES};
-pub use online::StoredPresignature;
 #[cfg(feature = "adversary")]
 pub use adversary::{Crafted, Deviation};
+pub use io::{AuxSource, Pump, SessionError, SessionInput, SessionOutput, MAX_HELD_FRAMES};
+pub use online::StoredPresignature;
 
 use crate::descriptor::{SessionKind, VerifiedDescriptor};
 use crate::driver::{self, DriverError, StageDriver, StageOutput, Step};
