@@ -400,13 +400,35 @@ pub struct SessionResult {
 pub struct SessionFailure {
     /// What happened.
     pub reason: String,
-    /// The party the protocol identified as the culprit, where it did.
+    /// The party named as the culprit, only where that does not rest on one
+    /// party's word: the coordinator verified the misbehaviour itself (a
+    /// signature that does not verify under the account key, a public key
+    /// that differs from the one at least `t` parties reported), or at least
+    /// `max(2, t)` reporters other than the accused blamed it and no other
+    /// reporter named someone else. `null` means unidentified (see
+    /// `accusations`).
     pub blamed_party: Option<String>,
     /// The stable code of a party's refusal (e.g. `approval_quorum_not_met`,
     /// `request_id_reused`, `session_replayed`), when a party refused the
     /// session before it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<crate::error::ErrorCode>,
+    /// The parties' failure reports, kept as evidence (each is its sender's
+    /// view of the failure, not a verdict), in the order they arrived.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accusations: Vec<Accusation>,
+}
+
+/// One party's signed failure report on a session: whom it blamed, if
+/// anyone, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Accusation {
+    /// The reporting party.
+    pub reporter: String,
+    /// The party it blamed (`null`: it named nobody).
+    pub accused: Option<String>,
+    /// Its reason, as reported.
+    pub reason: String,
 }
 
 /// `201` answer of `POST /keygen` and `POST /sign`: the session to follow,

@@ -35,6 +35,7 @@ fn row(kind: SessionKind) -> SessionRow {
         error: None,
         error_code: None,
         blamed_party: None,
+        accusations: Vec::new(),
         created_at: coordinator::store::now(),
         expires_at: coordinator::store::now() + 600,
     }

@@ -26,10 +26,17 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 }
 
 /// Decodes CBOR bytes into `T`. Validating types (key shares, aux info) are
-/// validated while decoding.
+/// validated while decoding. The bytes must be exactly one value: trailing
+/// bytes (a message padded past its content) are refused.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let mut rest = bytes;
     // The decoder's error text can quote input bytes; keep only its kind.
-    ciborium::from_reader(bytes).map_err(|e| CodecError::Decode(redacted_kind(&e)))
+    let value =
+        ciborium::from_reader(&mut rest).map_err(|e| CodecError::Decode(redacted_kind(&e)))?;
+    if !rest.is_empty() {
+        return Err(CodecError::Decode(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(value)
 }
 
 fn redacted_kind<E: std::fmt::Debug>(e: &ciborium::de::Error<E>) -> String {
@@ -41,5 +48,21 @@ fn redacted_kind<E: std::fmt::Debug>(e: &ciborium::de::Error<E>) -> String {
             None => "invalid value".into(),
         },
         ciborium::de::Error::RecursionLimitExceeded => "nesting too deep".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = encode(&(1u8, "x")).unwrap_or_default();
+        assert_eq!(decode::<(u8, String)>(&bytes).ok(), Some((1, "x".into())));
+        bytes.push(0);
+        assert!(matches!(
+            decode::<(u8, String)>(&bytes),
+            Err(CodecError::Decode(e)) if e == "1 trailing bytes"
+        ));
     }
 }

@@ -343,6 +343,18 @@ export interface components {
              */
             threshold_t: number;
         };
+        /**
+         * @description One party's signed failure report on a session: whom it blamed, if
+         *     anyone, and why.
+         */
+        Accusation: {
+            /** @description The party it blamed (`null`: it named nobody). */
+            accused?: string | null;
+            /** @description Its reason, as reported. */
+            reason: string;
+            /** @description The reporting party. */
+            reporter: string;
+        };
         /** @description `POST /api/v1/mpc/admin/keys`. */
         ApiKeyCreate: {
             /** @description A name for people (1..=128 printable characters). */
@@ -661,7 +673,20 @@ export interface components {
         };
         /** @description Why a session failed or expired. */
         SessionFailure: {
-            /** @description The party the protocol identified as the culprit, where it did. */
+            /**
+             * @description The parties' failure reports, kept as evidence (each is its sender's
+             *     view of the failure, not a verdict), in the order they arrived.
+             */
+            accusations?: components["schemas"]["Accusation"][];
+            /**
+             * @description The party named as the culprit, only where that does not rest on one
+             *     party's word: the coordinator verified the misbehaviour itself (a
+             *     signature that does not verify under the account key, a public key
+             *     that differs from the one at least `t` parties reported), or at least
+             *     `max(2, t)` reporters other than the accused blamed it and no other
+             *     reporter named someone else. `null` means unidentified (see
+             *     `accusations`).
+             */
             blamed_party?: string | null;
             code?: null | components["schemas"]["ErrorCode"];
             /** @description What happened. */

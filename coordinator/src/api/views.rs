@@ -16,6 +16,7 @@ fn failure(row: &SessionRow) -> Option<SessionFailure> {
         reason: e.clone(),
         blamed_party: row.blamed_party.clone(),
         code: row.error_code.as_deref().and_then(ErrorCode::parse),
+        accusations: row.accusations.clone(),
     })
 }
 

@@ -170,6 +170,7 @@ impl Coordinator {
             error: None,
             error_code: None,
             blamed_party: None,
+            accusations: Vec::new(),
             created_at: now(),
             expires_at,
         };

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use mpc_api::error::ErrorCode;
-use mpc_api::rest::{Progress, SessionKind};
+use mpc_api::rest::{Accusation, Progress, SessionKind};
 use party_core::authz::Policy;
 use party_core::descriptor::{SessionKind as ProtocolKind, SignedDescriptor};
 use party_core::wire::{Report, ReportBody, SignedReport};
 use uuid::Uuid;
 
 use super::ServiceError;
+use crate::store::blame;
 use crate::store::sessions::Stored;
 use crate::store::{PartyResult, SessionRow};
 use crate::Coordinator;
@@ -128,7 +129,12 @@ impl Coordinator {
                 ),
             ));
         }
-        if session.status.is_terminal() {
+        // A failure report on a failed session is still evidence (the
+        // other parties' views of the same failure); anything else on a
+        // terminal session changes nothing.
+        let late_failure = session.status == mpc_api::rest::SessionStatus::Failed
+            && matches!(report.body, ReportBody::Failed { .. });
+        if session.status.is_terminal() && !late_failure {
             return Ok(());
         }
         match report.body {
@@ -214,15 +220,25 @@ impl Coordinator {
                 }
             }
             ReportBody::Failed { reason, blamed } => {
-                let blamed_party = blamed
+                // The session fails on the first report, naming nobody: a
+                // report is its sender's view, not a verdict. It is kept as
+                // evidence, and the accusations name a culprit only when
+                // enough independent reporters agree (store::blame).
+                let accused = blamed
                     .and_then(|b| descriptor.descriptor.participants.get(usize::from(b)))
                     .map(|p| p.party_id.clone());
-                let reason = format!("{} reported: {reason}", participant.party_id);
-                if self
-                    .fail_session(id, &reason, blamed_party.as_deref())
-                    .await?
-                {
-                    tracing::warn!(session_id = %id, %reason, "session failed");
+                let failure = format!("{} reported: {reason}", participant.party_id);
+                if self.fail_session(id, &failure, None).await? {
+                    tracing::warn!(session_id = %id, reason = %failure, "session failed");
+                }
+                let accusation = Accusation {
+                    reporter: participant.party_id.clone(),
+                    accused,
+                    reason,
+                };
+                let quorum = blame::quorum(descriptor.descriptor.threshold);
+                if let Some(named) = self.store().accuse(id, accusation, quorum).await? {
+                    tracing::warn!(session_id = %id, blamed_party = %named, "culprit named by agreeing reports");
                 }
             }
             ReportBody::Refused { code, reason } => {

@@ -23,6 +23,41 @@ pub fn signature_view(sig: &RecoverableSignature) -> Signature {
     }
 }
 
+/// Why a keygen whose parties reported different public keys failed, and
+/// whom the coordinator can name for it: honest parties of a DKG always
+/// derive the same key (its broadcasts are reliable), and a key reported by
+/// at least `max(2, t)` parties was reported by at least one honest party
+/// (the trust model allows `t - 1` colluders). So when exactly one key has
+/// that many reporters, every party that reported another key lied, checked
+/// by the coordinator from signed results, not taken from anyone's word.
+fn key_disagreement(keys: &[&str], d: &SignedDescriptor) -> (String, Option<String>) {
+    let quorum = crate::store::blame::quorum(d.descriptor.threshold);
+    let mut distinct: Vec<&str> = keys.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let backed: Vec<&str> = distinct
+        .into_iter()
+        .filter(|k| keys.iter().filter(|x| *x == k).count() >= quorum)
+        .collect();
+    let [honest] = backed[..] else {
+        return ("parties reported different public keys".to_string(), None);
+    };
+    if keys.len() != d.descriptor.participants.len() {
+        return ("parties reported different public keys".to_string(), None);
+    }
+    let liars: Vec<String> = keys
+        .iter()
+        .zip(&d.descriptor.participants)
+        .filter(|(k, _)| **k != honest)
+        .map(|(_, p)| p.party_id.clone())
+        .collect();
+    let reason = format!(
+        "{} reported a public key other than the one at least {quorum} parties reported",
+        liars.join(", ")
+    );
+    (reason, liars.into_iter().next())
+}
+
 impl Coordinator {
     pub(super) async fn on_policy_changed(
         &self,
@@ -97,8 +132,8 @@ impl Coordinator {
             return Ok(());
         };
         if keys.len() != results.len() || keys.iter().any(|k| *k != first) {
-            self.fail_session(id, "parties reported different public keys", None)
-                .await?;
+            let (reason, blamed) = key_disagreement(&keys, d);
+            self.fail_session(id, &reason, blamed.as_deref()).await?;
             return Ok(());
         }
         let pk = hex::decode(first).map_err(ServiceError::internal)?;

@@ -14,6 +14,7 @@
 //! - [`accounts`] — accounts (distributed keys).
 //! - [`sessions`] — sessions, participants, joins, progress, party results.
 //! - [`outcomes`] — the terminal states, each written once.
+//! - [`blame`] — failure reports kept as evidence; who is named and when.
 //! - [`presignatures`] — the presignature pool.
 //! - [`devices`] — device slots, pending descriptors, token binding.
 //! - [`events`] — the append-only event log.
@@ -24,6 +25,7 @@
 //! columns hold their stable names.
 
 pub mod accounts;
+pub mod blame;
 pub mod devices;
 pub mod events;
 pub mod idempotency;

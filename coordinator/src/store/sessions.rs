@@ -46,8 +46,10 @@ pub struct SessionRow {
     pub error: Option<String>,
     /// The stable code of a party's refusal, when one failed the session.
     pub error_code: Option<String>,
-    /// Blamed party id.
+    /// Blamed party id (see [`super::blame`]: never on one party's word).
     pub blamed_party: Option<String>,
+    /// The parties' failure reports, kept as evidence.
+    pub accusations: Vec<mpc_api::rest::Accusation>,
     /// Unix seconds.
     pub created_at: u64,
     /// Unix seconds.
@@ -186,8 +188,8 @@ impl Store {
     pub async fn session(&self, id: Uuid) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(
             "SELECT session_id, kind, status, threshold_t, threshold_n, account_id, message_hash, descriptor,
-             group_id, generate_aux, result, error, blamed_party, created_at, expires_at, tenant_id, error_code
-             FROM sessions WHERE session_id = $1",
+             group_id, generate_aux, result, error, blamed_party, created_at, expires_at, tenant_id, error_code,
+             accusations FROM sessions WHERE session_id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -215,6 +217,7 @@ impl Store {
             created_at: u(r.get(13)),
             expires_at: u(r.get(14)),
             error_code: r.get(16),
+            accusations: super::blame::accusations_of(json_column(&r, 17)),
         }))
     }
 

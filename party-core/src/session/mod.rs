@@ -15,6 +15,8 @@
 //! sessions (online signing) send no key and never wait. When the session
 //! ends the ephemeral secret and the derived keys are forgotten (zeroized).
 
+#[cfg(feature = "adversary")]
+mod adversary;
 mod io;
 mod keys;
 mod online;
@@ -25,6 +27,8 @@ use cggmp24::key_share::AnyKeyShare as _;
 use cggmp24::signing::PartialSignature;
 use zeroize::Zeroizing;
 
+#[cfg(feature = "adversary")]
+pub use adversary::{Crafted, Deviation};
 pub use io::{AuxSource, Pump, SessionError, SessionInput, SessionOutput, MAX_HELD_FRAMES};
 pub use online::StoredPresignature;
 
@@ -60,6 +64,9 @@ pub struct PartySession {
     pending_out: Vec<(Stage, u16, Zeroizing<Vec<u8>>)>,
     /// p2p frames that arrived before their sender's session key.
     held: Vec<Vec<u8>>,
+    /// TEST-ONLY: this party's deviation from the protocol.
+    #[cfg(feature = "adversary")]
+    adversary: adversary::Adversary,
 }
 
 impl std::fmt::Debug for PartySession {
@@ -128,6 +135,8 @@ impl PartySession {
             finished: false,
             pending_out: Vec::new(),
             held: Vec::new(),
+            #[cfg(feature = "adversary")]
+            adversary: adversary::Adversary::default(),
         };
         let check_share = |share: &KeyShare| -> Result<(), SessionError> {
             if share.i != my_keygen_index {
@@ -241,9 +250,8 @@ impl PartySession {
                 stage: Stage::Online.name(),
                 reason: "could not encode the partial signature",
             })?;
-            let frame = self.channel.seal_broadcast(Stage::Online, &payload)?;
             let mut pump = Pump {
-                frames: vec![frame],
+                frames: self.seal_online(payload)?,
                 ..Pump::default()
             };
             self.try_combine(&mut pump)?;
@@ -256,6 +264,24 @@ impl PartySession {
         };
         self.advance(&mut pump)?;
         Ok(pump)
+    }
+
+    /// Seals this party's partial signature (online signing).
+    fn seal_online(&mut self, payload: Vec<u8>) -> Result<Vec<Vec<u8>>, SessionError> {
+        let out = vec![driver::OutgoingMessage {
+            recipient: None,
+            payload,
+        }];
+        #[cfg(feature = "adversary")]
+        let out = self.adversary.rewrite(Stage::Online, out);
+        let mut frames = Vec::with_capacity(out.len());
+        for m in out {
+            let frame = self.channel.seal_broadcast(Stage::Online, &m.payload)?;
+            #[cfg(feature = "adversary")]
+            self.adversary.sealed(&frame, &m);
+            frames.push(frame);
+        }
+        Ok(frames)
     }
 
     /// Takes one frame from the router. A rejected frame returns
@@ -333,6 +359,8 @@ impl PartySession {
                 }
             };
             pump.progress.extend(progress);
+            #[cfg(feature = "adversary")]
+            let outgoing = self.adversary.rewrite(stage, outgoing);
             for out in outgoing {
                 let frame = match out.recipient {
                     None => self.channel.seal_broadcast(stage, &out.payload)?,
@@ -345,6 +373,8 @@ impl PartySession {
                         continue;
                     }
                 };
+                #[cfg(feature = "adversary")]
+                self.adversary.sealed(&frame, &out);
                 pump.frames.push(frame);
             }
             let Some(output) = output else {
