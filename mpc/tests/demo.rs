@@ -216,7 +216,10 @@ async fn the_demo_acts_only_for_its_own_browser_and_wallets() {
             .get(&format!("/demo/api/test-aux?{bad}"), Some(&cookie))
             .await;
         assert_eq!(res.status(), 400, "{bad}");
-        assert_eq!(res.json::<Value>().await.unwrap()["code"], "invalid_request");
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["code"],
+            "invalid_request"
+        );
     }
     sys.shutdown().await;
 }

@@ -487,19 +487,24 @@ fn an_invalid_partial_signature_in_full_signing_names_nobody() {
     );
 }
 
-/// KNOWN GAP in cggmp24 0.7.0-alpha.3 (signing.rs, "Verify psi0, psi1
-/// proofs"): the filter is `verify(psi0).err()?; verify(psi1).err()`, so a
-/// signer is blamed only when *both* round-1b encryption proofs fail; a
-/// wrong ψ0 next to a valid ψ1 (or the reverse) is accepted and the presign
-/// completes. This test asserts the behaviour the protocol requires and is
-/// ignored until the library (or a check of our own in the driver) fixes it.
+/// The round-1b encryption proofs are checked one by one: a wrong ψ0 next
+/// to a valid ψ1 (or the reverse) is refused and the prover named. The
+/// published cggmp24 0.7.0-alpha.3 accepted it (its filter was
+/// `verify(psi0).err()?; verify(psi1).err()`, so only both wrong was
+/// refused); this test fails against it and passes with the patched copy in
+/// vendor/cggmp24 (vendor/README.md).
 #[test]
-#[ignore = "cggmp24 0.7.0-alpha.3 accepts one invalid round-1b proof (see the doc comment)"]
 fn a_wrong_round1b_proof_alone_is_refused() {
     let (f, shares) = shares_2_of_3();
-    let ends = presign_with_tampered(&f, &shares, "Round1b", &["Round1b", "psi0", "proof", "w"]);
-    assert!(matches!(ends[0], End::Failed(_)), "accepted: {:?}", ends[0]);
-    assert_eq!(ends[0].culprit(), Some(1), "{:?}", ends[0]);
+    for proof in ["psi0", "psi1"] {
+        let ends = presign_with_tampered(&f, &shares, "Round1b", &["Round1b", proof, "proof", "w"]);
+        assert!(
+            matches!(ends[0], End::Failed(_)),
+            "{proof} wrong, accepted: {:?}",
+            ends[0]
+        );
+        assert_eq!(ends[0].culprit(), Some(1), "{proof}: {:?}", ends[0]);
+    }
 }
 
 #[test]
