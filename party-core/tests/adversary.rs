@@ -496,8 +496,10 @@ fn an_invalid_partial_signature_in_full_signing_names_nobody() {
 #[test]
 fn a_wrong_round1b_proof_alone_is_refused() {
     let (f, shares) = shares_2_of_3();
-    for proof in ["psi0", "psi1"] {
-        let ends = presign_with_tampered(&f, &shares, "Round1b", &["Round1b", proof, "proof", "w"]);
+    const PSI0: &[&str] = &["Round1b", "psi0", "proof", "w"];
+    const PSI1: &[&str] = &["Round1b", "psi1", "proof", "w"];
+    for (proof, path) in [("psi0", PSI0), ("psi1", PSI1)] {
+        let ends = presign_with_tampered(&f, &shares, "Round1b", path);
         assert!(
             matches!(ends[0], End::Failed(_)),
             "{proof} wrong, accepted: {:?}",
