@@ -27,10 +27,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
+use std::time::Instant;
 
 use party_core::descriptor::SessionKind;
 use tokio::sync::{oneshot, Notify, Semaphore};
-use tokio::time::Instant;
 
 /// Longest a background step waits for a busy foreground: while foreground
 /// is busy, background still starts one step per this.
@@ -79,9 +79,10 @@ pub(crate) enum WorkError {
 pub(crate) struct Gate {
     state: Mutex<GateState>,
     changed: Notify,
-    bound: Duration,
 }
 
+/// The gate's decisions, on a clock the caller passes (tests pass their
+/// own instants).
 #[derive(Debug)]
 struct GateState {
     /// Foreground steps queued or running.
@@ -90,6 +91,36 @@ struct GateState {
     /// whichever is later: a background step may start over a busy
     /// foreground once `bound` has passed since.
     clock: Instant,
+    bound: Duration,
+}
+
+impl GateState {
+    fn enter_foreground(&mut self, now: Instant) {
+        if self.foreground == 0 {
+            // Background's starvation is counted from when foreground
+            // became busy, not from an earlier idle time.
+            self.clock = now;
+        }
+        self.foreground += 1;
+    }
+
+    /// Whether foreground became idle.
+    fn leave_foreground(&mut self) -> bool {
+        self.foreground = self.foreground.saturating_sub(1);
+        self.foreground == 0
+    }
+
+    /// A background step may start at `now` (recorded), or not before the
+    /// instant returned unless foreground becomes idle first.
+    fn start_background(&mut self, now: Instant) -> Result<(), Instant> {
+        let starve_at = self.clock + self.bound;
+        if self.foreground == 0 || now >= starve_at {
+            self.clock = now;
+            Ok(())
+        } else {
+            Err(starve_at)
+        }
+    }
 }
 
 /// Counts one foreground step for as long as it lives.
@@ -98,11 +129,7 @@ pub(crate) struct ForegroundGuard(Arc<Gate>);
 
 impl Drop for ForegroundGuard {
     fn drop(&mut self) {
-        let mut s = self.0.lock();
-        s.foreground = s.foreground.saturating_sub(1);
-        let idle = s.foreground == 0;
-        drop(s);
-        if idle {
+        if self.0.lock().leave_foreground() {
             self.0.changed.notify_waiters();
         }
     }
@@ -114,9 +141,9 @@ impl Gate {
             state: Mutex::new(GateState {
                 foreground: 0,
                 clock: Instant::now(),
+                bound,
             }),
             changed: Notify::new(),
-            bound,
         })
     }
 
@@ -126,19 +153,13 @@ impl Gate {
 
     /// Counts a foreground step (queued or running) until the guard drops.
     pub(crate) fn foreground(self: &Arc<Self>) -> ForegroundGuard {
-        let mut s = self.lock();
-        if s.foreground == 0 {
-            // Background's starvation is counted from when foreground
-            // became busy, not from an earlier idle time.
-            s.clock = Instant::now();
-        }
-        s.foreground += 1;
-        drop(s);
+        self.lock().enter_foreground(Instant::now());
         ForegroundGuard(self.clone())
     }
 
     /// Foreground steps queued or running.
-    pub(crate) fn foreground_count(&self) -> usize {
+    #[cfg(test)]
+    fn foreground_count(&self) -> usize {
         self.lock().foreground
     }
 
@@ -152,19 +173,12 @@ impl Gate {
             // Registered before the check: a wake-up between the check and
             // the wait is not lost.
             changed.as_mut().enable();
-            let starve_at = {
-                let mut s = self.lock();
-                let now = Instant::now();
-                let starve_at = s.clock + self.bound;
-                if s.foreground == 0 || now >= starve_at {
-                    s.clock = now;
-                    return;
-                }
-                starve_at
+            let Err(starve_at) = self.lock().start_background(Instant::now()) else {
+                return;
             };
             tokio::select! {
                 () = &mut changed => {}
-                () = tokio::time::sleep_until(starve_at) => {}
+                () = tokio::time::sleep_until(starve_at.into()) => {}
             }
         }
     }
@@ -355,8 +369,15 @@ mod tests {
 
     const BOUND: Duration = Duration::from_millis(250);
 
-    /// Whether `fut` is still pending after every ready task has run (time
-    /// paused: no timer fires unless the test advances the clock). Not
+    fn state(at: Instant) -> GateState {
+        GateState {
+            foreground: 0,
+            clock: at,
+            bound: BOUND,
+        }
+    }
+
+    /// Whether `fut` is still pending after every ready task has run. Not
     /// called again on a future that finished.
     async fn pending<F: std::future::Future + Unpin>(fut: &mut F) -> bool {
         for _ in 0..10 {
@@ -365,55 +386,71 @@ mod tests {
         futures_util::FutureExt::now_or_never(fut).is_none()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn background_starts_at_once_when_foreground_is_idle() {
-        let gate = Gate::new(BOUND);
-        let mut turn = Box::pin(gate.background_turn());
-        assert!(!pending(&mut turn).await);
+    #[test]
+    fn background_starts_at_once_while_foreground_is_idle() {
+        let t0 = Instant::now();
+        let mut g = state(t0);
+        assert_eq!(g.start_background(t0), Ok(()));
+        assert_eq!(g.start_background(t0), Ok(()), "idle: no pacing");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn background_waits_while_a_foreground_step_runs_and_starts_when_it_ends() {
-        let gate = Gate::new(BOUND);
-        let fg = gate.foreground();
-        assert_eq!(gate.foreground_count(), 1);
+    #[test]
+    fn background_waits_while_a_foreground_step_runs_and_starts_when_it_ends() {
+        let t0 = Instant::now();
+        let mut g = state(t0);
+        g.enter_foreground(t0);
+        assert_eq!(g.start_background(t0), Err(t0 + BOUND));
+        assert_eq!(g.start_background(t0 + BOUND / 2), Err(t0 + BOUND));
+        assert!(g.leave_foreground(), "foreground idle again");
+        assert_eq!(g.start_background(t0 + BOUND / 2), Ok(()));
+    }
+
+    #[test]
+    fn background_is_not_starved_one_step_per_bound() {
+        let t0 = Instant::now();
+        let mut g = state(t0);
+        g.enter_foreground(t0);
+        g.enter_foreground(t0);
+        assert!(!g.leave_foreground(), "one foreground step still runs");
+        // One start per bound while foreground stays busy, no more.
+        assert_eq!(g.start_background(t0 + BOUND), Ok(()));
+        assert_eq!(g.start_background(t0 + BOUND), Err(t0 + BOUND * 2));
+        assert_eq!(
+            g.start_background(t0 + BOUND * 2 - Duration::from_millis(1)),
+            Err(t0 + BOUND * 2)
+        );
+        assert_eq!(g.start_background(t0 + BOUND * 2), Ok(()));
+    }
+
+    #[test]
+    fn starvation_is_counted_from_when_foreground_became_busy() {
+        let t0 = Instant::now();
+        let mut g = state(t0);
+        // Idle for a long time, then foreground becomes busy.
+        let busy = t0 + BOUND * 10;
+        g.enter_foreground(busy);
+        assert_eq!(
+            g.start_background(busy),
+            Err(busy + BOUND),
+            "an idle past let background jump in"
+        );
+    }
+
+    /// The async gate: a waiting background step wakes when the last
+    /// foreground step ends (no clock involved: the bound is an hour).
+    #[tokio::test]
+    async fn a_waiting_background_step_starts_when_foreground_ends() {
+        let gate = Gate::new(Duration::from_secs(3600));
+        let first = gate.foreground();
+        let second = gate.foreground();
+        assert_eq!(gate.foreground_count(), 2);
         let mut turn = Box::pin(gate.background_turn());
         assert!(pending(&mut turn).await, "started under a busy foreground");
-        // Still waiting short of the bound.
-        tokio::time::advance(BOUND / 2).await;
-        assert!(pending(&mut turn).await, "started before the bound");
-        drop(fg);
+        drop(first);
+        assert!(pending(&mut turn).await, "started while one step still runs");
+        drop(second);
         assert_eq!(gate.foreground_count(), 0);
         assert!(!pending(&mut turn).await, "not started when foreground ended");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn background_is_not_starved_one_step_per_bound() {
-        let gate = Gate::new(BOUND);
-        let _fg = gate.foreground();
-        let mut first = Box::pin(gate.background_turn());
-        let mut second = Box::pin(gate.background_turn());
-        assert!(pending(&mut first).await);
-        assert!(pending(&mut second).await);
-        tokio::time::advance(BOUND).await;
-        // Exactly one of the two starts per bound.
-        let first_started = !pending(&mut first).await;
-        let second_started = !pending(&mut second).await;
-        assert!(first_started ^ second_started, "one start per bound");
-        let mut rest = if first_started { second } else { first };
-        assert!(pending(&mut rest).await);
-        tokio::time::advance(BOUND).await;
-        assert!(!pending(&mut rest).await, "second not started after another bound");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn starvation_is_counted_from_when_foreground_became_busy() {
-        let gate = Gate::new(BOUND);
-        // Idle for a long time, then foreground becomes busy.
-        tokio::time::advance(BOUND * 10).await;
-        let _fg = gate.foreground();
-        let mut turn = Box::pin(gate.background_turn());
-        assert!(pending(&mut turn).await, "an idle past let background jump in");
     }
 
     #[test]
