@@ -756,12 +756,11 @@ async fn the_refill_starts_no_presign_beside_an_open_foreground_session() {
     assert_eq!(presigns(&t), 0, "a presign was launched beside the sign");
     assert_eq!(t.c.store().running_presigns().await.unwrap(), 0);
     // The sign session ends (here: past its deadline); the refill goes on.
-    let expired = t
-        .c
-        .store()
-        .expire_overdue(coordinator::store::now() + 3600)
-        .await
-        .unwrap();
+    let expired =
+        t.c.store()
+            .expire_overdue(coordinator::store::now() + 3600)
+            .await
+            .unwrap();
     assert_eq!(expired.len(), 1);
     t.c.refill_presignatures().await.unwrap();
     assert_eq!(t.c.store().running_presigns().await.unwrap(), 1);

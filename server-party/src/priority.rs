@@ -447,10 +447,16 @@ mod tests {
         let mut turn = Box::pin(gate.background_turn());
         assert!(pending(&mut turn).await, "started under a busy foreground");
         drop(first);
-        assert!(pending(&mut turn).await, "started while one step still runs");
+        assert!(
+            pending(&mut turn).await,
+            "started while one step still runs"
+        );
         drop(second);
         assert_eq!(gate.foreground_count(), 0);
-        assert!(!pending(&mut turn).await, "not started when foreground ended");
+        assert!(
+            !pending(&mut turn).await,
+            "not started when foreground ended"
+        );
     }
 
     #[test]
@@ -530,10 +536,7 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert_eq!(out.1, Some(19), "background thread not at nice 19");
         }
-        let panicked = sched
-            .step(Lane::Background, || panic!("boom"))
-            .await
-            .map(|()| ());
+        let panicked: Result<(), _> = sched.step(Lane::Background, || panic!("boom")).await;
         assert!(matches!(panicked, Err(WorkError::Panicked)));
         assert_eq!(sched.step(Lane::Background, || 7).await.unwrap(), 7);
         assert_eq!(sched.step(Lane::Foreground, || 8).await.unwrap(), 8);

@@ -58,7 +58,10 @@ impl TableCache {
         let key = MultiexpTables::key_of(&share.aux);
         let slot = self.slot(key);
         // The aux info is copied only for the one build, not on every signing.
-        let tables = slot.get_or_init(|| build(share.aux.clone(), lane)).await.clone();
+        let tables = slot
+            .get_or_init(|| build(share.aux.clone(), lane))
+            .await
+            .clone();
         match tables {
             Some(t) => match t.attach(&share) {
                 Ok(fast) => fast,
