@@ -346,9 +346,13 @@ async fn refill_prime_pool(state: Arc<PartyState>, target: usize) {
                 one
             })
             .await;
-        let Ok(found) = found else {
-            tracing::error!(%party_id, "prime pool: generation task failed");
-            continue;
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(%party_id, error = %e, "prime pool: generation task failed");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
         };
         let full = {
             let mut w = state.prime_work();
