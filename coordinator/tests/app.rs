@@ -2,7 +2,8 @@
 //! with `tower::ServiceExt::oneshot`, a fresh database (SQLite, or PostgreSQL
 //! with `MPC_TEST_DB=postgres`) and a fake router: no parties run. Sessions
 //! that need party results get them as reports signed with the registered
-//! parties' identity keys.
+//! parties' identity keys. Also: the presignature refill yields to
+//! sessions a caller waits for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -719,4 +720,49 @@ async fn an_expired_session_refuses_the_device_with_410_and_binds_nothing() {
     assert_eq!(body["code"], "session_closed");
     assert_eq!(t.device_rows(&sid).await, vec![None]);
     assert!(!t.registered("browser-d").await);
+}
+
+/// Foreground before background (issue #15): while a sign session of an
+/// account's parties is open, the presignature refill starts no presign
+/// session for them; once it ended, the refill goes on.
+#[tokio::test]
+async fn the_refill_starts_no_presign_beside_an_open_foreground_session() {
+    let Some(t) = setup(|_| {}).await else { return };
+    let account = t.account().await;
+    let acc = account["account_id"].as_str().unwrap();
+    let presigns = |t: &common::TestApp| {
+        t.router
+            .calls()
+            .invited
+            .iter()
+            .filter(|(_, inv)| {
+                matches!(
+                    inv.descriptor.descriptor.kind,
+                    party_core::descriptor::SessionKind::Presign { .. }
+                )
+            })
+            .count()
+    };
+    let (status, created) = t
+        .post(
+            "/api/v1/mpc/sign",
+            &json!({ "account_id": acc, "message_hash": hex::encode([7u8; 32]), "participants": parties(&[1, 2]) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    // Every signer set of a 2-of-3 account shares a party with {1, 2}.
+    t.c.set_presign_pool(1);
+    t.c.refill_presignatures().await.unwrap();
+    assert_eq!(presigns(&t), 0, "a presign was launched beside the sign");
+    assert_eq!(t.c.store().running_presigns().await.unwrap(), 0);
+    // The sign session ends (here: past its deadline); the refill goes on.
+    let expired =
+        t.c.store()
+            .expire_overdue(coordinator::store::now() + 3600)
+            .await
+            .unwrap();
+    assert_eq!(expired.len(), 1);
+    t.c.refill_presignatures().await.unwrap();
+    assert_eq!(t.c.store().running_presigns().await.unwrap(), 1);
+    assert_eq!(presigns(&t), 2, "one presign session, two parties invited");
 }

@@ -11,6 +11,7 @@ use crate::client::Client;
 use crate::dev::{DevOptions, DevSystem};
 
 mod approved;
+mod refill;
 
 /// Options of `mpc bench`.
 #[derive(Debug, Clone)]
@@ -39,6 +40,13 @@ pub struct BenchOptions {
     /// Also time full and pool signing of a policy account (2 approvers,
     /// quorum 2) with its approvals.
     pub approvals: bool,
+    /// Full signatures timed idle and then while a new account's pool
+    /// refills (`sign_full_refill_ms_*`); 0 skips the rows.
+    pub refill_signs: usize,
+    /// Presignatures per signer set the new account's pool refills to.
+    pub refill_pool: usize,
+    /// Only the refill rows (and the wallet they need): a cheap run.
+    pub refill_only: bool,
 }
 
 fn percentile(mut v: Vec<f64>, p: f64) -> Option<f64> {
@@ -306,7 +314,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
     });
 
     // Cold: a new party group, primes generated on demand.
-    let account = if options.skip_cold || quick {
+    let account = if options.skip_cold || quick || options.refill_only {
         report["keygen_cold_s"] = Value::Null;
         None
     } else {
@@ -324,16 +332,23 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
         pooled_keygen(&sys, &c, &mut report, account).await?
     };
 
-    if options.sustained_signs > 0 {
-        sustained(&sys, &c, &mut report, &account, &options).await?;
-    }
-
     // Reused aux info: further wallets of an existing group are a DKG only.
-    let group = if options.skip_cold || quick {
+    let group = if options.skip_cold || quick || options.refill_only {
         [3, 1, 2]
     } else {
         [1, 2, 3]
     };
+    if options.refill_only {
+        refill::run(&sys, &c, &mut report, &account, &group, &options).await?;
+        sys.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(report);
+    }
+
+    if options.sustained_signs > 0 {
+        sustained(&sys, &c, &mut report, &account, &options).await?;
+    }
+
     let mut reused = Vec::new();
     for _ in 0..options.keygens {
         reused.push(keygen(&c, &group).await?.1 * 1000.0);
@@ -369,6 +384,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
     report["throughput_sigs_per_s"] =
         json!(options.throughput_signs as f64 / t.elapsed().as_secs_f64());
     report["throughput_concurrency"] = json!(options.concurrency);
+
+    if options.refill_signs > 0 {
+        refill::run(&sys, &c, &mut report, &account, &group, &options).await?;
+    }
 
     // Presignatures for signer set {1, 2}, made one after another (each a
     // presign session through the router, timed to its completion), then
@@ -418,6 +437,12 @@ pub fn table(report: &Value) -> String {
         "keygen_reused_aux_ms_p50",
         "sign_full_ms_p50",
         "sign_full_ms_p99",
+        "sign_full_idle_ms_p50",
+        "sign_full_idle_ms_p95",
+        "sign_full_refill_ms_p50",
+        "sign_full_refill_ms_p95",
+        "sign_full_refill_ratio",
+        "refill_presignatures_made",
         "throughput_sigs_per_s",
         "presign_ms_p50",
         "sign_pool_ms_p50",

@@ -9,14 +9,17 @@ use party_core::primes::PrimeSet;
 use party_core::session::{AuxSource, SessionInput, SessionOutput};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::priority::{scheduler, Lane};
 use crate::{PartyState, PrimeSource};
 
-/// Fetches the input the session machine asked for. `percent` receives the
-/// progress of a prime generation.
+/// Fetches the input the session machine asked for, for a session of
+/// `lane` (a group's multiexp tables are built in it). `percent` receives
+/// the progress of a prime generation.
 pub(crate) async fn fetch(
     state: &PartyState,
     session_id: uuid::Uuid,
     request: InputRequest,
+    lane: Lane,
     percent: UnboundedSender<u8>,
 ) -> Result<SessionInput, String> {
     let store = &state.store;
@@ -52,7 +55,7 @@ pub(crate) async fn fetch(
             .map_err(|e| e.to_string())?
         {
             Some(share) => Ok(SessionInput::Share(Box::new(
-                state.tables.accelerate(share).await,
+                state.tables.accelerate(share, lane).await,
             ))),
             None => Err(format!("this party holds no share of account {account_id}")),
         },
@@ -88,6 +91,9 @@ async fn obtain_primes(
             load_test_primes(dir, *index)
         }
         PrimeSource::Generate { threads, .. } => {
+            // One prime set at a time per party: a second keygen waits here,
+            // then finds the pool restocked or generates its own.
+            let _one_set = state.prime_set.lock().await;
             // The refill pauses from here on and hands over what it found.
             let (_demand, partial) = state.demand_primes();
             if let Some(p) = state.store.take_primes().await.map_err(|e| e.to_string())? {
@@ -100,6 +106,9 @@ async fn obtain_primes(
             let threads = *threads;
             let started = std::time::Instant::now();
             let party_id = state.config.party_id.clone();
+            // A keygen waits for these: foreground work, which background
+            // steps yield to while it runs.
+            let _foreground = scheduler().foreground();
             let primes = tokio::task::spawn_blocking(move || {
                 partial.finish_parallel(threads, |done| {
                     tracing::info!(%party_id, %session_id, "safe prime {done}/4 found");

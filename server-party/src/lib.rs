@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod inputs;
+mod priority;
 mod router_guard;
 pub mod runner;
 pub mod store;
@@ -161,6 +162,9 @@ pub struct PartyState {
     pub(crate) coordinators: Endpoints,
     pub(crate) routers: Endpoints,
     pub(crate) primes: std::sync::Mutex<PrimeWork>,
+    /// Held while this party generates a prime set on demand: one set at a
+    /// time.
+    pub(crate) prime_set: tokio::sync::Mutex<()>,
     pub(crate) tables: tables::TableCache,
 }
 
@@ -241,6 +245,7 @@ impl ServerParty {
                 coordinators: Endpoints::new(&config.coordinator_urls),
                 routers: Endpoints::new(&config.router_ws_urls),
                 primes: std::sync::Mutex::new(PrimeWork::default()),
+                prime_set: tokio::sync::Mutex::new(()),
                 tables: tables::TableCache::default(),
                 config,
                 store,
@@ -303,8 +308,9 @@ impl ServerParty {
     }
 }
 
-/// Keeps `target` sealed prime sets in the pool, one prime at a time on one
-/// thread, so a new party group's aux info does not wait for primes. It
+/// Keeps `target` sealed prime sets in the pool, one prime at a time on the
+/// background executor (lowest priority, yielding to sessions a caller waits
+/// for), so a new party group's aux info does not wait for primes. It
 /// pauses while an on-demand generation runs (which takes the primes it had
 /// found), so the two never compete for the cores.
 async fn refill_prime_pool(state: Arc<PartyState>, target: usize) {
@@ -331,15 +337,22 @@ async fn refill_prime_pool(state: Arc<PartyState>, target: usize) {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        let found = tokio::task::spawn_blocking(|| {
-            let mut one = party_core::primes::PartialPrimes::default();
-            one.find_one();
-            one
-        })
-        .await;
-        let Ok(found) = found else {
-            tracing::error!(%party_id, "prime pool: generation task failed");
-            continue;
+        // Lowest priority, behind foreground work, one prime search at a
+        // time in the process (crate::priority).
+        let found = priority::scheduler()
+            .long_background(|| {
+                let mut one = party_core::primes::PartialPrimes::default();
+                one.find_one();
+                one
+            })
+            .await;
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(%party_id, error = %e, "prime pool: generation task failed");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
         };
         let full = {
             let mut w = state.prime_work();

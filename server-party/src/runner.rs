@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
+use crate::priority::{scheduler, Lane, WorkError};
 use crate::store::AdmissionError;
 use crate::{inputs, unix_now_ms, PartyState};
 
@@ -70,6 +71,7 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
         }
     };
     let kind = verified_kind;
+    let lane = Lane::of(&host.descriptor().descriptor().kind);
     let started = std::time::Instant::now();
     let party = state.config.party_id.clone();
     metrics::gauge!("mpc_party_sessions_active", "party" => party.clone()).increment(1.0);
@@ -78,6 +80,7 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
         state,
         session_id,
         host: Some(Box::new(host)),
+        lane,
         ws: None,
         attempt: 0,
         tx,
@@ -102,6 +105,9 @@ struct Shell {
     session_id: Uuid,
     /// `None` only while a protocol step runs on a blocking thread.
     host: Option<Box<PartyHost>>,
+    /// Where the session's protocol steps run: background (presign) steps
+    /// yield to foreground ones ([`crate::priority`]).
+    lane: Lane,
     ws: Option<Box<Ws>>,
     /// Number of the connection attempt in use; results of older ones are
     /// dropped.
@@ -165,17 +171,20 @@ impl Shell {
         }
     }
 
-    /// Runs a machine call that may do protocol work off the async threads.
+    /// Runs a machine call that may do protocol work off the async threads,
+    /// in the session's lane.
     async fn blocking(&mut self, f: impl FnOnce(&mut PartyHost) + Send + 'static) {
         let Some(mut host) = self.host.take() else {
             return;
         };
-        let ran = tokio::task::spawn_blocking(move || {
-            let panicked =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut host))).is_err();
-            (host, panicked)
-        })
-        .await;
+        let ran: Result<_, WorkError> = scheduler()
+            .step(self.lane, move || {
+                let panicked =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut host)))
+                        .is_err();
+                (host, panicked)
+            })
+            .await;
         match ran {
             Ok((mut host, panicked)) => {
                 if panicked {
@@ -309,10 +318,10 @@ impl Shell {
                     });
                 }
                 Action::NeedInput(request) => {
-                    let (state, tx) = (self.state.clone(), self.tx.clone());
+                    let (state, tx, lane) = (self.state.clone(), self.tx.clone(), self.lane);
                     self.tasks.spawn(async move {
                         let (ptx, mut prx) = mpsc::unbounded_channel();
-                        let fetch = inputs::fetch(&state, session_id, request, ptx);
+                        let fetch = inputs::fetch(&state, session_id, request, lane, ptx);
                         tokio::pin!(fetch);
                         let input = loop {
                             tokio::select! {

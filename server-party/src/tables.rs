@@ -13,6 +13,8 @@ use party_core::cggmp24::key_share::DirtyAuxInfo;
 use party_core::KeyShare;
 use tokio::sync::OnceCell;
 
+use crate::priority::{scheduler, Lane};
+
 /// Groups whose tables are kept (about 1 MB each for three parties).
 const CAPACITY: usize = 64;
 
@@ -46,14 +48,20 @@ impl TableCache {
         slot
     }
 
-    /// `share` with its group's tables attached, building them on first use.
-    /// Tables are an optimization: when they cannot be had, the share is
-    /// returned as it is and signing runs without them.
-    pub(crate) async fn accelerate(&self, share: KeyShare) -> KeyShare {
+    /// `share` with its group's tables attached, building them on first use
+    /// in the lane of the session that needs them (a presign's build yields
+    /// to foreground work; a foreground session that finds a background
+    /// build under way waits for it). Tables are an optimization: when they
+    /// cannot be had, the share is returned as it is and signing runs
+    /// without them.
+    pub(crate) async fn accelerate(&self, share: KeyShare, lane: Lane) -> KeyShare {
         let key = MultiexpTables::key_of(&share.aux);
         let slot = self.slot(key);
         // The aux info is copied only for the one build, not on every signing.
-        let tables = slot.get_or_init(|| build(share.aux.clone())).await.clone();
+        let tables = slot
+            .get_or_init(|| build(share.aux.clone(), lane))
+            .await
+            .clone();
         match tables {
             Some(t) => match t.attach(&share) {
                 Ok(fast) => fast,
@@ -67,10 +75,13 @@ impl TableCache {
     }
 }
 
-/// Builds a group's tables off the async threads; `None` (logged) when they
-/// cannot be had.
-async fn build(aux: DirtyAuxInfo<party_core::Level>) -> Option<Arc<MultiexpTables>> {
-    match tokio::task::spawn_blocking(move || MultiexpTables::build(&aux)).await {
+/// Builds a group's tables off the async threads, in `lane`; `None`
+/// (logged) when they cannot be had.
+async fn build(aux: DirtyAuxInfo<party_core::Level>, lane: Lane) -> Option<Arc<MultiexpTables>> {
+    match scheduler()
+        .step(lane, move || MultiexpTables::build(&aux))
+        .await
+    {
         Ok(Ok(t)) => Some(Arc::new(t)),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "multiexp tables not built; signing without");

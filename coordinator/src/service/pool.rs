@@ -3,6 +3,14 @@
 //! at most `presign_concurrency` presign sessions running over all
 //! coordinator instances, and a rest for signer sets whose sessions keep
 //! failing.
+//!
+//! Foreground before background: a signer set with a party in an open
+//! session that a caller waits for (keygen, signing, a policy change) gets
+//! no new presign session until that session ends (its end wakes the
+//! refill). The refill runs in its own task and never holds up the
+//! creation of such a session; a presign already running when one is
+//! created goes on, and the parties run its steps at the lowest priority
+//! (server-party's `priority` module).
 
 use super::ServiceError;
 use crate::store::{now, AccountParty, DeviceType};
@@ -51,6 +59,10 @@ impl Coordinator {
             return Ok(());
         }
         let mut running = self.store().running_presigns().await?;
+        if running >= max_running {
+            return Ok(());
+        }
+        let busy = self.store().parties_in_foreground().await?;
         for account in self.store().accounts(1000).await? {
             if running >= max_running {
                 return Ok(());
@@ -72,6 +84,9 @@ impl Coordinator {
             for set in subsets(&parties, usize::from(account.threshold_t)) {
                 if running >= max_running {
                     return Ok(());
+                }
+                if set.iter().any(|p| busy.contains(&p.party_id)) {
+                    continue;
                 }
                 let key = signers_key(&set);
                 let (available, in_flight) = self

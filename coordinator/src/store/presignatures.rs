@@ -107,6 +107,22 @@ impl Store {
         .get(0))
     }
 
+    /// Parties taking part in an open session that a caller waits for (any
+    /// kind but presign): the pool refill leaves their signer sets alone
+    /// until those sessions end.
+    pub async fn parties_in_foreground(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT p.party_id FROM session_participants p
+             JOIN sessions s ON s.session_id = p.session_id
+             WHERE s.status IN {OPEN} AND s.kind <> 'presign'"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
     /// Presign sessions running, over all accounts.
     pub async fn running_presigns(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query(&format!(

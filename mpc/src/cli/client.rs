@@ -179,6 +179,16 @@ pub struct BenchArgs {
     /// a time.
     #[arg(long, default_value_t = 1.0)]
     pub sustained_rate: f64,
+    /// Full signatures timed idle and then while a new account's
+    /// presignature pool refills (`sign_full_refill_ms_*`); 0 skips them.
+    #[arg(long, default_value_t = 20)]
+    pub refill_signs: usize,
+    /// Presignatures per signer set the new account's pool refills to.
+    #[arg(long, default_value_t = 5)]
+    pub refill_pool: usize,
+    /// Only the refill rows (and the wallet they need).
+    #[arg(long)]
+    pub refill_only: bool,
     /// INSECURE (test builds only): groups use the PUBLIC test aux info.
     #[command(flatten)]
     pub insecure_test_data: super::insecure::TestData,
@@ -348,6 +358,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         pool: args.pool,
         sustained_signs: args.sustained_signs,
         sustained_rate: args.sustained_rate,
+        refill_signs: args.refill_signs,
+        refill_pool: args.refill_pool,
+        refill_only: args.refill_only,
         insecure_test_aux: args.insecure_test_data.dir(),
     })
     .await?;
