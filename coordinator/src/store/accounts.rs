@@ -7,7 +7,7 @@ use party_core::identity::PartyPublicKey;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{i, now, u, u16_, Store, StoreError, Tx};
+use super::{i, u, u16_, Store, StoreError, Tx};
 
 /// A party of an account.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
