@@ -63,9 +63,7 @@ async fn report_results(t: &TestApp, sid: Uuid, fingerprints: [[u8; 32]; 3]) -> 
             policy_hash: None,
             aux_fingerprint: Some(fingerprints[pos]),
         };
-        let (status, b) = t
-            .report(&signed_report(sid, pos as u16, body, id))
-            .await;
+        let (status, b) = t.report(&signed_report(sid, pos as u16, body, id)).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{b}");
     }
     t.get(&format!("/api/v1/mpc/sessions/{sid}")).await.1
@@ -105,7 +103,11 @@ async fn concurrent_first_keygens_of_a_group_generate_aux_info_once() {
         }
     }
     assert_eq!((created.len(), refused), (1, 4), "{created:?}");
-    assert_eq!(t.count("sessions").await, 1, "nothing created for a refusal");
+    assert_eq!(
+        t.count("sessions").await,
+        1,
+        "nothing created for a refusal"
+    );
     let first = sid(&created[0]);
     let (_, s) = t.get(&format!("/api/v1/mpc/sessions/{first}")).await;
     assert_eq!(s["generates_aux_info"], true, "{s}");

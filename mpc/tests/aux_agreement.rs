@@ -198,7 +198,7 @@ async fn a_party_holding_other_aux_info_is_detected_and_its_group_refused() {
     let (a, b) = dirty.pedersen_params.split_at_mut(1);
     std::mem::swap(&mut a[0].s, &mut b[0].s);
     let planted = party_core::cggmp24::key_share::Validate::validate(dirty)
-        .ok()
+        .map_err(|e| e.into_error())
         .expect("still valid aux info");
     assert_ne!(
         party_core::aux_fingerprint::aux_fingerprint(&planted),

@@ -104,7 +104,10 @@ mod tests {
     fn same_aux_needs_the_same_secret_primes_too() {
         let (a, b) = (test_aux(3, 0), test_aux(3, 1));
         assert!(same_aux(&a, &a));
-        assert!(!same_aux(&a, &b), "another party's aux info of the same run");
+        assert!(
+            !same_aux(&a, &b),
+            "another party's aux info of the same run"
+        );
         assert!(!same_aux(&a, &test_aux(2, 0)));
     }
 

@@ -42,8 +42,8 @@ compile_error!(
 compile_error!("party-core: enable one of `backend-num-bigint` or `backend-gmp`");
 
 pub mod accel;
-pub mod aux_fingerprint;
 pub mod authz;
+pub mod aux_fingerprint;
 pub mod codec;
 pub mod descriptor;
 pub mod driver;

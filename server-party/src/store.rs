@@ -35,7 +35,10 @@ pub enum StoreError {
     #[error("the account's stored policy is not the one the change was approved under")]
     PolicyConflict,
     /// The party group already has other aux info; it is never replaced.
-    #[error("{}: this party group already holds other aux info; nothing was stored", AUX_INFO_CONFLICT)]
+    #[error(
+        "{}: this party group already holds other aux info; nothing was stored",
+        AUX_INFO_CONFLICT
+    )]
     AuxInfoConflict,
 }
 

@@ -120,8 +120,8 @@ impl Coordinator {
                     .await?,
             )
         };
-        let generate_aux = !self.config().insecure_test_aux
-            && (pending || plan == Some(AuxPlan::Generate));
+        let generate_aux =
+            !self.config().insecure_test_aux && (pending || plan == Some(AuxPlan::Generate));
         descriptor.kind = ProtocolKind::Keygen {
             generate_aux,
             policy,
@@ -134,7 +134,14 @@ impl Coordinator {
         let session_id = descriptor.session_id;
         let group = (!pending).then_some(group_id);
         let created = self
-            .start_session(owner, descriptor, None, group.clone(), generate_aux, devices)
+            .start_session(
+                owner,
+                descriptor,
+                None,
+                group.clone(),
+                generate_aux,
+                devices,
+            )
             .await;
         if let (Err(_), Some(AuxPlan::Generate), Some(group)) = (&created, plan, &group) {
             // Nothing was created: the claim goes too.

@@ -157,11 +157,7 @@ impl Coordinator {
             generated: session.generate_aux,
             fingerprint: fingerprint.as_deref(),
         });
-        if self
-            .store()
-            .complete_keygen(id, &account, group)
-            .await?
-        {
+        if self.store().complete_keygen(id, &account, group).await? {
             tracing::info!(session_id = %id, address = %account.address, "keygen completed");
             self.close_session(id);
         }

@@ -143,10 +143,7 @@ impl Store {
                 .await?
                 .and_then(|r| SessionStatus::parse(&r.get::<String, _>(0)));
             let void = now() >= until
-                || matches!(
-                    status,
-                    Some(SessionStatus::Failed | SessionStatus::Expired)
-                );
+                || matches!(status, Some(SessionStatus::Failed | SessionStatus::Expired));
             if !void {
                 if status == Some(SessionStatus::Completed) {
                     return Ok(AuxClaim::Ready);

@@ -222,7 +222,9 @@ enum Insert<'a> {
         aux_group: Option<AuxRecord<'a>>,
     },
     /// A keygen failed on different aux info: its group, inconsistent.
-    AuxInconsistent { group_id: Option<&'a str> },
+    AuxInconsistent {
+        group_id: Option<&'a str>,
+    },
     /// A completed presign session: its presignature, available.
     Presignature {
         account_id: &'a str,

@@ -60,9 +60,10 @@ impl PartyStore {
             .bind(group_id)
             .fetch_one(&mut *conn)
             .await?;
-        let stored: AuxInfo = self
-            .key
-            .open_value(self.ctx(group_id, RecordKind::AuxInfo), &row.get::<Vec<u8>, _>(0))?;
+        let stored: AuxInfo = self.key.open_value(
+            self.ctx(group_id, RecordKind::AuxInfo),
+            &row.get::<Vec<u8>, _>(0),
+        )?;
         if same_aux(&stored, aux) {
             Ok(())
         } else {

@@ -72,7 +72,10 @@ async fn a_different_aux_info_is_refused_and_the_old_one_kept(url: String) {
         .get(0);
     assert_eq!(rows, 1);
     // Another group is another row.
-    store.put_aux_info("group-b", &test_aux(2, 0)).await.unwrap();
+    store
+        .put_aux_info("group-b", &test_aux(2, 0))
+        .await
+        .unwrap();
     assert!(same_aux(
         &store.aux_info("group-b").await.unwrap().unwrap(),
         &test_aux(2, 0)
