@@ -58,7 +58,7 @@ async fn sign_and_verify(c: &Client, account: &Value, ids: &[usize]) {
         .await
         .unwrap();
     assert_eq!(created.status, 201, "{}", created.body);
-    let s = wait(c, created.body["session_id"].as_str().unwrap(), 120).await;
+    let s = wait(c, created.body["session_id"].as_str().unwrap(), 300).await;
     assert_eq!(s["status"], "completed", "{ids:?}: {s}");
     verify(
         &s["result"]["signature"],
@@ -136,7 +136,7 @@ async fn concurrent_first_keygens_of_a_group_agree_on_aux_info_and_sign() {
             sessions_before + 1,
             "nothing created for a refusal"
         );
-        let s = wait(&c, created[0]["session_id"].as_str().unwrap(), 300).await;
+        let s = wait(&c, created[0]["session_id"].as_str().unwrap(), 600).await;
         assert_eq!(s["generates_aux_info"], true, "{s}");
         let first = account_of(&c, &s).await;
         for p in pairs(ids) {
@@ -148,7 +148,7 @@ async fn concurrent_first_keygens_of_a_group_agree_on_aux_info_and_sign() {
         let mut wallets = Vec::new();
         for a in &answers {
             assert_eq!(a.status, 201, "{}", a.body);
-            let s = wait(&c, a.body["session_id"].as_str().unwrap(), 120).await;
+            let s = wait(&c, a.body["session_id"].as_str().unwrap(), 300).await;
             assert_eq!(s["generates_aux_info"], false, "{s}");
             wallets.push(account_of(&c, &s).await);
         }
