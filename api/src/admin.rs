@@ -146,6 +146,44 @@ pub struct KeyListQuery {
     pub tenant: Option<String>,
 }
 
+/// `?inconsistent=true` on `GET /admin/aux-groups`: only the party groups
+/// whose parties were found holding different aux info.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuxGroupQuery {
+    /// Only inconsistent groups.
+    #[serde(default)]
+    pub inconsistent: bool,
+}
+
+/// A party group's aux info, as the coordinator knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuxGroupView {
+    /// The party group (hex SHA-256 of its parties, ids and keys, at their
+    /// keygen indices).
+    pub group_id: String,
+    /// `ready` (aux info agreed), `generating` (a keygen holds the group's
+    /// claim) or `inconsistent` (parties reported different aux info; no
+    /// keygen of the group is created).
+    pub state: String,
+    /// The fingerprint of the aux info every party reported (hex), where
+    /// known.
+    pub fingerprint: Option<String>,
+    /// The keygen that generated the aux info, is generating it, or found
+    /// the group inconsistent.
+    pub session_id: String,
+}
+
+/// `GET /api/v1/mpc/admin/aux-groups`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuxGroupList {
+    /// Inconsistent groups first, then the others by group id.
+    pub groups: Vec<AuxGroupView>,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

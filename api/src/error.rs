@@ -122,6 +122,18 @@ pub enum ErrorCode {
     /// A policy change for an account without a policy, or whose policy
     /// changed meanwhile.
     PolicyChangeRefused,
+    /// Another keygen of the same new party group is generating the group's
+    /// aux info; `Retry-After` suggests when to try again (the group's
+    /// later keygens reuse it).
+    AuxInfoInProgress,
+    /// The parties of a keygen reported aux info of different runs (or
+    /// other than the group's recorded one): the keygen failed, no account
+    /// was created, and the party group is recorded as inconsistent.
+    AuxInfoMismatch,
+    /// The party group's parties hold different aux info (found by an
+    /// earlier keygen): no keygen of the group is created until it is
+    /// repaired.
+    AuxInfoInconsistent,
     // 410
     /// The session has ended (expired, failed or completed).
     SessionClosed,
@@ -195,7 +207,10 @@ impl ErrorCode {
             | IdentityInUse
             | IdempotencyKeyInFlight
             | SessionReplayed
-            | PolicyChangeRefused => 409,
+            | PolicyChangeRefused
+            | AuxInfoInProgress
+            | AuxInfoMismatch
+            | AuxInfoInconsistent => 409,
             SessionClosed => 410,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
@@ -240,6 +255,9 @@ impl ErrorCode {
             NotWhatWasApproved => "not_what_was_approved",
             SessionReplayed => "session_replayed",
             PolicyChangeRefused => "policy_change_refused",
+            AuxInfoInProgress => "aux_info_in_progress",
+            AuxInfoMismatch => "aux_info_mismatch",
+            AuxInfoInconsistent => "aux_info_inconsistent",
             SigningRateLimited => "signing_rate_limited",
             Unauthorized => "unauthorized",
             InvalidToken => "invalid_token",
@@ -328,6 +346,9 @@ impl ErrorCode {
         ErrorCode::IdempotencyKeyInFlight,
         ErrorCode::SessionReplayed,
         ErrorCode::PolicyChangeRefused,
+        ErrorCode::AuxInfoInProgress,
+        ErrorCode::AuxInfoMismatch,
+        ErrorCode::AuxInfoInconsistent,
         ErrorCode::SessionClosed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -396,6 +417,9 @@ mod tests {
             (ErrorCode::UnknownSession, "unknown_session", 404),
             (ErrorCode::RateLimited, "rate_limited", 429),
             (ErrorCode::TooManySessions, "too_many_sessions", 429),
+            (ErrorCode::AuxInfoInProgress, "aux_info_in_progress", 409),
+            (ErrorCode::AuxInfoMismatch, "aux_info_mismatch", 409),
+            (ErrorCode::AuxInfoInconsistent, "aux_info_inconsistent", 409),
         ];
         for (c, name, status) in pinned {
             assert_eq!((c.as_str(), c.status()), (name, status));

@@ -85,6 +85,10 @@ impl IntoResponse for AppError {
 /// `Retry-After` of `too_many_sessions`: a session takes seconds.
 const TOO_MANY_SESSIONS_RETRY_AFTER: u64 = 5;
 
+/// `Retry-After` of `aux_info_in_progress`: aux info generation takes tens
+/// of seconds (minutes when primes must be generated first).
+const AUX_INFO_IN_PROGRESS_RETRY_AFTER: u64 = 15;
+
 impl From<mpc_db::sqlx::Error> for AppError {
     fn from(e: mpc_db::sqlx::Error) -> Self {
         Self::internal(e)
@@ -94,16 +98,19 @@ impl From<mpc_db::sqlx::Error> for AppError {
 /// The service's refusal, answered with its code's status.
 impl From<ServiceError> for AppError {
     fn from(e: ServiceError) -> Self {
-        let too_many = e.code == mpc_api::error::ErrorCode::TooManySessions;
+        let retry_after = match e.code {
+            mpc_api::error::ErrorCode::TooManySessions => Some(TOO_MANY_SESSIONS_RETRY_AFTER),
+            mpc_api::error::ErrorCode::AuxInfoInProgress => Some(AUX_INFO_IN_PROGRESS_RETRY_AFTER),
+            _ => None,
+        };
         let err = Self::new(
             StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             e.code.as_str(),
             e.message,
         );
-        if too_many {
-            err.with_retry_after(TOO_MANY_SESSIONS_RETRY_AFTER)
-        } else {
-            err
+        match retry_after {
+            Some(secs) => err.with_retry_after(secs),
+            None => err,
         }
     }
 }

@@ -180,6 +180,7 @@ async fn a_keygen_fails_naming_the_party_that_reported_another_policy_hash() {
         let body = ReportBody::KeygenResult {
             public_key: pk,
             policy_hash: h,
+            aux_fingerprint: Some(common::TEST_AUX_FINGERPRINT),
         };
         let (status, b) = t
             .report(&signed_report(sid, pos as u16, body, &t.servers[pos]))

@@ -64,6 +64,7 @@ async fn reports_are_checked_against_their_session() {
     let keygen_result = || ReportBody::KeygenResult {
         public_key: random_public_key(),
         policy_hash: None,
+        aux_fingerprint: None,
     };
     let signature = || ReportBody::Signature {
         signature: a_signature(),

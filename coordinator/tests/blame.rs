@@ -176,6 +176,7 @@ async fn a_keygen_result_with_another_public_key_names_its_reporter() {
         let body = ReportBody::KeygenResult {
             public_key: pk,
             policy_hash: None,
+            aux_fingerprint: Some([0xaa; 32]),
         };
         let (status, b) = t
             .report(&signed_report(sid, pos, body, &t.servers[usize::from(pos)]))
@@ -200,6 +201,7 @@ async fn three_different_public_keys_name_nobody() {
         let body = ReportBody::KeygenResult {
             public_key: public_key(),
             policy_hash: None,
+            aux_fingerprint: Some([0xaa; 32]),
         };
         let (status, b) = t
             .report(&signed_report(sid, pos, body, &t.servers[usize::from(pos)]))

@@ -92,7 +92,15 @@ async fn keygen_completion_is_recorded_once(url: String) {
                 store.fail(id, "racing failure", None).await.unwrap()
             } else {
                 store
-                    .complete_keygen(id, &account, Some("g"))
+                    .complete_keygen(
+                        id,
+                        &account,
+                        Some(coordinator::store::AuxRecord {
+                            group_id: "g",
+                            generated: true,
+                            fingerprint: Some("ab"),
+                        }),
+                    )
                     .await
                     .unwrap()
             }
@@ -143,6 +151,7 @@ async fn party_results_are_recorded_once(url: String) {
                     &PartyResult::Keygen {
                         public_key: format!("attempt {i}"),
                         policy_hash: None,
+                        aux_fingerprint: None,
                     },
                 )
                 .await
@@ -217,6 +226,7 @@ async fn the_last_result_sees_all_results(url: String) {
                         &PartyResult::Keygen {
                             public_key: format!("p {position}"),
                             policy_hash: None,
+                            aux_fingerprint: None,
                         },
                     )
                     .await

@@ -136,6 +136,7 @@ async fn a_tenants_keygen_makes_an_account_of_that_tenant_only() {
                 party_core::wire::ReportBody::KeygenResult {
                     public_key: pk,
                     policy_hash: None,
+                    aux_fingerprint: Some(common::TEST_AUX_FINGERPRINT),
                 },
                 id,
             );

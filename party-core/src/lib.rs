@@ -6,6 +6,7 @@
 //!
 //! Layout, bottom up:
 //! - [`accel`] — multiexponentiation tables that speed up signing.
+//! - [`aux_fingerprint`] — the fingerprint of a group's shared aux info.
 //! - [`codec`] — the binary encoding (CBOR) of protocol messages and records.
 //! - [`identity`] — a party's long-term identity (Ed25519 + X25519).
 //! - [`authz`] — account policies, approval statements and the checks every
@@ -42,6 +43,7 @@ compile_error!("party-core: enable one of `backend-num-bigint` or `backend-gmp`"
 
 pub mod accel;
 pub mod authz;
+pub mod aux_fingerprint;
 pub mod codec;
 pub mod descriptor;
 pub mod driver;

@@ -199,6 +199,11 @@ pub enum ReportBody {
         /// ([`crate::authz::Policy::hash`]), hex.
         #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex32")]
         policy_hash: Option<[u8; 32]>,
+        /// Fingerprint of the aux info the new share carries
+        /// ([`crate::aux_fingerprint::aux_fingerprint`]), hex. Absent in
+        /// reports of parties older than the field.
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex32")]
+        aux_fingerprint: Option<[u8; 32]>,
     },
     /// A policy change is stored; the hash of the new policy.
     PolicyChanged {

@@ -77,9 +77,27 @@ export class NodeDevice {
     return this.wasm.openRecord(this.masterKey, this.partyId, id, kind, await readFile(path));
   }
 
-  /** Stores aux info for a party group (e.g. public test aux info). */
-  putAuxInfo(groupId, bytes) {
-    return this.#put('aux', groupId, 'aux_info', bytes);
+  /**
+   * Stores aux info for a party group (e.g. public test aux info). Stored
+   * aux info is never replaced: the same bytes again are accepted, other
+   * aux info for the group throws (code `aux_info_conflict`) and the stored
+   * one stays (a wallet made with aux info of two runs can never sign).
+   */
+  async putAuxInfo(groupId, bytes) {
+    await this.#checkAux(groupId, bytes);
+    await this.#put('aux', groupId, 'aux_info', bytes);
+  }
+
+  async #checkAux(groupId, bytes) {
+    const stored = await this.#get('aux', groupId, 'aux_info');
+    if (stored === null) return;
+    const same = Buffer.from(stored).equals(Buffer.from(bytes));
+    stored.fill(0);
+    if (!same) {
+      const e = new Error('aux_info_conflict: this party group already holds other aux info; nothing was stored');
+      e.code = 'aux_info_conflict';
+      throw e;
+    }
   }
 
   /**
@@ -123,6 +141,9 @@ export class NodeDevice {
       store: async (i, result) => {
         if (result.kind !== 'keygen') return;
         // The account id is the keygen session id.
+        // Checked first: other aux info for the group keeps nothing of
+        // this keygen.
+        if (result.aux_info) await this.#checkAux(i.group_id, result.aux_info);
         if (i.policy) await this.admission.keepPolicy(i.session_id, i.policy);
         await this.#put('shares', i.session_id, 'key_share', result.share);
         if (result.aux_info) await this.#put('aux', i.group_id, 'aux_info', result.aux_info);

@@ -1,7 +1,9 @@
 //! The party's own database of sealed records; the authorization records
-//! (policies, admissions) are in [`authz`].
+//! (policies, admissions) are in [`authz`], the never-replaced aux info in
+//! [`aux`].
 
 mod authz;
+mod aux;
 
 pub use authz::AdmissionError;
 
@@ -32,7 +34,17 @@ pub enum StoreError {
     /// The stored policy is no longer the one a change was approved under.
     #[error("the account's stored policy is not the one the change was approved under")]
     PolicyConflict,
+    /// The party group already has other aux info; it is never replaced.
+    #[error(
+        "{}: this party group already holds other aux info; nothing was stored",
+        AUX_INFO_CONFLICT
+    )]
+    AuxInfoConflict,
 }
+
+/// The stable code of [`StoreError::AuxInfoConflict`] (first word of the
+/// failure reason the party reports).
+pub const AUX_INFO_CONFLICT: &str = "aux_info_conflict";
 
 /// Sealed storage of one party.
 #[derive(Clone)]
@@ -139,16 +151,6 @@ impl PartyStore {
         .await
     }
 
-    /// Aux info of a party group, opened and validated.
-    pub async fn aux_info(&self, group_id: &str) -> Result<Option<AuxInfo>, StoreError> {
-        self.open_row(
-            "SELECT sealed FROM aux_infos WHERE group_id = $1",
-            group_id,
-            RecordKind::AuxInfo,
-        )
-        .await
-    }
-
     /// Fetches the sealed column selected by `sql` for `id` and opens it as
     /// a `kind` record of that id.
     async fn open_row<T: serde::de::DeserializeOwned>(
@@ -167,27 +169,12 @@ impl PartyStore {
         }
     }
 
-    /// Stores aux info for a group (kept if one is already there).
-    pub async fn put_aux_info(&self, group_id: &str, aux: &AuxInfo) -> Result<(), StoreError> {
-        let sealed = self
-            .key
-            .seal_value(self.ctx(group_id, RecordKind::AuxInfo), aux)?;
-        sqlx::query(
-            "INSERT INTO aux_infos (group_id, sealed, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (group_id) DO NOTHING",
-        )
-        .bind(group_id)
-        .bind(sealed)
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Stores a finished keygen in one transaction: the share, the account's
     /// policy when the keygen descriptor has one, and the aux info when it
     /// was generated in that session. Nothing is written before the keygen
-    /// finished, so no half-made share exists.
+    /// finished, so no half-made share exists; a group that already holds
+    /// other aux info refuses the new one ([`StoreError::AuxInfoConflict`])
+    /// and nothing of the keygen is kept.
     pub async fn put_keygen_result(
         &self,
         account_id: &str,
@@ -206,14 +193,6 @@ impl PartyStore {
         let sealed_share = self
             .key
             .seal_value(self.ctx(account_id, RecordKind::KeyShare), share)?;
-        let sealed_aux = match new_aux {
-            Some((group, aux)) => Some((
-                group,
-                self.key
-                    .seal_value(self.ctx(group, RecordKind::AuxInfo), aux)?,
-            )),
-            None => None,
-        };
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO key_shares (account_id, public_key, sealed, created_at) VALUES ($1, $2, $3, $4)")
             .bind(account_id)
@@ -233,16 +212,10 @@ impl PartyStore {
             .execute(&mut *tx)
             .await?;
         }
-        if let Some((group, sealed)) = sealed_aux {
-            sqlx::query(
-                "INSERT INTO aux_infos (group_id, sealed, created_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (group_id) DO UPDATE SET sealed = excluded.sealed, created_at = excluded.created_at",
-            )
-            .bind(group)
-            .bind(sealed)
-            .bind(now())
-            .execute(&mut *tx)
-            .await?;
+        if let Some((group, aux)) = new_aux {
+            // Never replaced: a different aux info for the group fails the
+            // whole keygen (the transaction rolls back, no share is kept).
+            self.insert_aux(&mut tx, group, aux).await?;
         }
         tx.commit().await?;
         Ok(())

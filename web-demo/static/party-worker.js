@@ -66,6 +66,19 @@ self.onmessage = async (ev) => {
       // Sealed before the result is reported.
       store: async (i, r) => {
         if (r.kind !== 'keygen') return;
+        // Stored aux info is never replaced (a wallet made with aux info of
+        // two runs can never sign): other aux info for the group keeps
+        // nothing of this keygen.
+        if (r.aux_info) {
+          const stored = await store.getSecret(partyId, 'aux_info', i.group_id);
+          const same = stored !== null && stored.length === r.aux_info.length && stored.every((b, k) => b === r.aux_info[k]);
+          stored?.fill(0);
+          if (stored !== null && !same) {
+            const e = new Error('aux_info_conflict: this party group already holds other aux info; nothing was stored');
+            e.code = 'aux_info_conflict';
+            throw e;
+          }
+        }
         if (i.policy) await store.keepPolicy(i.session_id, i.policy);
         await store.putSecret(partyId, 'key_share', i.session_id, r.share);
         if (r.aux_info) await store.putSecret(partyId, 'aux_info', i.group_id, r.aux_info);

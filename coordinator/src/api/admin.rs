@@ -1,10 +1,12 @@
 //! The admin API (`admin` scope): `POST /admin/keys`, `GET /admin/keys`,
-//! `DELETE /admin/keys/{id}`.
+//! `DELETE /admin/keys/{id}`, `GET /admin/aux-groups`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use mpc_api::admin::{ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView, KeyListQuery};
+use mpc_api::admin::{
+    ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView, AuxGroupList, AuxGroupQuery, KeyListQuery,
+};
 use mpc_api::error::ErrorBody;
 
 use crate::auth::Caller;
@@ -75,4 +77,28 @@ pub(super) async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Json<ApiKeyView>, AppError> {
     Ok(Json(c.revoke_key(&caller, &id).await?))
+}
+
+/// The party groups' aux info (operator keys only: admin keys of the
+/// default tenant; groups are shared by tenants): `ready` with the
+/// fingerprint every party reported, `generating`, or `inconsistent` (a
+/// keygen found the group's parties holding different aux info; no keygen
+/// of the group is created).
+#[utoipa::path(get, path = "/api/v1/mpc/admin/aux-groups", tag = "admin",
+    params(AuxGroupQuery),
+    responses(
+        (status = 200, description = "Party groups, inconsistent ones first", body = AuxGroupList),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, or not an operator key (admin scope, default tenant)", body = ErrorBody),
+        (status = 429, description = "Over the key's request rate", body = ErrorBody),
+        (status = 503, description = "Not ready", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn aux_groups(
+    State(c): State<Coordinator>,
+    Extension(caller): Extension<Caller>,
+    StrictQuery(q): StrictQuery<AuxGroupQuery>,
+) -> Result<Json<AuxGroupList>, AppError> {
+    Ok(Json(c.aux_groups(&caller, q.inconsistent).await?))
 }

@@ -6,7 +6,7 @@
 //!   each route needs a scope of the key, and sees only the key's tenant):
 //!   [`sessions`] (keygen, sign, session status, waits, `Idempotency-Key`),
 //!   [`accounts`], [`policy`] (policy changes, approval statements),
-//!   [`admin`] (API keys).
+//!   [`admin`] (API keys, party groups' aux info).
 //! - Device join `/api/v1/mpc/sessions/{id}/join` (join token + identity
 //!   signature) and the internal API under `/internal/v1` (party reports are
 //!   authenticated by the party's signature, party registration by the
@@ -72,6 +72,10 @@ pub fn app(c: Coordinator) -> Router {
         .route(
             "/api/v1/mpc/admin/keys/{id}",
             scoped(Scope::Admin, delete(admin::revoke_key)),
+        )
+        .route(
+            "/api/v1/mpc/admin/aux-groups",
+            scoped(Scope::Admin, get(admin::aux_groups)),
         )
         .route(
             "/api/v1/mpc/accounts/{id}/policy",

@@ -28,6 +28,7 @@ use crate::Coordinator;
         super::admin::create_key,
         super::admin::list_keys,
         super::admin::revoke_key,
+        super::admin::aux_groups,
         super::policy::change_policy,
         super::policy::statement,
         super::parties::device_join,
@@ -45,7 +46,7 @@ use crate::Coordinator;
         (name = "sessions", description = "Key generation and signing sessions"),
         (name = "accounts", description = "Distributed keys"),
         (name = "devices", description = "Browser and device parties"),
-        (name = "admin", description = "API keys: tenants, scopes, revocation"),
+        (name = "admin", description = "API keys: tenants, scopes, revocation; party groups' aux info"),
         (name = "service", description = "Health, readiness, metrics"),
     )
 )]

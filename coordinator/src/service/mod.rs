@@ -3,6 +3,8 @@
 //! turns it into a response with the code's status.
 //!
 //! - [`create`] — request validation and creation of every session kind.
+//! - [`aux`] — aux-info agreement: one aux generation per party group,
+//!   keygens complete only on agreeing fingerprints.
 //! - [`launch`] — router registration and the server parties' invitations.
 //! - [`reports`] — applying party reports, checked against their session.
 //! - [`results`] — completing sessions once the parties' results agree.
@@ -16,6 +18,7 @@
 //! - [`policy`] — policy-change sessions and the statement endpoint.
 
 pub mod authz;
+pub mod aux;
 pub mod create;
 pub mod descriptors;
 pub mod devices;

@@ -159,6 +159,7 @@ impl Coordinator {
             ReportBody::KeygenResult {
                 public_key,
                 policy_hash,
+                aux_fingerprint,
             } => {
                 // Every party must have stored the descriptor's policy (or
                 // none): a party that reports another hash fails the keygen,
@@ -187,6 +188,7 @@ impl Coordinator {
                         &PartyResult::Keygen {
                             public_key: hex::encode(public_key),
                             policy_hash: policy_hash.map(hex::encode),
+                            aux_fingerprint: aux_fingerprint.map(hex::encode),
                         },
                     )
                     .await?;

@@ -1,6 +1,6 @@
 //! Completing sessions from their parties' results: a keygen once every
-//! party reported the same public key and the descriptor's policy hash
-//! (the account inserted with it), a signing once every signer reported the
+//! party reported the same public key, the descriptor's policy hash and the
+//! same aux info fingerprint (the account inserted with it), a signing once every signer reported the
 //! same signature and it verifies under the account key, a policy change
 //! once every party stored the new policy (the account's policy replaced).
 
@@ -8,8 +8,9 @@ use mpc_api::rest::{SessionResult, Signature};
 use party_core::descriptor::{SessionKind as ProtocolKind, SignedDescriptor};
 use party_core::signature::{ethereum_address, RecoverableSignature};
 
+use super::aux::Agreement;
 use super::ServiceError;
-use crate::store::{now, Account, AccountParty, PartyResult, SessionRow};
+use crate::store::{now, Account, AccountParty, AuxRecord, PartyResult, SessionRow};
 use crate::Coordinator;
 
 /// The signature in every form callers use.
@@ -136,6 +137,25 @@ impl Coordinator {
             self.fail_session(id, &reason, blamed.as_deref()).await?;
             return Ok(());
         }
+        // Every party's new share must carry the same aux info, the
+        // group's recorded one if it has one ([`super::aux`]).
+        let fingerprint = match self
+            .aux_agreement(session.group_id.as_deref(), &results)
+            .await?
+        {
+            Agreement::Agreed(f) => f,
+            Agreement::Mismatch(reason) => {
+                if self
+                    .store()
+                    .fail_aux_mismatch(id, &reason, session.group_id.as_deref())
+                    .await?
+                {
+                    tracing::warn!(session_id = %id, group_id = ?session.group_id, %reason, "keygen failed: aux info mismatch; party group recorded as inconsistent");
+                    self.close_session(id);
+                }
+                return Ok(());
+            }
+        };
         let pk = hex::decode(first).map_err(ServiceError::internal)?;
         let Ok(address) = ethereum_address(&pk) else {
             self.store()
@@ -167,15 +187,12 @@ impl Coordinator {
             created_at: now(),
             policy,
         };
-        let group = session
-            .generate_aux
-            .then(|| session.group_id.clone())
-            .flatten();
-        if self
-            .store()
-            .complete_keygen(id, &account, group.as_deref())
-            .await?
-        {
+        let group = session.group_id.as_deref().map(|group_id| AuxRecord {
+            group_id,
+            generated: session.generate_aux,
+            fingerprint: fingerprint.as_deref(),
+        });
+        if self.store().complete_keygen(id, &account, group).await? {
             tracing::info!(session_id = %id, address = %account.address, "keygen completed");
             self.close_session(id);
         }

@@ -7,7 +7,7 @@ use party_core::identity::PartyPublicKey;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{i, now, u, u16_, Store, StoreError, Tx};
+use super::{i, u, u16_, Store, StoreError, Tx};
 
 /// A party of an account.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -136,14 +136,12 @@ fn account_from_row(r: &AnyRow) -> Result<Account, StoreError> {
     })
 }
 
-/// Inserts a keygen's account, in the tenant of its keygen session, and its
-/// party group if the keygen (session `id`) generated the group's aux info,
+/// Inserts a keygen's account, in the tenant of its keygen session `id`,
 /// inside the caller's transaction.
 pub(super) async fn insert_account(
     tx: &mut Tx<'_>,
     id: Uuid,
     account: &Account,
-    aux_group: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     let policy = account.policy.as_ref().map(policy_text).transpose()?;
     let policy_hash = account.policy.as_ref().map(|p| hex::encode(p.hash()));
@@ -164,14 +162,6 @@ pub(super) async fn insert_account(
     .bind(id.to_string())
     .execute(&mut **tx)
     .await?;
-    if let Some(group) = aux_group {
-        sqlx::query("INSERT INTO aux_groups (group_id, session_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (group_id) DO NOTHING")
-            .bind(group)
-            .bind(id.to_string())
-            .bind(i(now()))
-            .execute(&mut **tx)
-            .await?;
-    }
     Ok(())
 }
 

@@ -12,6 +12,8 @@
 //!   per-key request windows of the rate limit.
 //! - [`parties`] — registered parties and aux-info party groups.
 //! - [`accounts`] — accounts (distributed keys).
+//! - [`aux`] — aux-info agreement: the exclusive claim on a group's aux
+//!   generation, agreed fingerprints, inconsistent groups.
 //! - [`sessions`] — sessions, participants, joins, progress, party results.
 //! - [`outcomes`] — the terminal states, each written once.
 //! - [`blame`] — failure reports kept as evidence; who is named and when.
@@ -25,6 +27,7 @@
 //! columns hold their stable names.
 
 pub mod accounts;
+pub mod aux;
 pub mod blame;
 pub mod devices;
 pub mod events;
@@ -42,6 +45,7 @@ use mpc_db::{Db, Migrations};
 use uuid::Uuid;
 
 pub use accounts::{Account, AccountParty};
+pub use aux::{AuxClaim, AuxGroupRow, AuxGroupState, AuxRecord};
 pub use devices::{DeviceSlot, DeviceSlotRow};
 pub use keys::{hash_api_key, ApiKeyRecord};
 pub use mpc_api::rest::{DeviceType, SessionKind, SessionStatus};

@@ -9,17 +9,20 @@ use uuid::Uuid;
 use party_core::authz::Policy;
 
 use super::accounts::{insert_account, replace_policy};
+use super::aux::{record_aux_group, record_inconsistent, AuxRecord};
 use super::events::event;
 use super::{i, now, Account, SessionStatus, Store, StoreError, Tx, OPEN};
 
 impl Store {
-    /// Completes a keygen: inserts the account and marks the session completed,
-    /// once. Returns whether this call did it.
+    /// Completes a keygen: inserts the account, records its party group's
+    /// aux info (the group's row if this keygen generated it, the agreed
+    /// fingerprint) and marks the session completed, once. Returns whether
+    /// this call did it.
     pub async fn complete_keygen(
         &self,
         id: Uuid,
         account: &Account,
-        generate_aux_group: Option<&str>,
+        aux_group: Option<AuxRecord<'_>>,
     ) -> Result<bool, StoreError> {
         let result = SessionResult {
             account_id: Some(account.account_id.clone()),
@@ -33,10 +36,7 @@ impl Store {
                 result: &result,
                 account_id: Some(&account.account_id),
             },
-            Insert::Account {
-                account,
-                aux_group: generate_aux_group,
-            },
+            Insert::Account { account, aux_group },
         )
         .await
     }
@@ -119,6 +119,25 @@ impl Store {
         self.close_one(id, how, Insert::Nothing).await
     }
 
+    /// Fails a keygen whose parties reported different aux info
+    /// fingerprints (code `aux_info_mismatch`) and records its party group
+    /// as inconsistent, in one transaction, once. Returns whether this call
+    /// did it.
+    pub async fn fail_aux_mismatch(
+        &self,
+        id: Uuid,
+        reason: &str,
+        group_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let how = Close::Failed {
+            reason,
+            blamed: None,
+            code: Some(mpc_api::error::ErrorCode::AuxInfoMismatch.as_str()),
+        };
+        self.close_one(id, how, Insert::AuxInconsistent { group_id })
+            .await
+    }
+
     /// Fails a session a party refused before it started, with the stable
     /// `code` of the refusal, once. Returns whether this call did it.
     pub async fn fail_refused(
@@ -196,11 +215,15 @@ impl Store {
 /// What a session's outcome adds, in the transaction that closes it.
 enum Insert<'a> {
     Nothing,
-    /// A completed keygen: the account, and the party group if this keygen
-    /// generated its aux info.
+    /// A completed keygen: the account, and what it tells about its party
+    /// group's aux info.
     Account {
         account: &'a Account,
-        aux_group: Option<&'a str>,
+        aux_group: Option<AuxRecord<'a>>,
+    },
+    /// A keygen failed on different aux info: its group, inconsistent.
+    AuxInconsistent {
+        group_id: Option<&'a str>,
     },
     /// A completed presign session: its presignature, available.
     Presignature {
@@ -219,8 +242,16 @@ impl Insert<'_> {
         match self {
             Insert::Nothing => Ok(()),
             Insert::Account { account, aux_group } => {
-                insert_account(tx, id, account, aux_group).await
+                insert_account(tx, id, account).await?;
+                match aux_group {
+                    Some(group) => record_aux_group(tx, id, &group).await,
+                    None => Ok(()),
+                }
             }
+            Insert::AuxInconsistent { group_id } => match group_id {
+                Some(group) => record_inconsistent(tx, id, group).await,
+                None => Ok(()),
+            },
             Insert::Presignature {
                 account_id,
                 signers,

@@ -62,13 +62,17 @@ pub struct SessionRow {
 #[serde(untagged)]
 pub enum PartyResult {
     /// `{"public_key": hex}` (keygen), with `"policy_hash": hex` when the
-    /// keygen fixed a policy.
+    /// keygen fixed a policy and `"aux_fingerprint": hex` when the party
+    /// reported it.
     Keygen {
         /// Compressed SEC1 public key, hex.
         public_key: String,
         /// The reported hash of the stored policy, hex.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         policy_hash: Option<String>,
+        /// The reported fingerprint of the share's aux info, hex.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        aux_fingerprint: Option<String>,
     },
     /// `{"signature": {r, s, v}, "valid": bool}` (sign).
     Signature {
@@ -456,6 +460,7 @@ mod tests {
                 json_text(&PartyResult::Keygen {
                     public_key: "02ab".into(),
                     policy_hash: None,
+                    aux_fingerprint: None,
                 })
                 .unwrap(),
                 json!({ "public_key": "02ab" }).to_string(),
@@ -536,6 +541,12 @@ mod tests {
             PartyResult::Keygen {
                 public_key: "02ab".into(),
                 policy_hash: Some("cd".into()),
+                aux_fingerprint: None,
+            },
+            PartyResult::Keygen {
+                public_key: "02ab".into(),
+                policy_hash: None,
+                aux_fingerprint: Some("ef".into()),
             },
             PartyResult::PolicyChanged {
                 policy_hash: "cd".into(),

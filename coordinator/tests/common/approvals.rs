@@ -152,6 +152,7 @@ impl TestApp {
             let body = ReportBody::KeygenResult {
                 public_key: pk,
                 policy_hash: Some(p.hash()),
+                aux_fingerprint: Some(super::TEST_AUX_FINGERPRINT),
             };
             let (status, b) = self.report(&signed_report(sid, pos as u16, body, id)).await;
             assert_eq!(status, StatusCode::NO_CONTENT, "{b}");

@@ -23,6 +23,8 @@ use uuid::Uuid;
 
 pub const API_KEY: &str = "mpc_app_test_key";
 pub const INTERNAL: &str = "app-test-internal-token";
+/// The aux info fingerprint the fake parties report (all the same).
+pub const TEST_AUX_FINGERPRINT: [u8; 32] = [0xa5; 32];
 
 pub struct TestApp {
     pub c: Coordinator,
@@ -220,6 +222,7 @@ impl TestApp {
                 ReportBody::KeygenResult {
                     public_key: pk,
                     policy_hash: None,
+                    aux_fingerprint: Some(TEST_AUX_FINGERPRINT),
                 },
                 id,
             );

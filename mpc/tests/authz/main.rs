@@ -191,6 +191,7 @@ async fn keygen(w: &World, policy: &Policy) -> (String, [u8; 33], SessionDescrip
         [ReportBody::KeygenResult {
             public_key,
             policy_hash,
+            ..
         }] => {
             assert_eq!(*policy_hash, Some(policy.hash()), "policy hash reported");
             *public_key

@@ -494,8 +494,11 @@ impl PartyHost {
         }
         if let Some(output) = pump.output.take() {
             let body = match &output {
-                SessionOutput::Keygen { public_key, .. } => ReportBody::KeygenResult {
+                SessionOutput::Keygen {
+                    public_key, share, ..
+                } => ReportBody::KeygenResult {
                     public_key: *public_key,
+                    aux_fingerprint: Some(crate::aux_fingerprint::aux_fingerprint(&share.aux)),
                     policy_hash: match &self.descriptor.descriptor().kind {
                         SessionKind::Keygen {
                             policy: Some(p), ..
