@@ -154,6 +154,10 @@ pub enum ErrorCode {
     NotReady,
     /// No router answered.
     RouterUnavailable,
+    /// A session failed because the router observed a party's connection
+    /// close and not come back within its grace period (the router's
+    /// observation, not a protocol verdict against the party).
+    PartyDisconnected,
     /// Shared state (Redis) did not answer.
     Unavailable,
 }
@@ -202,7 +206,7 @@ impl ErrorCode {
             UnsupportedDeviceType | IdempotencyKeyReused => 422,
             RateLimited | TooManySessions | SigningRateLimited => 429,
             Internal => 500,
-            NotReady | RouterUnavailable | Unavailable => 503,
+            NotReady | RouterUnavailable | PartyDisconnected | Unavailable => 503,
         }
     }
 
@@ -268,6 +272,7 @@ impl ErrorCode {
             Internal => "internal",
             NotReady => "not_ready",
             RouterUnavailable => "router_unavailable",
+            PartyDisconnected => "party_disconnected",
             Unavailable => "unavailable",
         }
     }
@@ -337,6 +342,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::NotReady,
         ErrorCode::RouterUnavailable,
+        ErrorCode::PartyDisconnected,
         ErrorCode::Unavailable,
     ];
 }

@@ -136,6 +136,7 @@ impl Coordinator {
             .generate_aux
             .then(|| session.group_id.clone())
             .flatten();
+        crate::kill_point::reached("coordinator:completing");
         if self
             .store()
             .complete_keygen(id, &account, group.as_deref())
@@ -214,6 +215,7 @@ impl Coordinator {
             signature: Some(signature_view(&sig)),
             ..SessionResult::default()
         };
+        crate::kill_point::reached("coordinator:completing");
         if self.store().complete(id, &result).await? {
             tracing::info!(session_id = %id, "signing completed");
             self.close_session(id);
