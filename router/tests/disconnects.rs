@@ -11,7 +11,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{on_both_backends, TestBackend, TestRouter, TestSession, INTERNAL_TOKEN};
-use futures_util::SinkExt as _;
 use mpc_api::router::{Disconnect, Disconnects, DISCONNECTS_PATH};
 use router::RouterConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
