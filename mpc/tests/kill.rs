@@ -605,20 +605,30 @@ const fn coordinator(name: &'static str, trigger: Trigger) -> Point {
     }
 }
 
-/// Every round of each protocol (as the party's progress counts them), on
-/// either party, and the coordinator's steps.
+/// Every round of each protocol as cggmp24's tracer counts them (keygen 5
+/// with the reliability check, full signing 7, presigning 5, online signing
+/// 1), on either party, and the coordinator's steps. Round `r` is reached
+/// once the messages of the rounds before it are out; the first step of a
+/// protocol sends round 1's messages and begins round 2, so `X:1` and `X:2`
+/// stop a party at nearly the same place.
 const MATRIX: &[Point] = &[
     party("keygen:1", 2, Trigger::Keygen),
     party("keygen:2", 1, Trigger::Keygen),
     party("keygen:3", 2, Trigger::Keygen),
     party("keygen:4", 1, Trigger::Keygen),
-    party("sign:1", 2, Trigger::Sign),
-    party("sign:2", 1, Trigger::Sign),
-    party("sign:3", 2, Trigger::Sign),
-    party("sign:4", 1, Trigger::Sign),
+    party("keygen:5", 2, Trigger::Keygen),
+    party("sign:1", 1, Trigger::Sign),
+    party("sign:2", 2, Trigger::Sign),
+    party("sign:3", 1, Trigger::Sign),
+    party("sign:4", 2, Trigger::Sign),
+    party("sign:5", 1, Trigger::Sign),
+    party("sign:6", 2, Trigger::Sign),
+    party("sign:7", 1, Trigger::Sign),
     party("presign:1", 2, Trigger::Presign),
     party("presign:2", 1, Trigger::Presign),
     party("presign:3", 2, Trigger::Presign),
+    party("presign:4", 1, Trigger::Presign),
+    party("presign:5", 2, Trigger::Presign),
     party("online_sign:1", 2, Trigger::Online),
     coordinator("coordinator:created", Trigger::Keygen),
     coordinator("coordinator:report", Trigger::Sign),

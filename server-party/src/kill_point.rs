@@ -5,9 +5,11 @@
 //! it reaches the point named by the environment variable
 //! `MPC_TEST_KILL_AT`. A server party's points are `{stage}:{round}`:
 //! `aux_info`, `keygen`, `sign`, `presign` or `online_sign` and the 1-based
-//! round, reached when the session's protocol reports that round begun
-//! (after the messages of the step that began it were handed to the
-//! socket).
+//! round as cggmp24's tracer counts them, reached when the session's
+//! protocol begins that round, after the messages of the step that began
+//! it were handed to the socket (a step sends round `r`'s messages and
+//! begins round `r + 1`; the first step also begins round 1, so `X:1` and
+//! `X:2` are reached in the same step).
 //!
 //! Without the feature [`reached_round`] does nothing and reads nothing.
 

@@ -258,7 +258,7 @@ impl Shell {
                     code: CloseCode::Normal,
                     reason: "".into(),
                 };
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, Ws::close(&mut ws, Some(frame))).await;
             });
         }
     }

@@ -244,6 +244,13 @@ impl PartySession {
             let frame = self.channel.seal_broadcast(Stage::Online, &payload)?;
             let mut pump = Pump {
                 frames: vec![frame],
+                // The one round: the partial signature is out.
+                progress: vec![crate::driver::Progress {
+                    stage: Stage::Online,
+                    round: 1,
+                    detail: Some("partial signature"),
+                    finished: false,
+                }],
                 ..Pump::default()
             };
             self.try_combine(&mut pump)?;
