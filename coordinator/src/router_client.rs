@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mpc_api::router::{
-    session_path, Disconnects, InviteRequest, ParticipantSlot, RegisterSession,
-    DISCONNECTS_PATH, INTERNAL_TOKEN_HEADER, INVITATIONS_PATH, SESSIONS_PATH,
+    session_path, Disconnects, InviteRequest, ParticipantSlot, RegisterSession, DISCONNECTS_PATH,
+    INTERNAL_TOKEN_HEADER, INVITATIONS_PATH, SESSIONS_PATH,
 };
 use party_core::identity::PartyPublicKey;
 use party_core::wire::Invitation;

@@ -26,9 +26,8 @@ use axum::routing::{delete, get, post};
 use axum::Json;
 use mpc_api::error::{ErrorBody, ErrorCode};
 use mpc_api::router::{
-    Disconnects, DisconnectsQuery, InviteRequest, InviteResponse, ParticipantSlot,
-    RegisterSession, SessionRegistered, DISCONNECTS_PATH, INTERNAL_TOKEN_HEADER, INVITATIONS_PATH,
-    SESSIONS_PATH,
+    Disconnects, DisconnectsQuery, InviteRequest, InviteResponse, ParticipantSlot, RegisterSession,
+    SessionRegistered, DISCONNECTS_PATH, INTERNAL_TOKEN_HEADER, INVITATIONS_PATH, SESSIONS_PATH,
 };
 use party_core::descriptor::MAX_PARTIES;
 use party_core::identity::PartyPublicKey;

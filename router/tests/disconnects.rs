@@ -85,7 +85,10 @@ async fn a_dropped_party_is_reported_after_the_grace_period(backend: TestBackend
     let dropped = Instant::now();
     drop(c1);
     let n = first_notice(&r, &start, &[s.session_id]).await;
-    assert!(dropped.elapsed() >= GRACE, "reported before the grace period");
+    assert!(
+        dropped.elapsed() >= GRACE,
+        "reported before the grace period"
+    );
     assert_eq!((n.session_id, n.position), (s.session_id, 1));
     assert_eq!(n.grace_ms, 300);
     assert!(n.left_at_ms > 0);
@@ -126,7 +129,10 @@ async fn a_normal_close_is_not_reported(backend: TestBackend) {
     c1.expect_closed().await;
     drop(c0);
     let n = first_notice(&r, &start, &[s.session_id]).await;
-    assert_eq!(n.position, 0, "a party that left with a normal close was reported");
+    assert_eq!(
+        n.position, 0,
+        "a party that left with a normal close was reported"
+    );
 }
 
 async fn a_closed_session_reports_nothing(backend: TestBackend) {

@@ -21,7 +21,10 @@ pub const KILL_AT_ENV: &str = "MPC_TEST_KILL_AT";
 #[cfg(feature = "test-kill-points")]
 pub(crate) fn reached_round(stage: &str, round: u16) {
     static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let Some(at) = AT.get_or_init(|| std::env::var(KILL_AT_ENV).ok()).as_deref() else {
+    let Some(at) = AT
+        .get_or_init(|| std::env::var(KILL_AT_ENV).ok())
+        .as_deref()
+    else {
         return;
     };
     if at.split_once(':') == Some((stage, &round.to_string())) {

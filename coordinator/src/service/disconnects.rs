@@ -78,10 +78,7 @@ impl Coordinator {
             return Ok(false);
         }
         let participants = self.store().participants(id).await?;
-        let Some(party) = participants
-            .iter()
-            .find(|p| p.position == notice.position)
-        else {
+        let Some(party) = participants.iter().find(|p| p.position == notice.position) else {
             return Ok(false);
         };
         if party.result.is_some() {
