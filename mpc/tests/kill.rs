@@ -253,7 +253,7 @@ impl Topology {
             ],
         );
         let mut parties = Vec::new();
-        for k in 1..=2usize {
+        for (k, url) in urls.iter().enumerate().skip(1) {
             let mk = dir.join(format!("party-{k}.key"));
             std::fs::write(&mk, MasterKey::generate().to_hex().as_str()).unwrap();
             parties.push(Proc::new(
@@ -264,7 +264,7 @@ impl Topology {
                     s("--party-id"),
                     format!("server-party-{k}"),
                     s("--database-url"),
-                    urls[k].clone(),
+                    url.clone(),
                     s("--master-key-file"),
                     mk.display().to_string(),
                     s("--coordinator-url"),
