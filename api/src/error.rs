@@ -166,6 +166,10 @@ pub enum ErrorCode {
     NotReady,
     /// No router answered.
     RouterUnavailable,
+    /// A session failed because the router observed a party's connection
+    /// close and not come back within its grace period (the router's
+    /// observation, not a protocol verdict against the party).
+    PartyDisconnected,
     /// Shared state (Redis) did not answer.
     Unavailable,
 }
@@ -217,7 +221,7 @@ impl ErrorCode {
             UnsupportedDeviceType | IdempotencyKeyReused => 422,
             RateLimited | TooManySessions | SigningRateLimited => 429,
             Internal => 500,
-            NotReady | RouterUnavailable | Unavailable => 503,
+            NotReady | RouterUnavailable | PartyDisconnected | Unavailable => 503,
         }
     }
 
@@ -286,6 +290,7 @@ impl ErrorCode {
             Internal => "internal",
             NotReady => "not_ready",
             RouterUnavailable => "router_unavailable",
+            PartyDisconnected => "party_disconnected",
             Unavailable => "unavailable",
         }
     }
@@ -358,6 +363,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::NotReady,
         ErrorCode::RouterUnavailable,
+        ErrorCode::PartyDisconnected,
         ErrorCode::Unavailable,
     ];
 }

@@ -410,7 +410,9 @@ pub struct SessionFailure {
     pub blamed_party: Option<String>,
     /// The stable code of a party's refusal (e.g. `approval_quorum_not_met`,
     /// `request_id_reused`, `session_replayed`), when a party refused the
-    /// session before it started.
+    /// session before it started; `party_disconnected` when the router
+    /// observed a party leave and not come back within its grace period
+    /// (the reason names the party and its position; nobody is blamed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<crate::error::ErrorCode>,
     /// The parties' failure reports, kept as evidence (each is its sender's

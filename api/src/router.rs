@@ -9,6 +9,7 @@
 //! | `POST /internal/v1/sessions` | [`RegisterSession`] | 201 [`SessionRegistered`] (200 for the same registration of an open session again) |
 //! | `DELETE /internal/v1/sessions/{id}` | — | 204, no body |
 //! | `POST /internal/v1/invitations` | [`InviteRequest`] | 202 [`InviteResponse`] |
+//! | `GET /internal/v1/disconnects?after=&wait_ms=` | — | 200 [`Disconnects`] (a long poll) |
 //!
 //! Errors: 400 `bad_request` (malformed body or field), 401 `unauthorized`
 //! (missing or wrong token), 404 `unknown_session` (`DELETE` of a session the
@@ -35,6 +36,13 @@ pub const SESSIONS_PATH: &str = "/internal/v1/sessions";
 
 /// `POST`: delivers or queues an invitation.
 pub const INVITATIONS_PATH: &str = "/internal/v1/invitations";
+
+/// `GET`: the parties that left a session and did not come back within the
+/// router's grace period (a long poll; query [`DisconnectsQuery`]).
+pub const DISCONNECTS_PATH: &str = "/internal/v1/disconnects";
+
+/// Longest `wait_ms` of a [`DisconnectsQuery`]: 30 s.
+pub const MAX_DISCONNECTS_WAIT_MS: u64 = 30_000;
 
 /// `DELETE`: ends a session.
 pub fn session_path(session_id: Uuid) -> String {
@@ -95,6 +103,49 @@ pub struct InviteResponse {
     /// right away; false when it was queued for the party's next connection
     /// (or dropped, past its deadline).
     pub delivered: bool,
+}
+
+/// Query of `GET /internal/v1/disconnects`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisconnectsQuery {
+    /// The `cursor` of the previous answer; absent: only what happens from
+    /// now on. A cursor of another router (a memory-backed router that
+    /// restarted) returns every notice the router still holds.
+    pub after: Option<String>,
+    /// How long to wait for a notice when there is none yet, at most
+    /// [`MAX_DISCONNECTS_WAIT_MS`]; 0 answers at once.
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// 200 answer of `GET /internal/v1/disconnects`: what the router observed.
+/// A router is trusted for availability only: a notice is its observation
+/// (a connection closed without a normal close and no new one for the
+/// position within the grace period), not evidence against the party.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Disconnects {
+    /// Pass as `after` to get the notices that follow these.
+    pub cursor: String,
+    /// In the order the router recorded them.
+    pub disconnects: Vec<Disconnect>,
+}
+
+/// One party that left a session: its connection closed without a normal
+/// WebSocket close and no connection for its position came back within
+/// `grace_ms`, while the session was still open at the router.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Disconnect {
+    /// The session.
+    pub session_id: Uuid,
+    /// The party's position in the session (the descriptor's order).
+    pub position: u16,
+    /// When its connection closed, Unix milliseconds.
+    pub left_at_ms: u64,
+    /// The grace period the router waited, milliseconds.
+    pub grace_ms: u64,
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub mod config;
 pub mod error;
 pub mod fake_router;
 pub mod idempotency;
+pub mod kill_point;
 mod metrics;
 pub mod router_client;
 pub mod service;
@@ -236,7 +237,8 @@ impl Coordinator {
     }
 
     /// Serves the API on `listener` until `shutdown` resolves; runs the
-    /// deadline sweeper meanwhile.
+    /// deadline sweeper, the presignature refill and the router's disconnect
+    /// feed meanwhile.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -268,8 +270,9 @@ impl Coordinator {
                 }
             })
         };
-        let refiller = tokio::spawn(self.clone().refill_loop(stop_rx));
+        let refiller = tokio::spawn(self.clone().refill_loop(stop_rx.clone()));
         let recorder = tokio::spawn(self.clone().record_ended_sessions());
+        let disconnects = tokio::spawn(self.clone().watch_disconnects(stop_rx.clone()));
         let app = self
             .app()
             .merge(extra)
@@ -283,6 +286,7 @@ impl Coordinator {
         sweeper.abort();
         refiller.abort();
         recorder.abort();
+        disconnects.abort();
         result
     }
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mpc_api::router::{
-    session_path, InviteRequest, ParticipantSlot, RegisterSession, INTERNAL_TOKEN_HEADER,
-    INVITATIONS_PATH, SESSIONS_PATH,
+    session_path, Disconnects, InviteRequest, ParticipantSlot, RegisterSession, DISCONNECTS_PATH,
+    INTERNAL_TOKEN_HEADER, INVITATIONS_PATH, SESSIONS_PATH,
 };
 use party_core::identity::PartyPublicKey;
 use party_core::wire::Invitation;
@@ -55,6 +55,10 @@ pub enum RouterError {
 /// What a [`RouterApi`] call returns.
 pub type RouterFuture<'a> = Pin<Box<dyn Future<Output = Result<(), RouterError>> + Send + 'a>>;
 
+/// What [`RouterApi::disconnects`] returns.
+pub type DisconnectsFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Disconnects, RouterError>> + Send + 'a>>;
+
 /// The router as the coordinator's service layer sees it.
 pub trait RouterApi: Send + Sync + std::fmt::Debug {
     /// Registers a session's slots.
@@ -74,6 +78,20 @@ pub trait RouterApi: Send + Sync + std::fmt::Debug {
 
     /// Tells the router a session ended (best effort, in the background).
     fn close_session(&self, session_id: Uuid);
+
+    /// The parties the router recorded as disconnected after `after` (a
+    /// cursor it returned; `None`: from now on), waiting up to `wait` for
+    /// one. A router that reports none (the default, e.g. a fake) answers
+    /// after `wait` with nothing.
+    fn disconnects<'a>(&'a self, after: Option<&'a str>, wait: Duration) -> DisconnectsFuture<'a> {
+        Box::pin(async move {
+            tokio::time::sleep(wait).await;
+            Ok(Disconnects {
+                cursor: after.unwrap_or_default().to_string(),
+                disconnects: Vec::new(),
+            })
+        })
+    }
 }
 
 impl RouterApi for RouterClient {
@@ -98,6 +116,10 @@ impl RouterApi for RouterClient {
 
     fn close_session(&self, session_id: Uuid) {
         RouterClient::close_session(self, session_id);
+    }
+
+    fn disconnects<'a>(&'a self, after: Option<&'a str>, wait: Duration) -> DisconnectsFuture<'a> {
+        Box::pin(RouterClient::disconnects(self, after, wait))
     }
 }
 
@@ -188,6 +210,53 @@ impl RouterClient {
             invitation,
         };
         self.post(INVITATIONS_PATH, &body).await
+    }
+
+    /// `GET /internal/v1/disconnects`, a long poll of up to `wait`, on the
+    /// instance that last answered (the next one when it fails). With Redis
+    /// every instance serves the same feed, so a cursor is good on any.
+    pub async fn disconnects(
+        &self,
+        after: Option<&str>,
+        wait: Duration,
+    ) -> Result<Disconnects, RouterError> {
+        let n = self.bases.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        let mut query = vec![("wait_ms", wait_ms.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_string()));
+        }
+        let mut last = RouterError::Unreachable("no router configured".into());
+        for k in 0..n {
+            let i = (start + k) % n;
+            let Some(base) = self.bases.get(i) else {
+                continue;
+            };
+            let sent = self
+                .http
+                .get(format!("{base}{DISCONNECTS_PATH}"))
+                .query(&query)
+                .header(INTERNAL_TOKEN_HEADER, &self.token)
+                .timeout(wait + Duration::from_secs(10))
+                .send()
+                .await;
+            match sent {
+                Ok(resp) if resp.status().is_success() => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return resp
+                        .json::<Disconnects>()
+                        .await
+                        .map_err(|e| RouterError::Unreachable(e.without_url().to_string()));
+                }
+                Ok(resp) if resp.status().is_client_error() => {
+                    return Err(RouterError::Refused(resp.status().as_u16()));
+                }
+                Ok(resp) => last = RouterError::Refused(resp.status().as_u16()),
+                Err(e) => last = RouterError::Unreachable(e.without_url().to_string()),
+            }
+        }
+        Err(last)
     }
 
     /// Tells the router a session ended (best effort, in the background).

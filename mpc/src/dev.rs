@@ -55,6 +55,9 @@ pub struct DevOptions {
     pub party_database_urls: Vec<String>,
     /// Redis for the router's state; `None`: in memory.
     pub redis_url: Option<String>,
+    /// How long a party whose session connection dropped has to come back
+    /// before its session fails (`party_disconnected`).
+    pub disconnect_grace: Duration,
     /// Presignatures kept ready per signer set of each account (0: none;
     /// `new` starts with none, `mpc dev` sets `--presign-pool`).
     pub presign_pool: usize,
@@ -87,6 +90,7 @@ impl DevOptions {
             coordinator_database_url: None,
             party_database_urls: Vec::new(),
             redis_url: None,
+            disconnect_grace: router::config::DEFAULT_DISCONNECT_GRACE,
             presign_pool: 0,
             presign_concurrency: coordinator::config::DEFAULT_PRESIGN_CONCURRENCY,
             demo_root: None,
@@ -216,6 +220,7 @@ impl DevSystem {
         let router_internal_url = format!("http://{}", router_listeners.internal.local_addr()?);
         let mut router_config = router::RouterConfig::new(router_token.clone());
         router_config.redis_url = options.redis_url.clone();
+        router_config.disconnect_grace = options.disconnect_grace;
         let router = router::Router::new(router_config)?;
         let r = router.clone();
         let router_service = Service::spawn(move |rx| async move {

@@ -126,7 +126,9 @@ export async function runDeviceSession(o) {
       const old = ws;
       ws = null;
       if (old) {
-        try { old.close(); } catch { /* closing anyway */ }
+        // A normal close (1000) tells the router the party left on purpose;
+        // any other end of the connection is watched for a disconnect.
+        try { old.close(1000); } catch { /* closing anyway */ }
       }
     };
     const end = (fn) => {

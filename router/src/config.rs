@@ -11,6 +11,9 @@ pub const DEFAULT_MAX_SESSION_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on open connections to the public listener.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default time a party whose session connection dropped has to come back
+/// before the router reports it disconnected: 3 s.
+pub const DEFAULT_DISCONNECT_GRACE: Duration = Duration::from_secs(3);
 
 /// Router settings. `Debug` does not print the internal token.
 #[derive(Clone)]
@@ -35,6 +38,12 @@ pub struct RouterConfig {
     /// Redis URL: session state shared by every router instance using it.
     /// `None` keeps state in this process (one instance, `mpc dev`).
     pub redis_url: Option<String>,
+    /// How long a joined party's session connection that closed without a
+    /// normal WebSocket close (code 1000) may stay away before the router
+    /// records it as disconnected for the coordinators
+    /// (`GET /internal/v1/disconnects`). A reconnect within it, to any
+    /// instance, records nothing.
+    pub disconnect_grace: Duration,
 }
 
 impl RouterConfig {
@@ -47,6 +56,7 @@ impl RouterConfig {
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             redis_url: None,
+            disconnect_grace: DEFAULT_DISCONNECT_GRACE,
         }
     }
 }
@@ -60,6 +70,7 @@ impl fmt::Debug for RouterConfig {
             .field("max_session_bytes", &self.max_session_bytes)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("redis", &self.redis_url.is_some())
+            .field("disconnect_grace", &self.disconnect_grace)
             .finish()
     }
 }

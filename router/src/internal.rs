@@ -13,18 +13,21 @@
 //!   expired), for 7 days past its deadline on either backend.
 //! - `DELETE /internal/v1/sessions/{id}`: end a session.
 //! - `POST /internal/v1/invitations`: deliver or queue an invitation.
+//! - `GET /internal/v1/disconnects?after=&wait_ms=`: the parties recorded
+//!   as disconnected (see `crate::departures`), a long poll.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use axum::Json;
 use mpc_api::error::{ErrorBody, ErrorCode};
 use mpc_api::router::{
-    InviteRequest, InviteResponse, ParticipantSlot, RegisterSession, SessionRegistered,
-    INTERNAL_TOKEN_HEADER, INVITATIONS_PATH, SESSIONS_PATH,
+    Disconnects, DisconnectsQuery, InviteRequest, InviteResponse, ParticipantSlot, RegisterSession,
+    SessionRegistered, DISCONNECTS_PATH, INTERNAL_TOKEN_HEADER, INVITATIONS_PATH, SESSIONS_PATH,
 };
 use party_core::descriptor::MAX_PARTIES;
 use party_core::identity::PartyPublicKey;
@@ -75,6 +78,7 @@ pub(crate) fn routes(router: Router) -> axum::Router<Router> {
         .route(SESSIONS_PATH, post(register_session))
         .route(&format!("{SESSIONS_PATH}/{{id}}"), delete(close_session))
         .route(INVITATIONS_PATH, post(invite))
+        .route(DISCONNECTS_PATH, get(disconnects))
         .route_layer(middleware::from_fn_with_state(router, require_token))
 }
 
@@ -231,4 +235,17 @@ async fn invite(
         .map_err(unavailable)?;
     tracing::info!(%session_id, delivered, "invitation received");
     Ok((StatusCode::ACCEPTED, Json(InviteResponse { delivered })))
+}
+
+async fn disconnects(
+    State(router): State<Router>,
+    query: Result<Query<DisconnectsQuery>, QueryRejection>,
+) -> Result<Json<Disconnects>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+    let wait = crate::departures::poll_wait(q.wait_ms);
+    let mut stop = router.shutdown_signal();
+    tokio::select! {
+        r = router.backend().disconnects(q.after, wait) => r.map(Json).map_err(unavailable),
+        _ = crate::stopped(&mut stop) => Err(ApiError::new(ErrorCode::Unavailable, "the router is shutting down")),
+    }
 }

@@ -21,6 +21,9 @@
 //!   are relayed, control connections and invitation deadlines.
 //! - `conn`: the handle through which state reaches a connection task.
 //! - `ws`: `GET /ws`, the challenge handshake and the frame loop.
+//! - `departures`: a party whose session connection ended abruptly and did
+//!   not come back within the grace period is recorded for the
+//!   coordinators' disconnect feed.
 //! - `internal`: the internal HTTP API the coordinator calls
 //!   (`/internal/v1/...`, authenticated by `X-Internal-Token`, the
 //!   coordinators' own credential; types in `mpc_api::router`).
@@ -37,6 +40,7 @@
 mod backend;
 pub mod config;
 mod conn;
+mod departures;
 mod internal;
 mod listener;
 mod metrics;

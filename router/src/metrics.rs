@@ -16,6 +16,7 @@
 //! | `mpc_router_join_refusals_total` | counter | `reason` (the refusal's code) |
 //! | `mpc_router_registrations_refused_total` | counter | `reason`: `conflict`, `session_closed` |
 //! | `mpc_router_connections_refused_total` | counter | `reason`: `cap`, `pre_auth_limit` |
+//! | `mpc_router_disconnects_total` | counter | |
 
 use axum::response::IntoResponse;
 use mpc_telemetry::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
@@ -30,6 +31,7 @@ const SESSIONS_EXPIRED: &str = "mpc_router_sessions_expired_total";
 const JOIN_REFUSALS: &str = "mpc_router_join_refusals_total";
 const REGISTRATIONS_REFUSED: &str = "mpc_router_registrations_refused_total";
 const CONNECTIONS_REFUSED: &str = "mpc_router_connections_refused_total";
+const DISCONNECTS: &str = "mpc_router_disconnects_total";
 
 /// Installs the process-wide recorder (so nothing recorded before the first
 /// scrape is lost) and describes the series.
@@ -53,6 +55,10 @@ pub(crate) fn init() {
         "Sessions this instance ended at their deadline"
     );
     describe_counter!(JOIN_REFUSALS, "Session joins refused, by reason");
+    describe_counter!(
+        DISCONNECTS,
+        "Parties recorded as disconnected (gone past the grace period)"
+    );
     describe_counter!(
         REGISTRATIONS_REFUSED,
         "Session registrations refused: the id is open with other slots, or closed"
@@ -134,4 +140,8 @@ pub(crate) fn registration_refused(reason: &'static str) {
 
 pub(crate) fn connection_refused(reason: &'static str) {
     counter!(CONNECTIONS_REFUSED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn disconnect_recorded() {
+    counter!(DISCONNECTS).increment(1);
 }

@@ -204,12 +204,15 @@ async fn session_connection(
     let position = joined.position;
     let _open = OpenConnection::new(ConnKind::Session);
     info!(%session_id, position, identity = ?join.identity, "party joined");
-    pump(&mut socket, &mut rx, &mut stop, |frame| {
+    let end = pump(&mut socket, &mut rx, &mut stop, |frame| {
         on_frame(&router, session_id, joined, conn_id, frame)
     })
     .await;
     router.backend().leave(session_id, position, conn_id);
-    info!(%session_id, position, "party connection ended");
+    info!(%session_id, position, ?end, "party connection ended");
+    if end == End::Dropped {
+        crate::departures::watch(router, session_id, position, conn_id);
+    }
 }
 
 /// Relays a frame from `joined`'s position, or drops it with a log line.
@@ -279,12 +282,25 @@ async fn control_connection(
         .await;
     let _open = OpenConnection::new(ConnKind::Control);
     info!(%party_id, ?identity, delivered, "control connection registered");
-    pump(&mut socket, &mut rx, &mut stop, |_| async {
+    let _ = pump(&mut socket, &mut rx, &mut stop, |_| async {
         debug!(%party_id, "binary message on a control connection ignored");
     })
     .await;
     router.backend().detach_control(&identity.ed25519, conn_id);
     info!(%party_id, "control connection ended");
+}
+
+/// How a connection's frame loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The router ended it: the session closed, the connection was replaced,
+    /// or the router is shutting down.
+    ByRouter,
+    /// The client closed it with a normal close (1000): it left on purpose.
+    Left,
+    /// Anything else: the socket failed or went away, or the client closed
+    /// with another code. A party that does not come back is reported.
+    Dropped,
 }
 
 /// Moves messages between the socket and the outbound queue until either side
@@ -294,7 +310,8 @@ async fn pump<F, Fut>(
     rx: &mut mpsc::UnboundedReceiver<Outbound>,
     stop: &mut watch::Receiver<bool>,
     mut on_binary: F,
-) where
+) -> End
+where
     F: FnMut(Bytes) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
@@ -305,23 +322,30 @@ async fn pump<F, Fut>(
                     Some(Outbound::Text(text)) => Message::Text(text.into()),
                     Some(Outbound::Binary(frame)) => Message::Binary(frame),
                     // The state dropped this connection: closed or replaced.
-                    None => return close(socket, close_code::NORMAL).await,
+                    None => {
+                        close(socket, close_code::NORMAL).await;
+                        return End::ByRouter;
+                    }
                 };
                 if socket.send(msg).await.is_err() {
-                    return;
+                    return End::Dropped;
                 }
             }
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Binary(frame))) => on_binary(frame).await,
                 Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) => {
+                Some(Ok(Message::Close(frame))) => {
                     // Flush the close reply tungstenite queued.
                     let _ = socket.close().await;
-                    return;
+                    let normal = frame.is_some_and(|f| f.code == close_code::NORMAL);
+                    return if normal { End::Left } else { End::Dropped };
                 }
-                Some(Err(_)) | None => return,
+                Some(Err(_)) | None => return End::Dropped,
             },
-            _ = stopped(stop) => return close(socket, close_code::AWAY).await,
+            _ = stopped(stop) => {
+                close(socket, close_code::AWAY).await;
+                return End::ByRouter;
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod inputs;
+pub mod kill_point;
 mod priority;
 mod router_guard;
 pub mod runner;

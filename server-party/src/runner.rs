@@ -11,6 +11,8 @@ use party_core::authz::Policy;
 use party_core::host::{Action, HostConfig, Outcome, PartyHost};
 use party_core::wire::Invitation;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
@@ -23,6 +25,8 @@ type Ws =
 
 /// How long opening a router connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a normal close may take before the connection is just dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Results of the shell's background work, fed to the machine.
 enum Event {
@@ -138,6 +142,7 @@ impl Shell {
     async fn run(mut self) -> &'static str {
         loop {
             if let Some(outcome) = self.execute().await {
+                self.close_ws();
                 return outcome;
             }
             while self.tasks.try_join_next().is_some() {}
@@ -252,6 +257,21 @@ impl Shell {
         }
     }
 
+    /// Drops the session connection with a normal close (1000), which tells
+    /// the router the party left on purpose (an abrupt end is watched as a
+    /// possible disconnect). The close is sent in the background, briefly.
+    fn close_ws(&mut self) {
+        if let Some(mut ws) = self.ws.take() {
+            tokio::spawn(async move {
+                let frame = CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "".into(),
+                };
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, Ws::close(&mut ws, Some(frame))).await;
+            });
+        }
+    }
+
     async fn send(&mut self, msg: Message) {
         let Some(ws) = self.ws.as_mut() else {
             // Lost already: the machine resends after the rejoin.
@@ -336,7 +356,7 @@ impl Shell {
                     });
                 }
                 Action::Connect { url, .. } => {
-                    self.ws = None;
+                    self.close_ws();
                     self.attempt += 1;
                     let (attempt, tx) = (self.attempt, self.tx.clone());
                     self.tasks.spawn(async move {
@@ -362,7 +382,7 @@ impl Shell {
                 Action::SendFrame(f) => self.send(Message::binary(f)).await,
                 Action::CloseConnection => {
                     self.attempt += 1;
-                    self.ws = None;
+                    self.close_ws();
                 }
                 Action::RouterFailed { router } => self.state.routers.failed(router),
                 Action::Joined { router, rejoin } => {
@@ -371,6 +391,7 @@ impl Shell {
                 }
                 Action::Progress(p) => {
                     tracing::debug!(%party_id, %session_id, stage = %p.stage, round = p.round, "progress");
+                    crate::kill_point::reached_round(&p.stage, p.round);
                 }
                 Action::FrameDropped(reason) => {
                     tracing::debug!(%party_id, %session_id, %reason, "frame dropped");

@@ -33,6 +33,7 @@ impl Coordinator {
         token_hashes: &[[u8; 32]],
         server_tokens: &[Option<String>],
     ) -> Result<(), ServiceError> {
+        crate::kill_point::reached("coordinator:created");
         let signed = Arc::new(signed);
         let session_id = signed.descriptor.session_id;
         self.descriptors().insert(session_id, signed.clone());

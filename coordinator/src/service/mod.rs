@@ -10,6 +10,8 @@
 //! - [`results`] — completing sessions once the parties' results agree.
 //! - [`pool`] — the presignature refill policy.
 //! - [`devices`] — the device join and the launch of pending keygens.
+//! - [`disconnects`] — sessions failed early on the router's disconnect
+//!   notices.
 //! - [`keys`] — API keys of the admin API (tenants, scopes, revocation).
 //! - [`descriptors`] — the bounded cache of parsed signed descriptors.
 //! - [`validate`] — request validation shared by the above.
@@ -22,6 +24,7 @@ pub mod aux;
 pub mod create;
 pub mod descriptors;
 pub mod devices;
+pub mod disconnects;
 pub mod keys;
 pub mod launch;
 pub mod policy;

@@ -137,6 +137,12 @@ impl Coordinator {
         if session.status.is_terminal() && !late_failure {
             return Ok(());
         }
+        let is_result = matches!(
+            report.body,
+            ReportBody::KeygenResult { .. }
+                | ReportBody::Signature { .. }
+                | ReportBody::PresignatureStored
+        );
         match report.body {
             ReportBody::Joined => self.store().mark_joined(id, pos).await?,
             ReportBody::Progress {
@@ -210,6 +216,7 @@ impl Coordinator {
                     )
                     .await?;
                 if session.kind == SessionKind::Presign && results.iter().all(Option::is_some) {
+                    crate::kill_point::reached("coordinator:completing");
                     let account_id = session.account_id.clone().unwrap_or_default();
                     let signers = session.group_id.clone().unwrap_or_default();
                     if self
@@ -264,6 +271,11 @@ impl Coordinator {
                 self.on_policy_changed(&session, &descriptor, participant, pos, policy_hash)
                     .await?;
             }
+        }
+        if is_result {
+            // Reached by the first result of a session too (the others not
+            // in yet), before the party hears back.
+            crate::kill_point::reached("coordinator:report");
         }
         Ok(())
     }

@@ -192,6 +192,7 @@ impl Coordinator {
             generated: session.generate_aux,
             fingerprint: fingerprint.as_deref(),
         });
+        crate::kill_point::reached("coordinator:completing");
         if self.store().complete_keygen(id, &account, group).await? {
             tracing::info!(session_id = %id, address = %account.address, "keygen completed");
             self.close_session(id);
@@ -266,6 +267,7 @@ impl Coordinator {
             signature: Some(signature_view(&sig)),
             ..SessionResult::default()
         };
+        crate::kill_point::reached("coordinator:completing");
         if self.store().complete(id, &result).await? {
             tracing::info!(session_id = %id, "signing completed");
             self.close_session(id);

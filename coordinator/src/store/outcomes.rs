@@ -138,8 +138,9 @@ impl Store {
             .await
     }
 
-    /// Fails a session a party refused before it started, with the stable
-    /// `code` of the refusal, once. Returns whether this call did it.
+    /// Fails a session with a stable `code` (a party's refusal before it
+    /// started, or `party_disconnected`), blaming nobody, once. Returns
+    /// whether this call did it.
     pub async fn fail_refused(
         &self,
         id: Uuid,

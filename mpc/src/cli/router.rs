@@ -34,7 +34,15 @@ pub struct RouterArgs {
     /// the same Redis. Without it, state stays in this process.
     #[arg(long, env = "MPC_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Milliseconds a joined party whose session connection dropped (no
+    /// normal close) has to come back before the router reports it to the
+    /// coordinators, which then fail its session (`party_disconnected`).
+    #[arg(long, env = "MPC_ROUTER_DISCONNECT_GRACE_MS", default_value_t = DEFAULT_GRACE_MS)]
+    pub disconnect_grace_ms: u64,
 }
+
+/// The default of `--disconnect-grace-ms`.
+const DEFAULT_GRACE_MS: u64 = 3_000;
 
 impl RouterArgs {
     /// The router's configuration.
@@ -50,6 +58,7 @@ impl RouterArgs {
         let mut config = RouterConfig::new(self.internal_token);
         config.max_connections = self.max_connections;
         config.redis_url = self.redis_url;
+        config.disconnect_grace = std::time::Duration::from_millis(self.disconnect_grace_ms);
         Ok(config)
     }
 }

@@ -489,7 +489,10 @@ impl PartyHost {
             self.sent.push(frame.clone());
             self.actions.push_back(Action::SendFrame(frame));
         }
-        if let Some(p) = pump.progress.last() {
+        // Every round that began in this step, in order (a step that
+        // sends round r's messages also begins round r + 1): each is one
+        // progress report and one place a test kill point can name.
+        for p in std::mem::take(&mut pump.progress) {
             self.progress(p.stage.name().to_string(), p.round, None, p.detail);
         }
         if let Some(output) = pump.output.take() {

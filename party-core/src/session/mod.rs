@@ -252,6 +252,13 @@ impl PartySession {
             })?;
             let mut pump = Pump {
                 frames: self.seal_online(payload)?,
+                // The one round: the partial signature is out.
+                progress: vec![crate::driver::Progress {
+                    stage: Stage::Online,
+                    round: 1,
+                    detail: Some("partial signature"),
+                    finished: false,
+                }],
                 ..Pump::default()
             };
             self.try_combine(&mut pump)?;

@@ -16,7 +16,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::body::Bytes;
+use mpc_api::router::{Disconnect, Disconnects};
 use party_core::envelope::BROADCAST;
 use party_core::identity::PartyPublicKey;
 use party_core::wire::Invitation;
@@ -132,6 +135,29 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Forgets a connection that ended, unless it was already replaced.
     fn leave(&self, session_id: Uuid, position: u16, conn_id: u64);
+
+    /// Whether `position` of an open session has come back since its
+    /// connection `conn_id` ended: `Some(true)` if another connection holds
+    /// the position now (on any instance), `Some(false)` if none does,
+    /// `None` if the session is closed, past its deadline or unknown.
+    fn came_back(
+        &self,
+        session_id: Uuid,
+        position: u16,
+        conn_id: u64,
+    ) -> BoxFuture<'_, Result<Option<bool>, BackendError>>;
+
+    /// Appends a disconnect notice to the feed coordinators read (shared by
+    /// every instance in Redis).
+    fn record_disconnect(&self, notice: Disconnect) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// The notices after `after` (a cursor this backend returned; `None`:
+    /// only those recorded from now on), waiting up to `wait` for one.
+    fn disconnects(
+        &self,
+        after: Option<String>,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Disconnects, BackendError>>;
 
     /// Ends a session: `SessionClosed` to its connections (on every
     /// instance), log and slots dropped. False if it was unknown (or, in

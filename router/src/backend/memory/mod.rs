@@ -8,18 +8,22 @@
 //! method does its work before returning a ready future.
 
 mod control;
+mod disconnects;
 mod seen;
 
 use std::collections::HashMap;
 use std::future::ready;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
+use mpc_api::router::{Disconnect, Disconnects};
 use party_core::identity::PartyPublicKey;
 use party_core::wire::{Invitation, RouterToClient};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use self::control::ControlRegistry;
+use self::disconnects::Feed;
 use self::seen::SeenIds;
 use super::{
     registration_digest, AppendError, Backend, BackendError, BoxFuture, FrameTap, LogEntry,
@@ -70,6 +74,7 @@ struct Sessions {
 pub(crate) struct MemoryBackend {
     sessions: Mutex<Sessions>,
     control: Mutex<ControlRegistry>,
+    disconnects: Feed,
 }
 
 impl MemoryBackend {
@@ -265,6 +270,35 @@ impl Backend for MemoryBackend {
                 slot.conn = None;
             }
         }
+    }
+
+    fn came_back(
+        &self,
+        session_id: Uuid,
+        position: u16,
+        conn_id: u64,
+    ) -> BoxFuture<'_, Result<Option<bool>, BackendError>> {
+        let now = crate::now_unix();
+        let back = self
+            .sessions()
+            .get(&session_id)
+            .filter(|s| now < s.expires_at)
+            .and_then(|s| s.slots.get(usize::from(position)))
+            .map(|slot| slot.conn.as_ref().is_some_and(|c| c.id != conn_id));
+        Box::pin(ready(Ok(back)))
+    }
+
+    fn record_disconnect(&self, notice: Disconnect) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.disconnects.push(notice);
+        Box::pin(ready(Ok(())))
+    }
+
+    fn disconnects(
+        &self,
+        after: Option<String>,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Disconnects, BackendError>> {
+        Box::pin(async move { Ok(self.disconnects.read(after, wait).await) })
     }
 
     fn close(&self, session_id: Uuid) -> BoxFuture<'_, Result<bool, BackendError>> {

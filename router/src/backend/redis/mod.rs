@@ -12,13 +12,17 @@
 //!   frame. It is the buffer late joiners and reconnecting parties replay.
 //! - `mpc:s:{sid}:bytes` — bytes in the log, for the per-session limit.
 //! - `mpc:inv:{key}` — invitations queued for a party (a list).
+//! - `mpc:s:{sid}:live` — which connection (instance, id) holds each
+//!   position, and `mpc:disconnects`, the disconnect feed (see
+//!   [`disconnects`]).
 //! - `mpc:seen:{sid}` — set with the registration and kept 7 days past the
 //!   session's other keys: the id was used, so it is never registered again
 //!   (by any instance) once the session has closed.
 //!
 //! Pub/sub tells instances when to look: `mpc:n:{sid}` (new frames),
 //! `mpc:c:{sid}` (session closed), `mpc:r:{sid}` (a position's connection
-//! moved), `mpc:i:{key}` (invitation queued). Each live connection has a
+//! moved), `mpc:i:{key}` (invitation queued), `mpc:d:all` (a disconnect
+//! recorded). Each live connection has a
 //! forwarder task that reads the log after the last entry it delivered, so a
 //! missed notification only delays a frame (forwarders also look every
 //! second), never loses or repeats one.
@@ -27,6 +31,7 @@
 //! module the connection to Redis, the notices and the [`Backend`] impl.
 
 mod control;
+mod disconnects;
 mod sessions;
 
 use std::collections::HashMap;
@@ -34,6 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use mpc_api::router::{Disconnect, Disconnects};
 use party_core::identity::PartyPublicKey;
 use party_core::wire::Invitation;
 use redis::aio::ConnectionManager;
@@ -93,6 +99,8 @@ struct Inner {
     /// Identifies this instance in ownership notices.
     instance: String,
     local: Mutex<Local>,
+    /// Wakes the disconnect polls of this instance (`mpc:d:all`).
+    disconnect_added: Notify,
 }
 
 fn session_key(sid: Uuid) -> String {
@@ -125,6 +133,7 @@ impl RedisBackend {
                     hex::encode(id)
                 },
                 local: Mutex::new(Local::default()),
+                disconnect_added: Notify::new(),
             }),
         })
     }
@@ -229,6 +238,7 @@ impl Inner {
                     self.on_moved(sid, payload);
                 }
             }
+            "d" => self.disconnect_added.notify_waiters(),
             "i" => {
                 if let Ok(key) = <[u8; 32]>::try_from(hex::decode(id).unwrap_or_default()) {
                     if self.local().controls.contains_key(&key) {
@@ -312,6 +322,27 @@ impl Backend for RedisBackend {
 
     fn leave(&self, session_id: Uuid, position: u16, conn_id: u64) {
         self.inner.leave(session_id, position, conn_id);
+    }
+
+    fn came_back(
+        &self,
+        session_id: Uuid,
+        position: u16,
+        conn_id: u64,
+    ) -> BoxFuture<'_, Result<Option<bool>, BackendError>> {
+        Box::pin(self.inner.came_back(session_id, position, conn_id))
+    }
+
+    fn record_disconnect(&self, notice: Disconnect) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move { self.inner.record_disconnect(&notice).await })
+    }
+
+    fn disconnects(
+        &self,
+        after: Option<String>,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Disconnects, BackendError>> {
+        Box::pin(self.inner.disconnects(after, wait))
     }
 
     fn close(&self, session_id: Uuid) -> BoxFuture<'_, Result<bool, BackendError>> {

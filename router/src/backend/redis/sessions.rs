@@ -198,6 +198,8 @@ impl Inner {
         };
         // Other instances drop an older connection of this position.
         let published = async {
+            self.mark_live(session_id, position, conn_id, shape.expires_at)
+                .await?;
             let mut con = self.con()?;
             let owner = format!("{position}:{}:{conn_id}", self.instance);
             let _: i64 = con.publish(format!("mpc:r:{session_id}"), owner).await?;
@@ -404,6 +406,7 @@ impl Inner {
                 format!("{base}:bind"),
                 format!("{base}:f"),
                 format!("{base}:bytes"),
+                format!("{base}:live"),
             ])
             .await?;
         let _: i64 = con.publish(format!("mpc:c:{session_id}"), "").await?;
