@@ -181,10 +181,20 @@ async fn sqlite_and_postgres_schemas_mean_the_same() {
     let pg = Db::open(&pg_url, MIGRATIONS, WAIT).await.unwrap();
     let a = read_schema(sqlite.pool(), Backend::Sqlite).await.unwrap();
     let b = read_schema(pg.pool(), Backend::Postgres).await.unwrap();
-    assert!(
-        a.contains_key("key_shares") && a.contains_key("policies"),
-        "{a:?}"
-    );
+    // What is compared was really read, on both.
+    for s in [&a, &b] {
+        assert_eq!(
+            s["approved_requests"].primary_key,
+            ["account_id", "request_id"]
+        );
+        assert!(s["approved_requests"]
+            .indexes
+            .iter()
+            .any(|(name, _)| name == "approved_requests_rate"));
+        assert!(s["primes"].columns["id"].auto);
+        assert_eq!(s["key_shares"].columns["sealed"].class, "bytes");
+        assert!(s["policies"].columns["admissions"].has_default);
+    }
     let diff = differences(&a, &b);
     assert!(
         diff.is_empty(),
