@@ -80,6 +80,92 @@ fn every_target_has_a_fuzz_binary() {
     }
 }
 
+fn seed(target: &str, name: &str) -> Vec<u8> {
+    std::fs::read(corpus_dir().join(target).join(format!("seed-{name}"))).unwrap()
+}
+
+/// The seeds are real encodings that pass each target's first checks, so
+/// the fuzzer starts from inside the decoders, not at their front door.
+#[test]
+fn seeds_reach_past_the_first_checks() {
+    use fuzz_targets::network::pieces;
+    use party_core::descriptor::SignedDescriptor;
+    use party_core::seal::RecordContext;
+    // A peer's session key and a signed broadcast open.
+    let frames = seed("envelope_frame", "key-then-broadcast");
+    let mut ch0 = fixed::channel(0);
+    for f in pieces(&frames) {
+        ch0.open(f).unwrap();
+    }
+    // Real DKG messages are accepted by the driver.
+    let eid = fixed::keygen_descriptor().execution_id();
+    let mut dkg = driver::keygen(&eid, 0, 2, fixed::PARTIES);
+    dkg.run().unwrap();
+    let msgs = seed("protocol_message", "dkg-round1");
+    for m in pieces(&msgs) {
+        dkg.handle(1 + u16::from(m[0] & 1), m[0] & 2 != 0, &m[1..])
+            .unwrap();
+        dkg.run().unwrap();
+    }
+    // The approved descriptor verifies and passes the policy.
+    let signed: SignedDescriptor =
+        serde_json::from_slice(&seed("descriptor_json", "sign-approved")).unwrap();
+    let coordinator = fixed::coordinator().unwrap().public();
+    let verified = signed.verify(&coordinator).unwrap();
+    assert!(
+        party_core::authz::authorize(verified.descriptor(), &policy().unwrap(), 1_900_000_000)
+            .unwrap()
+            .is_some()
+    );
+    // The handshake's signature and the reports' signatures verify.
+    let hello: ClientToRouter = serde_json::from_slice(&seed("router_hello", "join")).unwrap();
+    let ClientToRouter::JoinSession {
+        session_id,
+        identity,
+        signature,
+        ..
+    } = hello
+    else {
+        panic!("a join");
+    };
+    party_core::identity::verify_ed25519(
+        &identity.ed25519,
+        &join_message(&[7; 32], &session_id),
+        &signature,
+    )
+    .unwrap();
+    for name in ["joined", "keygen", "signature", "failed"] {
+        let r: SignedReport = serde_json::from_slice(&seed("report_json", name)).unwrap();
+        r.verify(&fixed::identity(1).public()).unwrap();
+    }
+    // The sealed records open under the fixed key for their row.
+    let key = fixed::master_key().unwrap();
+    for name in [
+        "key-share",
+        "aux-info",
+        "primes",
+        "presignature",
+        "identity",
+        "policy",
+    ] {
+        let data = seed("sealed_record", name);
+        let parts = pieces(&data[1..]);
+        let ctx = RecordContext {
+            party_id: std::str::from_utf8(parts[0]).unwrap(),
+            account_id: std::str::from_utf8(parts[1]).unwrap(),
+            kind: [
+                RecordKind::KeyShare,
+                RecordKind::AuxInfo,
+                RecordKind::Primes,
+                RecordKind::Presignature,
+                RecordKind::Identity,
+                RecordKind::Policy,
+            ][usize::from(data[0])],
+        };
+        key.open(ctx, parts[2]).unwrap();
+    }
+}
+
 fn write(target: &str, seed: &str, data: &[u8]) {
     let dir = corpus_dir().join(target);
     std::fs::create_dir_all(&dir).unwrap();
