@@ -239,6 +239,7 @@ pub fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+pub mod schema;
 pub mod testing;
 
 #[cfg(test)]

@@ -103,3 +103,44 @@ pub async fn postgres_or_skip() -> Option<String> {
         }
     }
 }
+
+/// Connects to `url` (creating a SQLite file) and applies only the first
+/// `count` migrations of the backend's set, as a build of that schema
+/// version would have: a test then writes rows the way that version wrote
+/// them, and opens the database with today's code (which applies the rest).
+pub async fn migrate_first(
+    url: &str,
+    migrations: crate::Migrations,
+    count: usize,
+) -> Result<sqlx::AnyPool, crate::DbError> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of_url(url)?;
+    let migrator = match backend {
+        Backend::Sqlite => migrations.sqlite,
+        Backend::Postgres => migrations.postgres,
+    };
+    let url = match backend {
+        Backend::Sqlite if !url.contains("mode=") => format!("{url}?mode=rwc"),
+        _ => url.to_owned(),
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await?;
+    let first = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            migrator.migrations[..count.min(migrator.migrations.len())].to_vec(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    first.run(&pool).await?;
+    Ok(pool)
+}
+
+/// The number of migrations of the backend of `url`.
+pub fn migration_count(url: &str, migrations: crate::Migrations) -> usize {
+    match Backend::of_url(url) {
+        Ok(Backend::Postgres) => migrations.postgres.migrations.len(),
+        _ => migrations.sqlite.migrations.len(),
+    }
+}
