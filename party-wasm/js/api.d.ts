@@ -61,6 +61,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/mpc/admin/aux-groups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The party groups' aux info (operator keys only: admin keys of the
+         *     default tenant; groups are shared by tenants): `ready` with the
+         *     fingerprint every party reported, `generating`, or `inconsistent` (a
+         *     keygen found the group's parties holding different aux info; no keygen
+         *     of the group is created).
+         */
+        get: operations["aux_groups"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/mpc/admin/keys": {
         parameters: {
             query?: never;
@@ -343,6 +366,18 @@ export interface components {
              */
             threshold_t: number;
         };
+        /**
+         * @description One party's signed failure report on a session: whom it blamed, if
+         *     anyone, and why.
+         */
+        Accusation: {
+            /** @description The party it blamed (`null`: it named nobody). */
+            accused?: string | null;
+            /** @description Its reason, as reported. */
+            reason: string;
+            /** @description The reporting party. */
+            reporter: string;
+        };
         /** @description `POST /api/v1/mpc/admin/keys`. */
         ApiKeyCreate: {
             /** @description A name for people (1..=128 printable characters). */
@@ -425,6 +460,35 @@ export interface components {
              */
             version: number;
         };
+        /** @description `GET /api/v1/mpc/admin/aux-groups`. */
+        AuxGroupList: {
+            /** @description Inconsistent groups first, then the others by group id. */
+            groups: components["schemas"]["AuxGroupView"][];
+        };
+        /** @description A party group's aux info, as the coordinator knows it. */
+        AuxGroupView: {
+            /**
+             * @description The fingerprint of the aux info every party reported (hex), where
+             *     known.
+             */
+            fingerprint?: string | null;
+            /**
+             * @description The party group (hex SHA-256 of its parties, ids and keys, at their
+             *     keygen indices).
+             */
+            group_id: string;
+            /**
+             * @description The keygen that generated the aux info, is generating it, or found
+             *     the group inconsistent.
+             */
+            session_id: string;
+            /**
+             * @description `ready` (aux info agreed), `generating` (a keygen holds the group's
+             *     claim) or `inconsistent` (parties reported different aux info; no
+             *     keygen of the group is created).
+             */
+            state: string;
+        };
         /**
          * @description `POST /api/v1/mpc/sessions/{id}/join`: a device presents its join token
          *     and identity, with the identity's signature over
@@ -482,7 +546,7 @@ export interface components {
          * @description Every error code of the coordinator's and the router's HTTP APIs.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "invalid_identity_key" | "invalid_key_request" | "invalid_policy" | "malformed_approval" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "insufficient_scope" | "approval_required" | "approval_quorum_not_met" | "unknown_approver" | "duplicate_approval" | "bad_approval_signature" | "approval_hash_mismatch" | "digest_not_allowed" | "bare_hash_not_allowed" | "approval_expired" | "request_id_reused" | "not_what_was_approved" | "not_found" | "unknown_session" | "unknown_participant" | "unknown_account" | "unknown_api_key" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_replayed" | "policy_change_refused" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "rate_limited" | "too_many_sessions" | "signing_rate_limited" | "internal" | "not_ready" | "router_unavailable" | "party_disconnected" | "unavailable";
+        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "invalid_identity_key" | "invalid_key_request" | "invalid_policy" | "malformed_approval" | "unauthorized" | "invalid_token" | "bad_signature" | "forbidden" | "insufficient_scope" | "approval_required" | "approval_quorum_not_met" | "unknown_approver" | "duplicate_approval" | "bad_approval_signature" | "approval_hash_mismatch" | "digest_not_allowed" | "bare_hash_not_allowed" | "approval_expired" | "request_id_reused" | "not_what_was_approved" | "not_found" | "unknown_session" | "unknown_participant" | "unknown_account" | "unknown_api_key" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_replayed" | "policy_change_refused" | "aux_info_in_progress" | "aux_info_mismatch" | "aux_info_inconsistent" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "rate_limited" | "too_many_sessions" | "signing_rate_limited" | "internal" | "not_ready" | "router_unavailable" | "party_disconnected" | "unavailable";
         /** @description `GET /health`. */
         Health: {
             /** @description The service. */
@@ -661,7 +725,20 @@ export interface components {
         };
         /** @description Why a session failed or expired. */
         SessionFailure: {
-            /** @description The party the protocol identified as the culprit, where it did. */
+            /**
+             * @description The parties' failure reports, kept as evidence (each is its sender's
+             *     view of the failure, not a verdict), in the order they arrived.
+             */
+            accusations?: components["schemas"]["Accusation"][];
+            /**
+             * @description The party named as the culprit, only where that does not rest on one
+             *     party's word: the coordinator verified the misbehaviour itself (a
+             *     signature that does not verify under the account key, a public key
+             *     that differs from the one at least `t` parties reported), or at least
+             *     `max(2, t)` reporters other than the accused blamed it and no other
+             *     reporter named someone else. `null` means unidentified (see
+             *     `accusations`).
+             */
             blamed_party?: string | null;
             code?: null | components["schemas"]["ErrorCode"];
             /** @description What happened. */
@@ -1084,6 +1161,74 @@ export interface operations {
                 };
             };
             /** @description Not ready, or no router */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    aux_groups: {
+        parameters: {
+            query?: {
+                /** @description Only inconsistent groups. */
+                inconsistent?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Party groups, inconsistent ones first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuxGroupList"];
+                };
+            };
+            /** @description Invalid query */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Caller address not allowed, or not an operator key (admin scope, default tenant) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the key's request rate */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready */
             503: {
                 headers: {
                     [name: string]: unknown;
