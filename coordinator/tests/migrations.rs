@@ -208,6 +208,13 @@ async fn rows_survive_every_migration(url: String) {
     );
     assert_eq!(store.events(session.session_id).await.unwrap().len(), 1);
     assert_eq!(store.presignatures_available(ACCOUNT).await.unwrap(), 1);
+    // A group whose aux info was made before fingerprints were reported
+    // (v1 row, before 0007): ready, fingerprint unknown, so its next keygen
+    // reuses it and records the parties' fingerprint.
+    assert_eq!(
+        store.aux_group_state("group-1").await.unwrap(),
+        coordinator::store::AuxGroupState::Ready { fingerprint: None }
+    );
     // And through the REST API, with the key made at v1.
     let req = Request::builder()
         .uri(format!("/api/v1/mpc/accounts/{ACCOUNT}"))
