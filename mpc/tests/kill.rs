@@ -70,6 +70,11 @@ impl Proc {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_mpc"));
         cmd.args(&self.args)
             .env("RUST_LOG", "info")
+            // Background (presign) work at normal priority: this matrix
+            // tests kills, not priorities, and runs beside other CI tests
+            // that keep both cores busy, against which nice-19 presign steps
+            // starved past their deadline (a flake seen in CI).
+            .env("MPC_BACKGROUND_NICE", "0")
             .env_remove("MPC_DATABASE_URL")
             .env_remove("MPC_TEST_KILL_AT")
             .stdin(Stdio::null())

@@ -276,13 +276,27 @@ fn worker(rx: &Mutex<std::sync::mpsc::Receiver<Job>>) {
     }
 }
 
-/// Puts the calling thread at the lowest OS priority (Linux: nice 19 for
-/// this thread only); a no-op elsewhere.
+/// The nice value of background threads: 19 (the lowest priority) unless
+/// `MPC_BACKGROUND_NICE` (0 to 19) says otherwise. Lower it where other
+/// processes keep every core busy and background sessions must still meet
+/// their deadlines (nice 19 gets about 1.5 % of a core against a busy nice-0
+/// process; the kill-matrix test, which runs beside other CI tests, uses 0).
+fn background_nice() -> i32 {
+    std::env::var("MPC_BACKGROUND_NICE")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|n| (0..=19).contains(n))
+        .unwrap_or(19)
+}
+
+/// Puts the calling thread at the background OS priority (Linux: nice 19
+/// for this thread only, [`background_nice`]); a no-op elsewhere.
 fn lowest_priority() {
     #[cfg(target_os = "linux")]
     {
         let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
+        let nice = background_nice();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
             tracing::warn!(error = %e, "background thread keeps normal priority");
         }
     }
