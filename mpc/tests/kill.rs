@@ -427,6 +427,22 @@ impl Topology {
         Ok(())
     }
 
+    /// How many rows of presignature `id` each party holds, in party order.
+    async fn party_presignature_counts(&self, id: &str) -> Vec<i64> {
+        let mut counts = Vec::new();
+        for db in &self.party_dbs {
+            let n: i64 =
+                sqlx::query("SELECT COUNT(*) FROM presignatures WHERE presignature_id = $1")
+                    .bind(id)
+                    .fetch_one(db)
+                    .await
+                    .unwrap()
+                    .get(0);
+            counts.push(n);
+        }
+        counts
+    }
+
     async fn coordinator_rows(&self, sql: &str) -> Vec<sqlx::any::AnyRow> {
         sqlx::query(sql)
             .fetch_all(&self.coordinator_db)
@@ -552,14 +568,12 @@ impl Topology {
             .await
         {
             let id: String = r.get(0);
-            for (k, db) in self.party_dbs.iter().enumerate() {
-                let n: i64 =
-                    sqlx::query("SELECT COUNT(*) FROM presignatures WHERE presignature_id = $1")
-                        .bind(&id)
-                        .fetch_one(db)
-                        .await
-                        .unwrap()
-                        .get(0);
+            for (k, n) in self
+                .party_presignature_counts(&id)
+                .await
+                .into_iter()
+                .enumerate()
+            {
                 if n != 1 {
                     return Err(format!("party {} lost available presignature {id}", k + 1));
                 }
@@ -575,14 +589,12 @@ impl Topology {
             .await
         {
             let id: String = r.get(0);
-            for (k, db) in self.party_dbs.iter().enumerate() {
-                let n: i64 =
-                    sqlx::query("SELECT COUNT(*) FROM presignatures WHERE presignature_id = $1")
-                        .bind(&id)
-                        .fetch_one(db)
-                        .await
-                        .unwrap()
-                        .get(0);
+            for (k, n) in self
+                .party_presignature_counts(&id)
+                .await
+                .into_iter()
+                .enumerate()
+            {
                 if n != 0 {
                     return Err(format!(
                         "party {} still holds used presignature {id}",
