@@ -21,6 +21,9 @@ pub enum SessionKind {
     Presign,
     /// A change of an account's policy, approved under the current one.
     PolicyChange,
+    /// New aux info for a party group (an operator's repair or rotation,
+    /// `POST /admin/aux-groups/{group_id}/regenerate`).
+    AuxInfo,
 }
 
 impl SessionKind {
@@ -31,6 +34,7 @@ impl SessionKind {
             Self::Sign => "sign",
             Self::Presign => "presign",
             Self::PolicyChange => "policy_change",
+            Self::AuxInfo => "aux_info",
         }
     }
     /// Parses [`SessionKind::as_str`].
@@ -40,6 +44,7 @@ impl SessionKind {
             "sign" => Self::Sign,
             "presign" => Self::Presign,
             "policy_change" => Self::PolicyChange,
+            "aux_info" => Self::AuxInfo,
             _ => return None,
         })
     }
@@ -393,6 +398,13 @@ pub struct SessionResult {
     /// The signer set of a presignature: party ids in keygen-index order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signers: Option<String>,
+    /// The party group (aux info).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// The fingerprint of the group's new aux info, the same at every
+    /// party (aux info), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux_fingerprint: Option<String>,
 }
 
 /// Why a session failed or expired.

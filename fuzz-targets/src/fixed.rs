@@ -51,6 +51,7 @@ pub fn keygen_descriptor() -> SessionDescriptor {
         kind: SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         curve: CurveName::Secp256k1,
         threshold: 2,

@@ -9,10 +9,15 @@
 //!   and each wallet signs (k256 verify + key recovery). `AUX_RACE_ROUNDS`
 //!   (default 1) repeats it on further new groups.
 //! - A party whose stored aux info was replaced by hand (public parameters
-//!   of another party changed): the group's next keygen completes its DKG
-//!   but fails with `aux_info_mismatch` and no account; the group is listed
-//!   as inconsistent and its later keygens are refused; the existing wallet
-//!   still signs.
+//!   of another party changed): the group's next keygen, which names the
+//!   group's agreed aux info, fails with `aux_info_mismatch` and no account
+//!   (the party does not hold the named aux info); the group is listed as
+//!   inconsistent and its later keygens are refused; the existing wallet
+//!   still signs. Then the repair: an aux-info session
+//!   (`POST /admin/aux-groups/{group}/regenerate`, operator keys only, one
+//!   at a time) gives every party new aux info; the group is usable again,
+//!   a new wallet signs with every 2-subset, the old wallet still signs, and
+//!   no party's stored aux info was replaced.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -211,7 +216,8 @@ async fn a_party_holding_other_aux_info_is_detected_and_its_group_refused() {
         .unwrap();
     store.put_aux_info(&group, &planted).await.unwrap();
 
-    // The group's next keygen: the DKG completes, the fingerprints differ.
+    // The group's next keygen names the group's agreed aux info, which
+    // party 3 no longer holds: it fails the keygen before its DKG.
     let accounts = count(&sys, "accounts").await;
     let created = c
         .post("/api/v1/mpc/keygen", &keygen_body(&ids))
@@ -244,5 +250,80 @@ async fn a_party_holding_other_aux_info_is_detected_and_its_group_refused() {
 
     // The wallet made before carries its own (agreed) aux info: it signs.
     sign_and_verify(&c, &wallet, &[1, 3]).await;
+
+    // Repair. Refused first: a key that is admin of another tenant (not
+    // the operator), and an unknown group; nothing created.
+    let other = c
+        .post(
+            "/api/v1/mpc/admin/keys",
+            &json!({ "name": "tenant admin", "scopes": ["read", "keygen", "sign", "admin"], "tenant": "acme" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.status, 201, "{}", other.body);
+    let acme = Client::new(&sys.api_url, other.body["key"].as_str().unwrap());
+    let regenerate = format!("/api/v1/mpc/admin/aux-groups/{group}/regenerate");
+    let sessions = count(&sys, "sessions").await;
+    let forbidden = acme.post(&regenerate, &json!({})).await.unwrap();
+    assert_eq!(forbidden.status, 403, "{}", forbidden.body);
+    let unknown = c
+        .post(
+            &format!("/api/v1/mpc/admin/aux-groups/{}/regenerate", "ab".repeat(32)),
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert_eq!(count(&sys, "sessions").await, sessions, "nothing created");
+
+    // The operator's repair; a second one while it runs is refused.
+    let started = c.post(&regenerate, &json!({})).await.unwrap();
+    assert_eq!(started.status, 201, "{}", started.body);
+    let again = c.post(&regenerate, &json!({})).await.unwrap();
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(again.body["code"], "aux_info_in_progress");
+    let repaired = wait(&c, started.body["session_id"].as_str().unwrap(), 300).await;
+    assert_eq!(repaired["status"], "completed", "{repaired}");
+    assert_eq!(repaired["session_type"], "aux_info", "{repaired}");
+    let fingerprint = repaired["result"]["aux_fingerprint"].as_str().unwrap();
+    assert_eq!(repaired["result"]["group_id"], group.as_str());
+
+    // Every party keeps the new aux info beside its first one (party 3's
+    // planted row is still there: nothing is replaced).
+    let fp: [u8; 32] = hex::decode(fingerprint).unwrap().try_into().unwrap();
+    for k in 1..=3 {
+        let store = sys.party(k).unwrap().store();
+        let named = store.aux_info_named(&group, &fp).await.unwrap().unwrap();
+        assert_eq!(party_core::aux_fingerprint::aux_fingerprint(&named), fp);
+    }
+    let kept = store.aux_info(&group).await.unwrap().unwrap();
+    assert_eq!(
+        party_core::aux_fingerprint::aux_fingerprint(&kept),
+        party_core::aux_fingerprint::aux_fingerprint(&planted)
+    );
+
+    // Listed ready with the new fingerprint; the group makes wallets again.
+    let listed = c.get("/api/v1/mpc/admin/aux-groups").await.unwrap();
+    let entry = listed.body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group_id"] == group.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["state"], "ready", "{}", listed.body);
+    assert_eq!(entry["fingerprint"], fingerprint, "{}", listed.body);
+    let created = c
+        .post("/api/v1/mpc/keygen", &keygen_body(&ids))
+        .await
+        .unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    let s = wait(&c, created.body["session_id"].as_str().unwrap(), 120).await;
+    let repaired_wallet = account_of(&c, &s).await;
+    for pair in pairs(&ids) {
+        sign_and_verify(&c, &repaired_wallet, &pair).await;
+    }
+    // The wallet from before the plant still signs.
+    sign_and_verify(&c, &wallet, &[2, 3]).await;
     sys.shutdown().await;
 }

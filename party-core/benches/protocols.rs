@@ -105,6 +105,7 @@ fn main() {
         SessionKind::Keygen {
             generate_aux: true,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1, 2],
@@ -130,6 +131,7 @@ fn main() {
             SessionKind::Keygen {
                 generate_aux: false,
                 policy: None,
+                aux_fingerprint: None,
             },
             2,
             &[0, 1, 2],

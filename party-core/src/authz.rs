@@ -606,7 +606,9 @@ pub fn statement_of<'a>(
     let auth = d.authorization.as_ref();
     let need = || auth.ok_or(AuthzError::ApprovalRequired);
     let (account_id, operation, payload, path) = match &d.kind {
-        SessionKind::Keygen { .. } | SessionKind::Presign { .. } => return Ok(None),
+        SessionKind::Keygen { .. } | SessionKind::Presign { .. } | SessionKind::AuxInfo {} => {
+            return Ok(None)
+        }
         SessionKind::Sign {
             account_id,
             message_hash,

@@ -25,6 +25,11 @@ use crate::Level;
 /// Domain tag of the fingerprint; a new encoding gets a new tag.
 pub const AUX_FINGERPRINT_DOMAIN: &[u8] = b"mpc/aux-fingerprint/v1";
 
+/// The first word of the failure a party reports when a keygen names aux
+/// info of its group that it does not hold: the coordinator records the
+/// group as inconsistent (to be repaired by an aux-info session).
+pub const AUX_INFO_MISSING: &str = "aux_info_missing";
+
 /// The fingerprint of the public part of `aux` (the same for every party of
 /// one aux info run).
 pub fn aux_fingerprint(aux: &DirtyAuxInfo<Level>) -> [u8; 32] {

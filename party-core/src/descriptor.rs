@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::authz::{Authorization, AuthzError, Policy};
 use crate::identity::{verify_ed25519, CoordinatorKey, PartyPublicKey};
+use crate::wire::opt_hex32;
 
 /// Largest number of parties a session may have.
 pub const MAX_PARTIES: u16 = 64;
@@ -70,6 +71,9 @@ pub enum DescriptorError {
     /// The descriptor's deadline has passed.
     #[error("session expired")]
     Expired,
+    /// A keygen both generates aux info and names existing aux info.
+    #[error("a keygen that generates aux info cannot name existing aux info")]
+    ConflictingAux,
     /// Unsupported curve.
     #[error("unsupported curve")]
     UnsupportedCurve,
@@ -119,7 +123,23 @@ pub enum SessionKind {
         /// The account's policy, stored by every party with its share.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         policy: Option<Policy>,
+        /// With `generate_aux: false`: the fingerprint
+        /// ([`crate::aux_fingerprint::aux_fingerprint`]) of the group's aux
+        /// info to use, the one every party of the group agreed on. A party
+        /// that holds no aux info with this fingerprint fails the session;
+        /// `None` (descriptors of older coordinators) means the group's
+        /// first aux info.
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex32")]
+        aux_fingerprint: Option<[u8; 32]>,
     },
+    /// Aux info only (no key): every party of the group generates new aux
+    /// info with fresh primes and keeps it beside the group's current aux
+    /// info, reporting its fingerprint. Nothing switches to it until a
+    /// keygen descriptor names that fingerprint, which the coordinator does
+    /// only once every party reported the same one: the repair of a group
+    /// whose parties hold aux info of different runs, or a rotation of the
+    /// group's Paillier keys.
+    AuxInfo {},
     /// Full interactive signing of a 32-byte message hash.
     Sign {
         /// Account whose key signs.
@@ -168,13 +188,14 @@ impl SessionKind {
             SessionKind::Presign { .. } => 3,
             SessionKind::OnlineSign { .. } => 4,
             SessionKind::PolicyChange { .. } => 5,
+            SessionKind::AuxInfo {} => 6,
         }
     }
 
     /// The account a signing-type session is about.
     pub fn account_id(&self) -> Option<&str> {
         match self {
-            SessionKind::Keygen { .. } => None,
+            SessionKind::Keygen { .. } | SessionKind::AuxInfo {} => None,
             SessionKind::Sign { account_id, .. }
             | SessionKind::Presign { account_id }
             | SessionKind::OnlineSign { account_id, .. }
@@ -190,6 +211,7 @@ impl SessionKind {
             SessionKind::Presign { .. } => "presign",
             SessionKind::OnlineSign { .. } => "online_sign",
             SessionKind::PolicyChange { .. } => "policy_change",
+            SessionKind::AuxInfo {} => "aux_info",
         }
     }
 }
@@ -268,8 +290,20 @@ impl SessionDescriptor {
             SessionKind::Keygen {
                 generate_aux,
                 policy,
+                aux_fingerprint,
             } => {
-                c.u8(u8::from(*generate_aux));
+                // 0: reuse the group's first aux info, 1: generate, 2:
+                // reuse the aux info of the fingerprint that follows (a
+                // value older descriptors never had: their bytes are
+                // unchanged).
+                match (generate_aux, aux_fingerprint) {
+                    (true, _) => c.u8(1),
+                    (false, None) => c.u8(0),
+                    (false, Some(fp)) => {
+                        c.u8(2);
+                        c.0.extend_from_slice(fp);
+                    }
+                }
                 match policy {
                     Some(p) => {
                         c.u8(1);
@@ -295,6 +329,7 @@ impl SessionDescriptor {
                 }
             }
             SessionKind::Presign { account_id } => c.bytes(account_id.as_bytes()),
+            SessionKind::AuxInfo {} => {}
             SessionKind::OnlineSign {
                 account_id,
                 presignature_id,
@@ -351,7 +386,9 @@ impl SessionDescriptor {
             return Err(DescriptorError::InvalidThreshold { t, n });
         }
         let expected = match self.kind {
-            SessionKind::Keygen { .. } | SessionKind::PolicyChange { .. } => usize::from(n),
+            SessionKind::Keygen { .. }
+            | SessionKind::AuxInfo {}
+            | SessionKind::PolicyChange { .. } => usize::from(n),
             _ => usize::from(t),
         };
         if self.participants.len() != expected {
@@ -366,6 +403,11 @@ impl SessionDescriptor {
             } if !derivation_path.is_empty() => {
                 return Err(DescriptorError::DerivationUnsupported);
             }
+            SessionKind::Keygen {
+                generate_aux: true,
+                aux_fingerprint: Some(_),
+                ..
+            } => return Err(DescriptorError::ConflictingAux),
             SessionKind::Keygen {
                 policy: Some(policy),
                 ..
@@ -385,7 +427,9 @@ impl SessionDescriptor {
                 return Err(DescriptorError::InvalidPartyId);
             }
             let keygen_ok = match self.kind {
-                SessionKind::Keygen { .. } => usize::from(p.keygen_index) == pos,
+                SessionKind::Keygen { .. } | SessionKind::AuxInfo {} => {
+                    usize::from(p.keygen_index) == pos
+                }
                 _ => p.keygen_index < n,
             };
             if !keygen_ok || !seen_idx.insert(p.keygen_index) {

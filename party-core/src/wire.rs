@@ -205,6 +205,14 @@ pub enum ReportBody {
         #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex32")]
         aux_fingerprint: Option<[u8; 32]>,
     },
+    /// An aux-info session finished: the new aux info is stored beside the
+    /// group's current one; its fingerprint.
+    AuxInfoStored {
+        /// [`crate::aux_fingerprint::aux_fingerprint`] of the new aux info,
+        /// hex.
+        #[serde(with = "hex::serde")]
+        aux_fingerprint: [u8; 32],
+    },
     /// A policy change is stored; the hash of the new policy.
     PolicyChanged {
         /// [`crate::authz::Policy::hash`] of the stored policy, hex.
@@ -274,7 +282,7 @@ impl SignedReport {
     }
 }
 
-mod opt_hex32 {
+pub(crate) mod opt_hex32 {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {

@@ -170,6 +170,7 @@ fn keygen_sessions(f: &Fixture) -> Vec<PartySession> {
         SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1, 2],

@@ -15,6 +15,7 @@ fn keygen_with_aux_generation_then_reuse_for_a_second_wallet() {
         SessionKind::Keygen {
             generate_aux: true,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1],
@@ -46,6 +47,7 @@ fn keygen_with_aux_generation_then_reuse_for_a_second_wallet() {
         SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1],

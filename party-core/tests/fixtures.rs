@@ -127,6 +127,7 @@ fn aux_group_id(f: &Fixture) -> String {
         SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1, 2],

@@ -46,6 +46,7 @@ fn fixed_descriptors() -> (SessionDescriptor, SessionDescriptor) {
         kind: SessionKind::Keygen {
             generate_aux: true,
             policy: Some(policy),
+            aux_fingerprint: None,
         },
         curve: CurveName::Secp256k1,
         threshold: 2,

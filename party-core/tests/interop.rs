@@ -109,6 +109,7 @@ fn parties_on_different_backends_keygen_and_sign_together() {
         SessionKind::Keygen {
             generate_aux: true,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1],

@@ -127,6 +127,7 @@ fn keygen_reports_progress_by_stage_and_round() {
         SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1, 2],

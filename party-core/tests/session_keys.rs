@@ -186,6 +186,7 @@ fn recorded_p2p_frames_of_a_finished_keygen_do_not_open_with_the_identity_seeds(
         SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1, 2],
@@ -390,6 +391,7 @@ fn a_descriptor_listing_a_low_order_x25519_key_is_refused_by_the_party() {
         SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1, 2],

@@ -228,6 +228,7 @@ fn descriptor_not_signed_by_coordinator_is_refused() {
         SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1, 2],
@@ -286,6 +287,7 @@ fn expired_descriptor_and_outsider_are_refused() {
         SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1, 2],
@@ -311,6 +313,7 @@ fn expired_descriptor_and_outsider_are_refused() {
         SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1, 2],
@@ -339,6 +342,7 @@ fn invalid_descriptors_cannot_be_signed() {
         SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         2,
         &[0, 1, 2],
@@ -369,6 +373,7 @@ fn invalid_descriptors_cannot_be_signed() {
         SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         4,
         &[0, 1, 2],

@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         kind: SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         curve: CurveName::Secp256k1,
         threshold: 2,

@@ -98,11 +98,19 @@ fn request_js(r: &InputRequest) -> Result<JsValue, JsError> {
             group_id,
             parties,
             index,
+            fingerprint,
         } => {
             set(&o, "kind", "aux_info")?;
             set(&o, "group_id", group_id.as_str())?;
             set(&o, "parties", *parties)?;
             set(&o, "index", *index)?;
+            // The group's agreed aux info (checked by the session itself:
+            // other aux info fails it before anything is sent).
+            let fingerprint = match fingerprint {
+                Some(f) => JsValue::from_str(&hex::encode(f)),
+                None => JsValue::NULL,
+            };
+            set(&o, "fingerprint", fingerprint)?;
         }
         InputRequest::Share { account_id } => {
             set(&o, "kind", "share")?;

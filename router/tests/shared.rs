@@ -147,6 +147,7 @@ fn invitation_for(party: &PartyIdentity) -> Invitation {
         kind: SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         curve: CurveName::Secp256k1,
         threshold: 2,

@@ -30,8 +30,25 @@ pub(crate) async fn fetch(
         }
         InputRequest::AuxInfo {
             group_id,
+            fingerprint: Some(fingerprint),
+            ..
+        } => match store
+            .aux_info_named(&group_id, &fingerprint)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(aux) => Ok(SessionInput::Keygen(AuxSource::Existing(Box::new(aux)))),
+            None => Err(format!(
+                "{}: this party holds no aux info {} of this party group",
+                party_core::aux_fingerprint::AUX_INFO_MISSING,
+                hex::encode(fingerprint)
+            )),
+        },
+        InputRequest::AuxInfo {
+            group_id,
             parties,
             index,
+            fingerprint: None,
         } => {
             let aux = match store.aux_info(&group_id).await.map_err(|e| e.to_string())? {
                 Some(a) => a,
@@ -156,6 +173,16 @@ pub(crate) async fn keep(
                 .await
                 .map_err(|e| e.to_string())?;
             tracing::info!(party_id = %state.config.party_id, %session_id, "key share sealed and stored");
+        }
+        SessionOutput::AuxInfo(aux) => {
+            let group = d.group_id();
+            let stored = state
+                .store
+                .put_aux_version(&group, &session_id.to_string(), &aux)
+                .await;
+            party_core::primes::wipe_aux_info(*aux);
+            let fingerprint = stored.map_err(|e| e.to_string())?;
+            tracing::info!(party_id = %state.config.party_id, %session_id, fingerprint = %hex::encode(fingerprint), "new aux info of the group stored beside the current one");
         }
         SessionOutput::Signature(_) => {}
         SessionOutput::Presignature(p) => {

@@ -56,6 +56,7 @@ impl Lane {
         match kind {
             SessionKind::Presign { .. } => Lane::Background,
             SessionKind::Keygen { .. }
+            | SessionKind::AuxInfo {}
             | SessionKind::Sign { .. }
             | SessionKind::OnlineSign { .. }
             | SessionKind::PolicyChange { .. } => Lane::Foreground,
@@ -487,6 +488,7 @@ mod tests {
                 SessionKind::Keygen {
                     generate_aux: true,
                     policy: None,
+                    aux_fingerprint: None,
                 },
                 Lane::Foreground,
             ),

@@ -1,13 +1,18 @@
 //! The admin API (`admin` scope): `POST /admin/keys`, `GET /admin/keys`,
-//! `DELETE /admin/keys/{id}`, `GET /admin/aux-groups`.
+//! `DELETE /admin/keys/{id}`, `GET /admin/aux-groups`,
+//! `POST /admin/aux-groups/{group_id}/regenerate`.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::{Extension, Json};
 use mpc_api::admin::{
     ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView, AuxGroupList, AuxGroupQuery, KeyListQuery,
 };
 use mpc_api::error::ErrorBody;
+use mpc_api::rest::{SessionCreated, WaitQuery};
+
+use super::sessions::{check_open_sessions, create_and_answer, owner_of, wait_of};
 
 use crate::auth::Caller;
 use crate::error::{AppError, StrictJson, StrictQuery};
@@ -101,4 +106,46 @@ pub(super) async fn aux_groups(
     StrictQuery(q): StrictQuery<AuxGroupQuery>,
 ) -> Result<Json<AuxGroupList>, AppError> {
     Ok(Json(c.aux_groups(&caller, q.inconsistent).await?))
+}
+
+/// Starts an aux-info session for a party group (operator keys only): every
+/// party generates new aux info and keeps it beside the current one; when
+/// all report the same fingerprint, the group's later keygens use it and an
+/// inconsistent group is usable again. Existing wallets are not changed.
+/// The group's parties are those of the session that recorded the group.
+///
+/// With a wait (`?wait_ms=N` or `Prefer: wait=S`) the answer comes when the
+/// session has ended (or the wait is over).
+#[utoipa::path(post, path = "/api/v1/mpc/admin/aux-groups/{group_id}/regenerate", tag = "admin",
+    params(
+        ("group_id" = String, Path, description = "Party group id (from `GET /admin/aux-groups`)"),
+        WaitQuery,
+        ("Prefer" = Option<String>, Header, description = "`wait=S`: wait up to S seconds (at most 30) for the session to end"),
+    ),
+    responses(
+        (status = 201, description = "Aux-info session created (finished, if it ended within the wait)", body = SessionCreated),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, or not an operator key (admin scope, default tenant)", body = ErrorBody),
+        (status = 404, description = "No such party group", body = ErrorBody),
+        (status = 409, description = "Another session is generating the group's aux info (`aux_info_in_progress`)", body = ErrorBody),
+        (status = 422, description = "The group has device parties (`unsupported_device_type`)", body = ErrorBody),
+        (status = 429, description = "Over the key's request rate or open sessions", body = ErrorBody),
+        (status = 503, description = "Not ready, or no router", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn regenerate_aux(
+    State(c): State<Coordinator>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(group_id): Path<String>,
+    StrictQuery(q): StrictQuery<WaitQuery>,
+) -> Result<Response, AppError> {
+    let wait = wait_of(&q, &headers)?;
+    let (c2, caller2, owner) = (c.clone(), caller.clone(), owner_of(&c, &caller));
+    let group = group_id.clone();
+    let create = async move {
+        check_open_sessions(&c2, &caller2.key_id).await?;
+        Ok(c2.regenerate_aux(&caller2, &owner, &group).await?)
+    };
+    create_and_answer(&c, &caller, &headers, wait, "aux-regenerate", &group_id, create).await
 }

@@ -78,6 +78,10 @@ pub fn app(c: Coordinator) -> Router {
             scoped(Scope::Admin, get(admin::aux_groups)),
         )
         .route(
+            "/api/v1/mpc/admin/aux-groups/{group_id}/regenerate",
+            scoped(Scope::Admin, post(admin::regenerate_aux)),
+        )
+        .route(
             "/api/v1/mpc/accounts/{id}/policy",
             scoped(Scope::Admin, post(policy::change_policy)),
         )

@@ -29,6 +29,7 @@ use crate::Coordinator;
         super::admin::list_keys,
         super::admin::revoke_key,
         super::admin::aux_groups,
+        super::admin::regenerate_aux,
         super::policy::change_policy,
         super::policy::statement,
         super::parties::device_join,

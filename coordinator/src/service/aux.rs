@@ -35,8 +35,10 @@ use crate::Coordinator;
 /// What a keygen does about its group's aux info.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum AuxPlan {
-    /// Reuse the group's aux info.
-    Reuse,
+    /// Reuse the group's aux info: the one of this fingerprint (the one
+    /// every party reported), named in the descriptor, or the group's first
+    /// (groups recorded before fingerprints).
+    Reuse(Option<[u8; 32]>),
     /// Generate it; this session holds the group's claim.
     Generate,
 }
@@ -63,11 +65,15 @@ impl Coordinator {
         aux_deadline: u64,
     ) -> Result<AuxPlan, ServiceError> {
         let state = self.store().aux_group_state(group_id).await?;
-        if state == AuxGroupState::Inconsistent {
-            return Err(inconsistent());
-        }
-        if self.config().insecure_test_aux || state != AuxGroupState::New {
-            return Ok(AuxPlan::Reuse);
+        match &state {
+            AuxGroupState::Inconsistent => return Err(inconsistent()),
+            AuxGroupState::Ready { fingerprint } => {
+                return Ok(AuxPlan::Reuse(fingerprint.as_deref().and_then(parse_fp)))
+            }
+            AuxGroupState::New if self.config().insecure_test_aux => {
+                return Ok(AuxPlan::Reuse(None))
+            }
+            AuxGroupState::New => {}
         }
         match self
             .store()
@@ -75,7 +81,13 @@ impl Coordinator {
             .await?
         {
             AuxClaim::Claimed => Ok(AuxPlan::Generate),
-            AuxClaim::Ready => Ok(AuxPlan::Reuse),
+            AuxClaim::Ready => match self.store().aux_group_state(group_id).await? {
+                AuxGroupState::Ready { fingerprint } => {
+                    Ok(AuxPlan::Reuse(fingerprint.as_deref().and_then(parse_fp)))
+                }
+                AuxGroupState::Inconsistent => Err(inconsistent()),
+                AuxGroupState::New => Ok(AuxPlan::Reuse(None)),
+            },
             AuxClaim::Held { session_id, until } => {
                 tracing::info!(group_id, holder = %session_id, until, "aux info of the group is being generated; keygen refused");
                 Err(ServiceError::new(
@@ -90,10 +102,14 @@ impl Coordinator {
     }
 
     /// Whether the keygen results' aux fingerprints agree with each other
-    /// and with the group's recorded fingerprint.
+    /// and with the aux info the descriptor named (`named`), or, for a
+    /// descriptor that named none, the group's recorded fingerprint. (A
+    /// keygen created before an aux-info session switched the group made
+    /// its wallet with the aux info it named: consistent, if older.)
     pub(super) async fn aux_agreement(
         &self,
         group_id: Option<&str>,
+        named: Option<[u8; 32]>,
         results: &[Option<PartyResult>],
     ) -> Result<Agreement, ServiceError> {
         let reported: Vec<Option<&str>> = results
@@ -116,6 +132,15 @@ impl Coordinator {
                 "parties hold aux info of different runs ({})",
                 list.join(", ")
             )));
+        }
+        if let (Some(named), Some(fp)) = (named, first) {
+            let named = hex::encode(named);
+            if named != fp {
+                return Ok(Agreement::Mismatch(format!(
+                    "parties hold aux info {fp}, not the {named} the keygen named"
+                )));
+            }
+            return Ok(Agreement::Agreed(Some(fp.to_string())));
         }
         if let (Some(group), Some(fp)) = (group_id, first) {
             if let AuxGroupState::Ready {
@@ -162,6 +187,11 @@ impl Coordinator {
             .collect();
         Ok(AuxGroupList { groups })
     }
+}
+
+/// A stored fingerprint (hex) as bytes; `None` if malformed.
+fn parse_fp(hex_text: &str) -> Option<[u8; 32]> {
+    hex::decode(hex_text).ok()?.try_into().ok()
 }
 
 /// `aux_info_inconsistent`.

@@ -97,6 +97,7 @@ impl Coordinator {
             kind: ProtocolKind::Keygen {
                 generate_aux: false,
                 policy: policy.clone(),
+                aux_fingerprint: None,
             },
             curve: CurveName::Secp256k1,
             threshold: t,
@@ -122,9 +123,14 @@ impl Coordinator {
         };
         let generate_aux =
             !self.config().insecure_test_aux && (pending || plan == Some(AuxPlan::Generate));
+        let aux_fingerprint = match plan {
+            Some(AuxPlan::Reuse(named)) => named,
+            _ => None,
+        };
         descriptor.kind = ProtocolKind::Keygen {
             generate_aux,
             policy,
+            aux_fingerprint,
         };
         descriptor.expires_at = if generate_aux {
             aux_deadline

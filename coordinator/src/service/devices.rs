@@ -186,10 +186,16 @@ impl Coordinator {
         };
         let generate_aux = plan == super::aux::AuxPlan::Generate;
         if let ProtocolKind::Keygen {
-            generate_aux: g, ..
+            generate_aux: g,
+            aux_fingerprint,
+            ..
         } = &mut descriptor.kind
         {
             *g = generate_aux;
+            *aux_fingerprint = match plan {
+                super::aux::AuxPlan::Reuse(named) => named,
+                super::aux::AuxPlan::Generate => None,
+            };
         }
         let signed = match descriptor.sign(&self.config().signing_key) {
             Ok(s) => s,

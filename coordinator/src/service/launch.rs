@@ -127,6 +127,7 @@ impl Coordinator {
             ProtocolKind::Presign { .. } => SessionKind::Presign,
             ProtocolKind::Sign { .. } | ProtocolKind::OnlineSign { .. } => SessionKind::Sign,
             ProtocolKind::PolicyChange { .. } => SessionKind::PolicyChange,
+            ProtocolKind::AuxInfo {} => SessionKind::AuxInfo,
         };
         let account_id = descriptor.kind.account_id().map(str::to_owned);
         // The approval request id is spent with the session's rows (refused

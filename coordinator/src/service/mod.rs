@@ -21,6 +21,7 @@
 
 pub mod authz;
 pub mod aux;
+pub mod aux_repair;
 pub mod create;
 pub mod descriptors;
 pub mod devices;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use crate::store::blame;
+use party_core::aux_fingerprint::AUX_INFO_MISSING;
 use crate::store::sessions::Stored;
 use crate::store::{PartyResult, SessionRow};
 use crate::Coordinator;
@@ -32,6 +33,7 @@ fn fits(body: &ReportBody, kind: &ProtocolKind) -> bool {
         }
         ReportBody::PresignatureStored => matches!(kind, ProtocolKind::Presign { .. }),
         ReportBody::PolicyChanged { .. } => matches!(kind, ProtocolKind::PolicyChange { .. }),
+        ReportBody::AuxInfoStored { .. } => matches!(kind, ProtocolKind::AuxInfo {}),
         ReportBody::Joined
         | ReportBody::Progress { .. }
         | ReportBody::Failed { .. }
@@ -45,6 +47,7 @@ fn body_name(body: &ReportBody) -> &'static str {
         ReportBody::Signature { .. } => "signature",
         ReportBody::PresignatureStored => "presignature",
         ReportBody::PolicyChanged { .. } => "policy changed",
+        ReportBody::AuxInfoStored { .. } => "aux info stored",
         ReportBody::Joined => "joined",
         ReportBody::Progress { .. } => "progress",
         ReportBody::Failed { .. } => "failure",
@@ -142,6 +145,7 @@ impl Coordinator {
             ReportBody::KeygenResult { .. }
                 | ReportBody::Signature { .. }
                 | ReportBody::PresignatureStored
+                | ReportBody::AuxInfoStored { .. }
         );
         match report.body {
             ReportBody::Joined => self.store().mark_joined(id, pos).await?,
@@ -227,6 +231,29 @@ impl Coordinator {
                         self.close_session(id);
                     }
                 }
+            }
+            ReportBody::Failed { reason, .. }
+                if reason.starts_with(AUX_INFO_MISSING)
+                    && matches!(descriptor.descriptor.kind, ProtocolKind::Keygen { .. }) =>
+            {
+                // The party does not hold the group's agreed aux info: no
+                // wallet of the group can be made (or signed) with it. The
+                // group is recorded as inconsistent, for the operator's
+                // repair; this is the party's word about its own store, and
+                // costs only availability, which a party can always deny.
+                let failure = format!("{} reported: {reason}", participant.party_id);
+                if self
+                    .store()
+                    .fail_aux_mismatch(id, &failure, session.group_id.as_deref())
+                    .await?
+                {
+                    tracing::warn!(session_id = %id, group_id = ?session.group_id, reason = %failure, "keygen failed: a party lacks the group's aux info; group recorded as inconsistent");
+                    self.close_session(id);
+                }
+            }
+            ReportBody::AuxInfoStored { aux_fingerprint } => {
+                self.on_aux_info_stored(&session, participant, pos, aux_fingerprint)
+                    .await?;
             }
             ReportBody::Failed { reason, blamed } => {
                 // The session fails on the first report, naming nobody: a

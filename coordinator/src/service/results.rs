@@ -139,8 +139,14 @@ impl Coordinator {
         }
         // Every party's new share must carry the same aux info, the
         // group's recorded one if it has one ([`super::aux`]).
+        let named = match &d.descriptor.kind {
+            ProtocolKind::Keygen {
+                aux_fingerprint, ..
+            } => *aux_fingerprint,
+            _ => None,
+        };
         let fingerprint = match self
-            .aux_agreement(session.group_id.as_deref(), &results)
+            .aux_agreement(session.group_id.as_deref(), named, &results)
             .await?
         {
             Agreement::Agreed(f) => f,

@@ -99,13 +99,37 @@ impl Store {
         session_id: Uuid,
         expires_at: u64,
     ) -> Result<AuxClaim, StoreError> {
+        self.claim(group_id, session_id, expires_at, false).await
+    }
+
+    /// Claims a group for an aux-info session (`session_id`, deadline
+    /// `expires_at`): like [`Store::claim_aux`], also for a group that has
+    /// aux info (never [`AuxClaim::Ready`]); one aux generation per group
+    /// at a time.
+    pub async fn claim_aux_regeneration(
+        &self,
+        group_id: &str,
+        session_id: Uuid,
+        expires_at: u64,
+    ) -> Result<AuxClaim, StoreError> {
+        self.claim(group_id, session_id, expires_at, true).await
+    }
+
+    async fn claim(
+        &self,
+        group_id: &str,
+        session_id: Uuid,
+        expires_at: u64,
+        regenerate: bool,
+    ) -> Result<AuxClaim, StoreError> {
         // Two rounds: claim, or take over one void claim and claim again.
         for _ in 0..3 {
-            if sqlx::query("SELECT 1 FROM aux_groups WHERE group_id = $1")
-                .bind(group_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .is_some()
+            if !regenerate
+                && sqlx::query("SELECT 1 FROM aux_groups WHERE group_id = $1")
+                    .bind(group_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .is_some()
             {
                 return Ok(AuxClaim::Ready);
             }
@@ -145,8 +169,14 @@ impl Store {
             let void = now() >= until
                 || matches!(status, Some(SessionStatus::Failed | SessionStatus::Expired));
             if !void {
-                if status == Some(SessionStatus::Completed) {
+                if status == Some(SessionStatus::Completed) && !regenerate {
                     return Ok(AuxClaim::Ready);
+                }
+                if status == Some(SessionStatus::Completed) {
+                    // A completed session's claim is left over (its
+                    // completion removes it): void.
+                    self.release_aux_claim(group_id, &holder).await?;
+                    continue;
                 }
                 return Ok(AuxClaim::Held {
                     session_id: holder,
@@ -156,6 +186,25 @@ impl Store {
             self.release_aux_claim(group_id, &holder).await?;
         }
         Err(StoreError::Malformed("aux claim that keeps changing"))
+    }
+
+    /// The session whose descriptor names a group's parties: the keygen
+    /// that found it inconsistent, else the session that generated its aux
+    /// info. `None`: no such group.
+    pub async fn aux_group_session(&self, group_id: &str) -> Result<Option<String>, StoreError> {
+        for sql in [
+            "SELECT session_id FROM aux_inconsistent WHERE group_id = $1",
+            "SELECT session_id FROM aux_groups WHERE group_id = $1",
+        ] {
+            if let Some(r) = sqlx::query(sql)
+                .bind(group_id)
+                .fetch_optional(&self.pool)
+                .await?
+            {
+                return Ok(Some(r.get(0)));
+            }
+        }
+        Ok(None)
     }
 
     /// Releases the claim of `session_id` on a group (if it still holds it).
@@ -268,6 +317,38 @@ pub(super) async fn record_aux_group(
         .execute(&mut **tx)
         .await?;
     }
+    Ok(())
+}
+
+/// What a completed aux-info session (`id`) records, inside its
+/// completion transaction: the group's aux info is now the one of
+/// `fingerprint`, which every party reported (later keygen descriptors name
+/// it); the group is no longer inconsistent; the session's claim ends.
+pub(super) async fn record_regenerated(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    group_id: &str,
+    fingerprint: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO aux_groups (group_id, session_id, created_at, fingerprint) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (group_id) DO UPDATE SET session_id = $2, fingerprint = $4",
+    )
+    .bind(group_id)
+    .bind(id.to_string())
+    .bind(i(now()))
+    .bind(fingerprint)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM aux_inconsistent WHERE group_id = $1")
+        .bind(group_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM aux_claims WHERE group_id = $1 AND session_id = $2")
+        .bind(group_id)
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use party_core::authz::Policy;
 
 use super::accounts::{insert_account, replace_policy};
-use super::aux::{record_aux_group, record_inconsistent, AuxRecord};
+use super::aux::{record_aux_group, record_inconsistent, record_regenerated, AuxRecord};
 use super::events::event;
 use super::{i, now, Account, SessionStatus, Store, StoreError, Tx, OPEN};
 
@@ -100,6 +100,34 @@ impl Store {
                 account_id: None,
             },
             Insert::Policy { account_id, policy },
+        )
+        .await
+    }
+
+    /// Completes an aux-info session whose parties all reported aux info
+    /// `fingerprint`, and makes it the group's, in one transaction, once.
+    /// Returns whether this call did it.
+    pub async fn complete_aux_info(
+        &self,
+        id: Uuid,
+        group_id: &str,
+        fingerprint: &str,
+    ) -> Result<bool, StoreError> {
+        let result = SessionResult {
+            group_id: Some(group_id.to_string()),
+            aux_fingerprint: Some(fingerprint.to_string()),
+            ..SessionResult::default()
+        };
+        self.close_one(
+            id,
+            Close::Completed {
+                result: &result,
+                account_id: None,
+            },
+            Insert::AuxRegenerated {
+                group_id,
+                fingerprint,
+            },
         )
         .await
     }
@@ -226,6 +254,11 @@ enum Insert<'a> {
     AuxInconsistent {
         group_id: Option<&'a str>,
     },
+    /// A completed aux-info session: the group's new aux info.
+    AuxRegenerated {
+        group_id: &'a str,
+        fingerprint: &'a str,
+    },
     /// A completed presign session: its presignature, available.
     Presignature {
         account_id: &'a str,
@@ -253,6 +286,10 @@ impl Insert<'_> {
                 Some(group) => record_inconsistent(tx, id, group).await,
                 None => Ok(()),
             },
+            Insert::AuxRegenerated {
+                group_id,
+                fingerprint,
+            } => record_regenerated(tx, id, group_id, fingerprint).await,
             Insert::Presignature {
                 account_id,
                 signers,

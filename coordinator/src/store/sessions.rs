@@ -92,6 +92,12 @@ pub enum PartyResult {
         /// Hash of the policy the party stored, hex.
         policy_hash: String,
     },
+    /// `{"aux_fingerprint": hex}` (aux info): the party stored new aux
+    /// info of the group. Last: a keygen result also has the field.
+    AuxInfo {
+        /// The fingerprint of the new aux info, hex.
+        aux_fingerprint: String,
+    },
 }
 
 /// The one value of [`PartyResult::Presignature`].
@@ -550,6 +556,9 @@ mod tests {
             },
             PartyResult::PolicyChanged {
                 policy_hash: "cd".into(),
+            },
+            PartyResult::AuxInfo {
+                aux_fingerprint: "ef".into(),
             },
         ] {
             let back: PartyResult = serde_json::from_str(&json_text(&r).unwrap()).unwrap();

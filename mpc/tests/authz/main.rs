@@ -181,6 +181,7 @@ async fn keygen(w: &World, policy: &Policy) -> (String, [u8; 33], SessionDescrip
         SessionKind::Keygen {
             generate_aux: false,
             policy: Some(policy.clone()),
+            aux_fingerprint: None,
         },
         &[0, 1, 2],
         None,

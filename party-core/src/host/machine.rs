@@ -73,14 +73,17 @@ fn request_for(d: &VerifiedDescriptor, position: u16) -> Option<InputRequest> {
     Some(match &desc.kind {
         SessionKind::Keygen {
             generate_aux: true, ..
-        } => InputRequest::Primes,
+        }
+        | SessionKind::AuxInfo {} => InputRequest::Primes,
         SessionKind::Keygen {
             generate_aux: false,
+            aux_fingerprint,
             ..
         } => InputRequest::AuxInfo {
             group_id: desc.group_id(),
             parties: desc.parties,
             index: position,
+            fingerprint: *aux_fingerprint,
         },
         SessionKind::Sign { account_id, .. } | SessionKind::Presign { account_id } => {
             InputRequest::Share {
@@ -165,7 +168,7 @@ impl PartyHost {
                 let account_id = account_id.clone();
                 host.actions.push_back(Action::NeedPolicy { account_id });
             }
-            SessionKind::Keygen { .. } | SessionKind::Presign { .. } => {
+            SessionKind::Keygen { .. } | SessionKind::Presign { .. } | SessionKind::AuxInfo {} => {
                 host.provide_policy(None, now);
             }
         }
@@ -513,6 +516,9 @@ impl PartyHost {
                     signature: *signature,
                 },
                 SessionOutput::Presignature(_) => ReportBody::PresignatureStored,
+                SessionOutput::AuxInfo(aux) => ReportBody::AuxInfoStored {
+                    aux_fingerprint: crate::aux_fingerprint::aux_fingerprint(aux),
+                },
             };
             self.close();
             self.session = None;

@@ -120,7 +120,8 @@ pub enum HostError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InputRequest {
-    /// A keygen that generates aux info: four safe primes.
+    /// A keygen that generates aux info, or an aux-info session: four safe
+    /// primes.
     Primes,
     /// A keygen that reuses the party group's aux info.
     AuxInfo {
@@ -130,6 +131,10 @@ pub enum InputRequest {
         parties: u16,
         /// This party's index in the group.
         index: u16,
+        /// The fingerprint of the aux info to use, when the descriptor
+        /// names one (the group's agreed aux info); `None`: the group's
+        /// first.
+        fingerprint: Option<[u8; 32]>,
     },
     /// A full signing or presign session: the account's key share.
     Share {

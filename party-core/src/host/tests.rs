@@ -40,6 +40,7 @@ fn setup() -> Setup {
         kind: SessionKind::Keygen {
             generate_aux: false,
             policy: None,
+            aux_fingerprint: None,
         },
         curve: CurveName::Secp256k1,
         threshold: 2,

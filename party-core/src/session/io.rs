@@ -127,6 +127,9 @@ pub enum SessionOutput {
     Signature(RecoverableSignature),
     /// A presignature to seal and store.
     Presignature(Box<StoredPresignature>),
+    /// New aux info of the party group (an aux-info session): kept beside
+    /// the group's current aux info, used once a keygen names it.
+    AuxInfo(Box<AuxInfo>),
 }
 
 impl std::fmt::Debug for SessionOutput {
@@ -143,6 +146,7 @@ impl std::fmt::Debug for SessionOutput {
                 .debug_tuple("SessionOutput::Presignature")
                 .field(p)
                 .finish(),
+            SessionOutput::AuxInfo(_) => f.write_str("SessionOutput::AuxInfo(<redacted>)"),
         }
     }
 }

@@ -152,7 +152,17 @@ impl PartySession {
             Ok(())
         };
         match (&d.kind, input) {
-            (SessionKind::Keygen { generate_aux, .. }, SessionInput::Keygen(aux)) => {
+            (SessionKind::AuxInfo {}, SessionInput::Keygen(AuxSource::Generate(primes))) => {
+                session.current = Some(driver::aux_info(&eid, me, d.parties, primes));
+            }
+            (
+                SessionKind::Keygen {
+                    generate_aux,
+                    aux_fingerprint,
+                    ..
+                },
+                SessionInput::Keygen(aux),
+            ) => {
                 match (generate_aux, aux) {
                     (true, AuxSource::Generate(primes)) => {
                         session.current = Some(driver::aux_info(&eid, me, d.parties, primes));
@@ -163,6 +173,16 @@ impl PartySession {
                             return Err(SessionError::InputMismatch(
                                 "aux info is for another party group",
                             ));
+                        }
+                        // The aux info the coordinator named (the one every
+                        // party of the group reported), checked here, not
+                        // only by the host's store lookup.
+                        if let Some(named) = aux_fingerprint {
+                            if crate::aux_fingerprint::aux_fingerprint(&aux) != *named {
+                                return Err(SessionError::InputMismatch(
+                                    "aux info is not the one the descriptor names",
+                                ));
+                            }
                         }
                         session.aux = Some(aux);
                         session.current = Some(driver::keygen(&eid, me, d.threshold, d.parties));
@@ -389,6 +409,12 @@ impl PartySession {
             };
             self.current = None;
             match output {
+                StageOutput::AuxInfo(aux)
+                    if matches!(self.descriptor.descriptor().kind, SessionKind::AuxInfo {}) =>
+                {
+                    self.finish();
+                    pump.output = Some(SessionOutput::AuxInfo(aux));
+                }
                 StageOutput::AuxInfo(aux) => {
                     self.aux = Some(aux);
                     self.aux_is_new = true;

@@ -129,6 +129,7 @@ impl Fixture {
             SessionKind::Keygen {
                 generate_aux: false,
                 policy: None,
+                aux_fingerprint: None,
             },
             t,
             &indices,

@@ -10,7 +10,7 @@
 //! that keygen is kept, and the session fails with the code).
 
 use mpc_db::sqlx::{self, Row as _};
-use party_core::aux_fingerprint::same_aux;
+use party_core::aux_fingerprint::{aux_fingerprint, same_aux};
 use party_core::seal::RecordKind;
 use party_core::AuxInfo;
 
@@ -25,6 +25,72 @@ impl PartyStore {
             RecordKind::AuxInfo,
         )
         .await
+    }
+
+    /// The group's aux info with fingerprint `fingerprint` (named by a
+    /// keygen descriptor): the group's first aux info if it is that one,
+    /// else the one an aux-info session made. The fingerprint is recomputed
+    /// from the opened record.
+    pub async fn aux_info_named(
+        &self,
+        group_id: &str,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<AuxInfo>, StoreError> {
+        if let Some(first) = self.aux_info(group_id).await? {
+            if aux_fingerprint(&first) == *fingerprint {
+                return Ok(Some(first));
+            }
+            party_core::primes::wipe_aux_info(first);
+        }
+        let fp = hex::encode(fingerprint);
+        let Some(row) = sqlx::query(
+            "SELECT sealed FROM aux_info_versions WHERE group_id = $1 AND fingerprint = $2",
+        )
+        .bind(group_id)
+        .bind(&fp)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let id = version_context(group_id, &fp);
+        let aux: AuxInfo = self
+            .key
+            .open_value(self.ctx(&id, RecordKind::AuxInfo), &row.get::<Vec<u8>, _>(0))?;
+        if aux_fingerprint(&aux) != *fingerprint {
+            party_core::primes::wipe_aux_info(aux);
+            return Err(StoreError::AuxInfoConflict);
+        }
+        Ok(Some(aux))
+    }
+
+    /// Keeps the aux info an aux-info session (`session_id`) made for the
+    /// group, beside the group's current aux info; replaces nothing (the
+    /// same aux info twice is kept once).
+    pub async fn put_aux_version(
+        &self,
+        group_id: &str,
+        session_id: &str,
+        aux: &AuxInfo,
+    ) -> Result<[u8; 32], StoreError> {
+        let fingerprint = aux_fingerprint(aux);
+        let fp = hex::encode(fingerprint);
+        let id = version_context(group_id, &fp);
+        let sealed = self
+            .key
+            .seal_value(self.ctx(&id, RecordKind::AuxInfo), aux)?;
+        sqlx::query(
+            "INSERT INTO aux_info_versions (group_id, fingerprint, session_id, sealed, created_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, fingerprint) DO NOTHING",
+        )
+        .bind(group_id)
+        .bind(&fp)
+        .bind(session_id)
+        .bind(sealed)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(fingerprint)
     }
 
     /// Stores aux info for a group. Kept if the same aux info is already
@@ -70,6 +136,12 @@ impl PartyStore {
             Err(StoreError::AuxInfoConflict)
         }
     }
+}
+
+/// The sealed-record context of an aux-info version: the group and the
+/// fingerprint, so a record opens only in its own row.
+fn version_context(group_id: &str, fingerprint_hex: &str) -> String {
+    format!("{group_id}/aux-version/{fingerprint_hex}")
 }
 
 #[cfg(test)]
