@@ -13,6 +13,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{parties, setup, signed_report, TestApp, API_KEY, TEST_AUX_FINGERPRINT};
+use mpc_db::sqlx::Row as _;
 use party_core::wire::ReportBody;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
@@ -220,4 +221,167 @@ async fn the_aux_group_listing_is_for_operator_keys_only() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["code"], "forbidden");
+}
+
+/// The signed descriptor of a session, as stored (JSON).
+async fn descriptor_of(t: &TestApp, sid: Uuid) -> Value {
+    let text: String = mpc_db::sqlx::query("SELECT descriptor FROM sessions WHERE session_id = $1")
+        .bind(sid.to_string())
+        .fetch_one(t.c.store().pool())
+        .await
+        .unwrap()
+        .get(0);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every party reports storing new aux info `fingerprints[pos]`.
+async fn report_aux(t: &TestApp, sid: Uuid, fingerprints: [[u8; 32]; 3]) -> Value {
+    for (pos, id) in t.servers.iter().enumerate() {
+        let body = ReportBody::AuxInfoStored {
+            aux_fingerprint: fingerprints[pos],
+        };
+        let (status, b) = t.report(&signed_report(sid, pos as u16, body, id)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{b}");
+    }
+    t.get(&format!("/api/v1/mpc/sessions/{sid}")).await.1
+}
+
+async fn group_state(t: &TestApp) -> Value {
+    let (status, groups) = t.get("/api/v1/mpc/admin/aux-groups").await;
+    assert_eq!(status, StatusCode::OK, "{groups}");
+    let groups = groups["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    groups[0].clone()
+}
+
+/// The repair of an inconsistent group by an aux-info session: one at a
+/// time; parties that disagree leave the group as it was; agreement
+/// switches the group (listed ready, later keygen descriptors name the new
+/// fingerprint, their results must carry it); a keygen created before the
+/// switch completes with the aux info it named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aux_info_session_repairs_an_inconsistent_group() {
+    let Some(t) = setup(|_| {}).await else {
+        return;
+    };
+    // A ready group (its fingerprint recorded), then a keygen in flight
+    // that names it.
+    t.account().await;
+    let (status, before) = t.post("/api/v1/mpc/keygen", &keygen_body()).await;
+    assert_eq!(status, StatusCode::CREATED, "{before}");
+    let named = descriptor_of(&t, sid(&before)).await;
+    assert_eq!(
+        named["descriptor"]["kind"]["aux_fingerprint"],
+        hex::encode(TEST_AUX_FINGERPRINT),
+        "{named}"
+    );
+    // A keygen finds the group inconsistent.
+    let (_, bad) = t.post("/api/v1/mpc/keygen", &keygen_body()).await;
+    let s = report_results(&t, sid(&bad), [[0x5a; 32]; 3]).await;
+    assert_eq!(s["error"]["code"], "aux_info_mismatch", "{s}");
+    let group = group_state(&t).await;
+    assert_eq!(group["state"], "inconsistent");
+    let regenerate = format!(
+        "/api/v1/mpc/admin/aux-groups/{}/regenerate",
+        group["group_id"].as_str().unwrap()
+    );
+
+    // An aux-info session of the group's parties; one at a time.
+    let (status, first) = t.post(&regenerate, &json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["session_type"], "aux_info", "{first}");
+    let d = descriptor_of(&t, sid(&first)).await;
+    assert_eq!(d["descriptor"]["kind"]["type"], "aux_info", "{d}");
+    assert_eq!(d["descriptor"]["participants"].as_array().unwrap().len(), 3);
+    let (status, again) = t.post(&regenerate, &json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["code"], "aux_info_in_progress");
+
+    // The parties disagree: failed, the group stays inconsistent.
+    let s = report_aux(&t, sid(&first), [[1; 32], [1; 32], [2; 32]]).await;
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["error"]["code"], "aux_info_mismatch", "{s}");
+    assert_eq!(group_state(&t).await["state"], "inconsistent");
+    let (status, _) = t.post("/api/v1/mpc/keygen", &keygen_body()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Another session (the failed one's claim is void); they agree.
+    let (status, second) = t.post(&regenerate, &json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let new = [0x3c; 32];
+    let s = report_aux(&t, sid(&second), [new; 3]).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["result"]["aux_fingerprint"], hex::encode(new), "{s}");
+    let group = group_state(&t).await;
+    assert_eq!(group["state"], "ready", "{group}");
+    assert_eq!(group["fingerprint"], hex::encode(new), "{group}");
+
+    // The keygen created before the switch completes with what it named.
+    let s = report_results(&t, sid(&before), [TEST_AUX_FINGERPRINT; 3]).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    // A new keygen names the new aux info and completes with it.
+    let (status, after) = t.post("/api/v1/mpc/keygen", &keygen_body()).await;
+    assert_eq!(status, StatusCode::CREATED, "{after}");
+    let d = descriptor_of(&t, sid(&after)).await;
+    assert_eq!(d["descriptor"]["kind"]["aux_fingerprint"], hex::encode(new));
+    let s = report_results(&t, sid(&after), [new; 3]).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    // Results carrying other aux info than the named one fail the keygen
+    // (no account) and mark the group again: parties that agree among
+    // themselves on aux info the keygen did not name are not trusted.
+    let (_, wrong) = t.post("/api/v1/mpc/keygen", &keygen_body()).await;
+    let accounts = t.count("accounts").await;
+    let s = report_results(&t, sid(&wrong), [TEST_AUX_FINGERPRINT; 3]).await;
+    assert_eq!(s["error"]["code"], "aux_info_mismatch", "{s}");
+    assert_eq!(t.count("accounts").await, accounts, "no account");
+    assert_eq!(group_state(&t).await["state"], "inconsistent");
+}
+
+/// Only operator keys start an aux-info session; an unknown group is 404;
+/// an aux-info report in another kind of session is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aux_info_sessions_are_for_operators_and_known_groups() {
+    let Some(t) = setup(|_| {}).await else {
+        return;
+    };
+    t.account().await;
+    let group = group_state(&t).await;
+    let path = format!(
+        "/api/v1/mpc/admin/aux-groups/{}/regenerate",
+        group["group_id"].as_str().unwrap()
+    );
+    let (status, key) = t
+        .post(
+            "/api/v1/mpc/admin/keys",
+            &json!({ "name": "tenant admin", "scopes": ["admin", "keygen"], "tenant": "acme" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let (status, body) = t
+        .post_with_key(key["key"].as_str(), &path, &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = t
+        .post(
+            &format!(
+                "/api/v1/mpc/admin/aux-groups/{}/regenerate",
+                "0f".repeat(32)
+            ),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(t.count("aux_claims").await, 0, "nothing claimed");
+
+    // A party cannot pass a keygen off as aux info.
+    let (_, kg) = t.post("/api/v1/mpc/keygen", &keygen_body()).await;
+    let body = ReportBody::AuxInfoStored {
+        aux_fingerprint: [7; 32],
+    };
+    let (status, b) = t
+        .report(&signed_report(sid(&kg), 0, body, &t.servers[0]))
+        .await;
+    assert!(status.is_client_error(), "{status} {b}");
+    let (_, s) = t.get(&format!("/api/v1/mpc/sessions/{}", sid(&kg))).await;
+    assert_ne!(s["status"], "completed", "{s}");
 }

@@ -5,8 +5,9 @@
 mod common;
 
 use common::*;
+use party_core::aux_fingerprint::aux_fingerprint;
 use party_core::descriptor::SessionKind;
-use party_core::session::{AuxSource, SessionInput, SessionOutput};
+use party_core::session::{AuxSource, PartySession, SessionError, SessionInput, SessionOutput};
 
 #[test]
 fn keygen_with_aux_generation_then_reuse_for_a_second_wallet() {
@@ -76,5 +77,74 @@ fn keygen_with_aux_generation_then_reuse_for_a_second_wallet() {
     let hash = random_hash();
     for s in f.sign(&second, &[1, 0], hash) {
         assert_valid_signature(&s, &hash, &public_key(&second[0]));
+    }
+}
+
+/// An aux-info session (the repair of a group) gives every party new aux
+/// info with one fingerprint; a keygen naming that fingerprint makes a
+/// wallet that signs; a keygen naming another fingerprint than the aux info
+/// a party loads is refused before anything is sent.
+#[test]
+fn aux_info_session_then_a_keygen_that_names_it() {
+    let f = Fixture::new(2);
+    let signed = f.sign_descriptor(f.descriptor(SessionKind::AuxInfo {}, 2, &[0, 1]));
+    let sessions = f.sessions(&signed, |k| {
+        SessionInput::Keygen(AuxSource::Generate(test_primes(usize::from(k))))
+    });
+    let auxes: Vec<_> = Hub::default()
+        .run(sessions)
+        .unwrap()
+        .into_iter()
+        .map(|o| match o {
+            SessionOutput::AuxInfo(aux) => aux,
+            _ => panic!("unexpected output"),
+        })
+        .collect();
+    let fp = aux_fingerprint(&auxes[0]);
+    assert_eq!(aux_fingerprint(&auxes[1]), fp, "one run, one fingerprint");
+    assert_ne!(fp, aux_fingerprint(&test_aux(2, 0)), "fresh aux info");
+
+    let named = |fingerprint| {
+        f.sign_descriptor(f.descriptor(
+            SessionKind::Keygen {
+                generate_aux: false,
+                policy: None,
+                aux_fingerprint: Some(fingerprint),
+            },
+            2,
+            &[0, 1],
+        ))
+    };
+    // Named other aux info than the party holds: refused at once.
+    let other = named(aux_fingerprint(&test_aux(2, 0)));
+    let verified = other.verify(&f.coordinator.public()).unwrap();
+    let refused = PartySession::new(
+        verified,
+        f.parties[0].clone(),
+        SessionInput::Keygen(AuxSource::Existing(auxes[0].clone())),
+        now(),
+    );
+    assert!(
+        matches!(&refused, Err(SessionError::InputMismatch(m)) if m.contains("names")),
+        "{refused:?}"
+    );
+
+    let mut given = auxes.into_iter();
+    let sessions = f.sessions(&named(fp), |_| {
+        SessionInput::Keygen(AuxSource::Existing(given.next().unwrap()))
+    });
+    let shares: Vec<_> = Hub::default()
+        .run(sessions)
+        .unwrap()
+        .into_iter()
+        .map(|o| match o {
+            SessionOutput::Keygen { share, .. } => *share,
+            _ => panic!("unexpected output"),
+        })
+        .collect();
+    assert_eq!(aux_fingerprint(&shares[0].aux), fp);
+    let hash = random_hash();
+    for s in f.sign(&shares, &[0, 1], hash) {
+        assert_valid_signature(&s, &hash, &public_key(&shares[0]));
     }
 }

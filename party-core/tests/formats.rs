@@ -253,3 +253,76 @@ fn sealed_records_refuse_every_flip_and_swap() {
     }
     assert_eq!(refused, KINDS.len() * 10_000);
 }
+
+/// The descriptor kinds of the aux-info repair (issue #15) are pinned too:
+/// a keygen that names the group's aux info by fingerprint (marker byte 2
+/// where a keygen has its generate flag, then the 32 bytes: a value older
+/// descriptors never had, so their bytes are unchanged) and an aux-info
+/// session (kind tag 6, no fields).
+#[test]
+fn aux_repair_descriptor_bytes_are_pinned() {
+    let base = fixed_descriptors().1;
+    // Where the kind starts: domain (4 + 17), version, session id.
+    let at = 4 + b"mpc/descriptor/v2".len() + 1 + 16;
+    let named = SessionDescriptor {
+        kind: SessionKind::Keygen {
+            generate_aux: false,
+            policy: None,
+            aux_fingerprint: Some([0x5c; 32]),
+        },
+        ..base.clone()
+    };
+    named.validate().unwrap();
+    let bytes = named.canonical_bytes();
+    assert_eq!(bytes[at], 1, "keygen tag");
+    assert_eq!(bytes[at + 1], 2, "reuse the named aux info");
+    assert_eq!(&bytes[at + 2..at + 34], &[0x5c; 32]);
+    assert_eq!(bytes[at + 34], 0, "no policy");
+    assert_eq!(bytes[at + 35], 1, "curve secp256k1");
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes)),
+        NAMED_KEYGEN_SHA256,
+        "canonical named-keygen descriptor changed"
+    );
+    let unnamed = SessionDescriptor {
+        kind: SessionKind::Keygen {
+            generate_aux: false,
+            policy: None,
+            aux_fingerprint: None,
+        },
+        ..base.clone()
+    };
+    assert_eq!(unnamed.canonical_bytes()[at + 1], 0);
+    assert_ne!(unnamed.execution_id(), named.execution_id());
+
+    let aux = SessionDescriptor {
+        kind: SessionKind::AuxInfo {},
+        ..base.clone()
+    };
+    aux.validate().unwrap();
+    let bytes = aux.canonical_bytes();
+    assert_eq!(bytes[at], 6, "aux-info tag");
+    assert_eq!(bytes[at + 1], 1, "curve right after: no fields");
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes)),
+        AUX_INFO_SHA256,
+        "canonical aux-info descriptor changed"
+    );
+    // A keygen cannot both generate aux info and name some.
+    let both = SessionDescriptor {
+        kind: SessionKind::Keygen {
+            generate_aux: true,
+            policy: None,
+            aux_fingerprint: Some([0x5c; 32]),
+        },
+        ..base
+    };
+    assert_eq!(
+        both.validate(),
+        Err(party_core::descriptor::DescriptorError::ConflictingAux)
+    );
+}
+
+const NAMED_KEYGEN_SHA256: &str =
+    "42fa5f4bd571226c657d1d422a68cb37248aa4db685b58e20d975a13d33e60a8";
+const AUX_INFO_SHA256: &str = "199bb30c4957e964319087c5ddb1209fc21c673385bee69a732b404e4b646d76";

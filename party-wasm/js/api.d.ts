@@ -84,6 +84,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/mpc/admin/aux-groups/{group_id}/regenerate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Starts an aux-info session for a party group (operator keys only): every
+         *     party generates new aux info and keeps it beside the current one; when
+         *     all report the same fingerprint, the group's later keygens use it and an
+         *     inconsistent group is usable again. Existing wallets are not changed.
+         *     The group's parties are those of the session that recorded the group.
+         * @description With a wait (`?wait_ms=N` or `Prefer: wait=S`) the answer comes when the
+         *     session has ended (or the wait is over).
+         */
+        post: operations["regenerate_aux"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/mpc/admin/keys": {
         parameters: {
             query?: never;
@@ -748,7 +773,7 @@ export interface components {
          * @description What a session does.
          * @enum {string}
          */
-        SessionKind: "keygen" | "sign" | "presign" | "policy_change";
+        SessionKind: "keygen" | "sign" | "presign" | "policy_change" | "aux_info";
         /** @description One participant of a session. */
         SessionParty: {
             /** @description Device type. */
@@ -772,6 +797,13 @@ export interface components {
             account_id?: string | null;
             /** @description EIP-55 Ethereum address (keygen). */
             address?: string | null;
+            /**
+             * @description The fingerprint of the group's new aux info, the same at every
+             *     party (aux info), hex.
+             */
+            aux_fingerprint?: string | null;
+            /** @description The party group (aux info). */
+            group_id?: string | null;
             /** @description The presignature made (presign). */
             presignature_id?: string | null;
             /** @description Compressed SEC1 public key, hex (keygen). */
@@ -1229,6 +1261,98 @@ export interface operations {
                 };
             };
             /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    regenerate_aux: {
+        parameters: {
+            query?: {
+                /** @description Milliseconds to wait for the session to end (0..=30000). */
+                wait_ms?: number;
+            };
+            header?: {
+                /** @description `wait=S`: wait up to S seconds (at most 30) for the session to end */
+                Prefer?: string | null;
+            };
+            path: {
+                /** @description Party group id (from `GET /admin/aux-groups`) */
+                group_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Aux-info session created (finished, if it ended within the wait) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionCreated"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Caller address not allowed, or not an operator key (admin scope, default tenant) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such party group */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Another session is generating the group's aux info (`aux_info_in_progress`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The group has device parties (`unsupported_device_type`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the key's request rate or open sessions */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready, or no router */
             503: {
                 headers: {
                     [name: string]: unknown;

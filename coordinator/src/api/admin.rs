@@ -147,5 +147,14 @@ pub(super) async fn regenerate_aux(
         check_open_sessions(&c2, &caller2.key_id).await?;
         Ok(c2.regenerate_aux(&caller2, &owner, &group).await?)
     };
-    create_and_answer(&c, &caller, &headers, wait, "aux-regenerate", &group_id, create).await
+    create_and_answer(
+        &c,
+        &caller,
+        &headers,
+        wait,
+        "aux-regenerate",
+        &group_id,
+        create,
+    )
+    .await
 }

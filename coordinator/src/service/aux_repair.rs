@@ -188,11 +188,7 @@ impl Coordinator {
             return Ok(());
         }
         crate::kill_point::reached("coordinator:completing");
-        if self
-            .store()
-            .complete_aux_info(id, group_id, first)
-            .await?
-        {
+        if self.store().complete_aux_info(id, group_id, first).await? {
             tracing::info!(session_id = %id, group_id, fingerprint = first, "party group switched to new aux info");
             self.close_session(id);
         }

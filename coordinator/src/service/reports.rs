@@ -14,10 +14,10 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use crate::store::blame;
-use party_core::aux_fingerprint::AUX_INFO_MISSING;
 use crate::store::sessions::Stored;
 use crate::store::{PartyResult, SessionRow};
 use crate::Coordinator;
+use party_core::aux_fingerprint::AUX_INFO_MISSING;
 
 /// Whether a report's body may come from a party of a session of `kind`:
 /// each result only from its own kind; joins, progress, failures and

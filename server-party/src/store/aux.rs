@@ -54,9 +54,10 @@ impl PartyStore {
             return Ok(None);
         };
         let id = version_context(group_id, &fp);
-        let aux: AuxInfo = self
-            .key
-            .open_value(self.ctx(&id, RecordKind::AuxInfo), &row.get::<Vec<u8>, _>(0))?;
+        let aux: AuxInfo = self.key.open_value(
+            self.ctx(&id, RecordKind::AuxInfo),
+            &row.get::<Vec<u8>, _>(0),
+        )?;
         if aux_fingerprint(&aux) != *fingerprint {
             party_core::primes::wipe_aux_info(aux);
             return Err(StoreError::AuxInfoConflict);

@@ -81,3 +81,72 @@ async fn a_different_aux_info_is_refused_and_the_old_one_kept(url: String) {
         &test_aux(2, 0)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aux_info_versions_are_kept_beside_and_bound_to_their_row_sqlite() {
+    versions_are_kept_beside_and_bound_to_their_row(sqlite_url("versions")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aux_info_versions_are_kept_beside_and_bound_to_their_row_postgres() {
+    if let Some(url) = mpc_db::testing::postgres_or_skip().await {
+        versions_are_kept_beside_and_bound_to_their_row(url).await;
+    }
+}
+
+/// An aux-info session's aux info is kept beside the group's first (which
+/// stays), found by its fingerprint; a row moved to another fingerprint or
+/// another group does not open.
+async fn versions_are_kept_beside_and_bound_to_their_row(url: String) {
+    let store = PartyStore::open(&url, MasterKey::generate(), "p1", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (group, first, new) = ("group-a", test_aux(3, 0), test_aux(2, 0));
+    let (fp_first, fp_new) = (aux_fingerprint(&first), aux_fingerprint(&new));
+    store.put_aux_info(group, &first).await.unwrap();
+    assert!(store
+        .aux_info_named(group, &fp_new)
+        .await
+        .unwrap()
+        .is_none());
+
+    assert_eq!(
+        store.put_aux_version(group, "s1", &new).await.unwrap(),
+        fp_new
+    );
+    // Again (a retried write): kept once.
+    store.put_aux_version(group, "s1", &new).await.unwrap();
+    let named = store.aux_info_named(group, &fp_new).await.unwrap().unwrap();
+    assert!(same_aux(&named, &new));
+    let named = store
+        .aux_info_named(group, &fp_first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(same_aux(&named, &first), "the first is found by its own");
+    assert!(
+        same_aux(&store.aux_info(group).await.unwrap().unwrap(), &first),
+        "the group's first aux info is not replaced"
+    );
+
+    // Moved to another fingerprint, or to another group: refused.
+    let other = hex::encode([9u8; 32]);
+    mpc_db::sqlx::query("UPDATE aux_info_versions SET fingerprint = $1")
+        .bind(&other)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.aux_info_named(group, &[9u8; 32]).await,
+        Err(StoreError::Record(_))
+    ));
+    mpc_db::sqlx::query("UPDATE aux_info_versions SET fingerprint = $1, group_id = 'group-b'")
+        .bind(hex::encode(fp_new))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.aux_info_named("group-b", &fp_new).await,
+        Err(StoreError::Record(_))
+    ));
+}
