@@ -126,7 +126,7 @@ async fn keygen_2_of_3_and_every_pair_signs_through_rest() {
         let bytes = if dir.postgres_urls().await.is_some() {
             // On PostgreSQL: every byte the party stored, column by column.
             let mut all = Vec::new();
-            for table in ["key_shares", "aux_infos", "identity"] {
+            for table in ["key_shares", "aux_infos", "aux_info_versions", "identity"] {
                 for r in sqlx::query(&format!("SELECT sealed FROM {table}"))
                     .fetch_all(party.store().pool())
                     .await

@@ -172,9 +172,8 @@ impl PartyStore {
     /// Stores a finished keygen in one transaction: the share, the account's
     /// policy when the keygen descriptor has one, and the aux info when it
     /// was generated in that session. Nothing is written before the keygen
-    /// finished, so no half-made share exists; a group that already holds
-    /// other aux info refuses the new one ([`StoreError::AuxInfoConflict`])
-    /// and nothing of the keygen is kept.
+    /// finished, so no half-made share exists. New aux info is kept as a
+    /// version of the group's aux info (`store::aux`), replacing nothing.
     pub async fn put_keygen_result(
         &self,
         account_id: &str,
@@ -213,9 +212,10 @@ impl PartyStore {
             .await?;
         }
         if let Some((group, aux)) = new_aux {
-            // Never replaced: a different aux info for the group fails the
-            // whole keygen (the transaction rolls back, no share is kept).
-            self.insert_aux(&mut tx, group, aux).await?;
+            // Kept beside any other aux info of the group (never replaced),
+            // named by its fingerprint in the group's later keygens.
+            self.insert_aux_version(&mut tx, group, account_id, aux)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

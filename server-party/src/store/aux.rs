@@ -1,5 +1,14 @@
 //! Aux info of a party group: stored once, never replaced.
 //!
+//! Two tables. `aux_infos` holds one aux info per group: the PUBLIC test
+//! aux info a test build loads, and the aux info of groups made before
+//! fingerprints. `aux_info_versions` holds every aux info this party made
+//! (a generating keygen's, an aux-info session's), one row per (group,
+//! fingerprint): a keygen uses the one its descriptor names, which the
+//! coordinator names only once every party of the group reported it. A
+//! generating keygen that failed leaves a row nothing names (harmless), so
+//! the next generation is never refused by what a failed one kept.
+//!
 //! Every later wallet of a group is made with the aux info the party holds
 //! for it, and a wallet whose parties hold aux info of different runs
 //! completes its keygen but can never sign. So a party keeps the first aux
@@ -74,6 +83,19 @@ impl PartyStore {
         session_id: &str,
         aux: &AuxInfo,
     ) -> Result<[u8; 32], StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self.insert_aux_version(&mut conn, group_id, session_id, aux)
+            .await
+    }
+
+    /// [`PartyStore::put_aux_version`] on one connection (or transaction).
+    pub(super) async fn insert_aux_version(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        group_id: &str,
+        session_id: &str,
+        aux: &AuxInfo,
+    ) -> Result<[u8; 32], StoreError> {
         let fingerprint = aux_fingerprint(aux);
         let fp = hex::encode(fingerprint);
         let id = version_context(group_id, &fp);
@@ -89,7 +111,7 @@ impl PartyStore {
         .bind(session_id)
         .bind(sealed)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(fingerprint)
     }
