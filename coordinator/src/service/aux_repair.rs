@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::{Created, Owner, ServiceError};
 use crate::auth::Caller;
-use crate::store::{now, AuxClaim, DeviceType, PartyResult, SessionRow};
+use crate::store::{now, AuxClaim, PartyResult, SessionRow};
 use crate::Coordinator;
 
 impl Coordinator {
@@ -66,11 +66,7 @@ impl Coordinator {
             return Err(not_found());
         }
         for p in &recorded.participants {
-            let device_type = self
-                .store()
-                .party(&p.party_id)
-                .await?
-                .map_or(DeviceType::Server, |r| r.device_type);
+            let device_type = self.store().device_type_of(&p.party_id).await?;
             if device_type.is_device() {
                 return Err(ServiceError::new(
                     ErrorCode::UnsupportedDeviceType,

@@ -14,7 +14,7 @@ use super::authz::{
 };
 use super::validate::{bad, hash_to_sign, parse_message};
 use super::{Created, Owner, ServiceError};
-use crate::store::{now, Account, DeviceSlot, DeviceType};
+use crate::store::{now, Account, DeviceSlot};
 use crate::Coordinator;
 
 fn request_fields(
@@ -112,11 +112,7 @@ impl Coordinator {
         parties.sort_by_key(|p| p.keygen_index);
         let mut devices = Vec::new();
         for (pos, p) in parties.iter().enumerate() {
-            let device_type = self
-                .store()
-                .party(&p.party_id)
-                .await?
-                .map_or(DeviceType::Server, |r| r.device_type);
+            let device_type = self.store().device_type_of(&p.party_id).await?;
             if device_type.is_device() {
                 devices.push(DeviceSlot {
                     position: u16::try_from(pos).unwrap_or(u16::MAX),

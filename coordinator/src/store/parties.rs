@@ -47,6 +47,15 @@ impl Store {
         Ok(())
     }
 
+    /// The device type of a registered party; `server` for a party id not
+    /// registered (yet).
+    pub async fn device_type_of(&self, party_id: &str) -> Result<DeviceType, StoreError> {
+        Ok(self
+            .party(party_id)
+            .await?
+            .map_or(DeviceType::Server, |r| r.device_type))
+    }
+
     /// A registered party.
     pub async fn party(&self, party_id: &str) -> Result<Option<PartyRecord>, StoreError> {
         let row = sqlx::query(
