@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
 const API_KEY: &str = "mpc_key_made_by_the_first_version";
+const GROUP7_FINGERPRINT: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 const ACCOUNT: &str = "4f1c9a52-7f0e-4c1b-8f7e-1d2a3b4c5d6e";
 const PRESIGN: &str = "0d1e2f30-4152-4637-8899-aabbccddeeff";
 /// The 2-of-3 key of party-core's fixtures.
@@ -147,6 +148,28 @@ async fn write_rows_of(version: usize, pool: &AnyPool) {
             .bind(PRESIGN)
             .bind(ACCOUNT),
         ),
+        7 => {
+            queries.push(sqlx::query(
+                "INSERT INTO aux_groups (group_id, session_id, created_at, fingerprint)
+                 VALUES ('group-7', $1, 1700000020, $2)",
+            ).bind(ACCOUNT).bind(GROUP7_FINGERPRINT));
+            queries.push(sqlx::query(
+                "INSERT INTO aux_inconsistent (group_id, session_id, detected_at)
+                 VALUES ('group-bad', $1, 1700000021)",
+            ).bind(ACCOUNT));
+            queries.push(sqlx::query(
+                "INSERT INTO aux_claims (group_id, session_id, expires_at, created_at)
+                 VALUES ('group-new', $1, 4000000000, 1700000022)",
+            ).bind(ACCOUNT));
+        }
+        8 => queries.push(
+            sqlx::query("UPDATE sessions SET accusations = $1 WHERE session_id = $2")
+                .bind(
+                    json!([{"reporter": "server-party-1", "accused": "server-party-2", "reason": "bad proof"}])
+                        .to_string(),
+                )
+                .bind(ACCOUNT),
+        ),
         _ => {}
     }
     for q in queries {
@@ -215,6 +238,32 @@ async fn rows_survive_every_migration(url: String) {
         store.aux_group_state("group-1").await.unwrap(),
         coordinator::store::AuxGroupState::Ready { fingerprint: None }
     );
+    // Rows of 0007 (aux agreement) and 0008 (accusations).
+    assert_eq!(
+        store.aux_group_state("group-7").await.unwrap(),
+        coordinator::store::AuxGroupState::Ready {
+            fingerprint: Some(GROUP7_FINGERPRINT.to_string())
+        }
+    );
+    assert_eq!(
+        store.aux_group_state("group-bad").await.unwrap(),
+        coordinator::store::AuxGroupState::Inconsistent
+    );
+    let listed = store.aux_groups(false).await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|g| g.group_id == "group-new" && g.state == "generating"),
+        "{listed:?}"
+    );
+    let accused = store
+        .session(ACCOUNT.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .accusations;
+    assert_eq!(accused.len(), 1);
+    assert_eq!(accused[0].accused.as_deref(), Some("server-party-2"));
     // And through the REST API, with the key made at v1.
     let req = Request::builder()
         .uri(format!("/api/v1/mpc/accounts/{ACCOUNT}"))
