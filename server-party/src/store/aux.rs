@@ -11,7 +11,7 @@
 
 use mpc_db::sqlx::{self, Row as _};
 use party_core::aux_fingerprint::same_aux;
-use party_core::seal::RecordKind;
+use party_core::seal::{Provenance, RecordKind};
 use party_core::AuxInfo;
 
 use super::{now, PartyStore, StoreError};
@@ -19,6 +19,14 @@ use super::{now, PartyStore, StoreError};
 impl PartyStore {
     /// Aux info of a party group, opened and validated.
     pub async fn aux_info(&self, group_id: &str) -> Result<Option<AuxInfo>, StoreError> {
+        Ok(self.aux_info_marked(group_id).await?.map(|(a, _)| a))
+    }
+
+    /// [`Self::aux_info`] and whether it was made from test data.
+    pub async fn aux_info_marked(
+        &self,
+        group_id: &str,
+    ) -> Result<Option<(AuxInfo, Provenance)>, StoreError> {
         self.open_row(
             "SELECT sealed FROM aux_infos WHERE group_id = $1",
             group_id,
@@ -30,8 +38,20 @@ impl PartyStore {
     /// Stores aux info for a group. Kept if the same aux info is already
     /// there; refused ([`StoreError::AuxInfoConflict`]) if another one is.
     pub async fn put_aux_info(&self, group_id: &str, aux: &AuxInfo) -> Result<(), StoreError> {
+        self.put_aux_info_as(group_id, aux, Provenance::Production)
+            .await
+    }
+
+    /// [`Self::put_aux_info`], the record marked with its provenance (test
+    /// aux info, or aux info made from test primes, is marked).
+    pub async fn put_aux_info_as(
+        &self,
+        group_id: &str,
+        aux: &AuxInfo,
+        provenance: Provenance,
+    ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        self.insert_aux(&mut conn, group_id, aux).await
+        self.insert_aux(&mut conn, group_id, aux, provenance).await
     }
 
     /// The never-replace rule on one connection (or transaction).
@@ -40,9 +60,10 @@ impl PartyStore {
         conn: &mut sqlx::AnyConnection,
         group_id: &str,
         aux: &AuxInfo,
+        provenance: Provenance,
     ) -> Result<(), StoreError> {
         let ctx = self.ctx(group_id, RecordKind::AuxInfo);
-        let sealed = self.key.seal_value(ctx, aux)?;
+        let sealed = self.key.seal_value_as(ctx, provenance, aux)?;
         let inserted = sqlx::query(
             "INSERT INTO aux_infos (group_id, sealed, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (group_id) DO NOTHING",
@@ -60,9 +81,10 @@ impl PartyStore {
             .bind(group_id)
             .fetch_one(&mut *conn)
             .await?;
-        let stored: AuxInfo = self.key.open_value(
+        let (stored, _): (AuxInfo, _) = self.key.open_value_checked(
             self.ctx(group_id, RecordKind::AuxInfo),
             &row.get::<Vec<u8>, _>(0),
+            self.accepts_test_data(),
         )?;
         if same_aux(&stored, aux) {
             Ok(())
