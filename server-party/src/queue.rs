@@ -17,9 +17,9 @@
 //!   are refused first, and never take a foreground place.
 //!
 //! At most `max_sessions + max_background_sessions` sessions exist at
-//! once. The same session delivered twice (a router's redelivery) is not
-//! admitted twice and not refused: the second copy is dropped silently, so
-//! it cannot fail the session the first copy runs.
+//! once. A second copy of a session that holds a place takes none and is
+//! not refused as busy: it goes on to the admission record, which refuses
+//! it as a replay (`session_replayed`), as before the queue.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -65,7 +65,8 @@ pub(crate) enum Admit {
     Admitted(Ticket),
     /// Over the bound; the reason for the refusal (no secrets).
     Busy(String),
-    /// This session already holds a place here.
+    /// This session already holds a place here (a second copy: no place
+    /// is taken for it).
     Duplicate,
 }
 
@@ -140,6 +141,7 @@ impl SessionQueue {
     }
 
     /// Sessions held now: (foreground, background).
+    #[cfg(test)]
     pub(crate) fn load(&self) -> (usize, usize) {
         let c = self.counts();
         (c.foreground, c.background)
@@ -235,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn a_session_delivered_twice_is_neither_admitted_twice_nor_refused() {
+    fn a_session_delivered_twice_takes_one_place_and_is_not_refused_as_busy() {
         let q = limits(1, 1);
         let id = Uuid::new_v4();
         let t = admitted(q.try_admit(id, Lane::Foreground));

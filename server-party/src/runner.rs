@@ -89,10 +89,10 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
             host.host_refused(PARTY_BUSY, reason, unix_now_ms());
             None
         }
-        Admit::Duplicate => {
-            tracing::warn!(%party_id, %session_id, "invitation for a session this party already runs; ignored");
-            return;
-        }
+        // A second copy of a session this party runs: it takes no place
+        // and goes on to the admission record, which refuses it as a
+        // replay (`session_replayed`), as before the queue.
+        Admit::Duplicate => None,
     };
     let started = std::time::Instant::now();
     let party = state.config.party_id.clone();
