@@ -94,9 +94,13 @@ async fn sessions_over_a_partys_bound_are_refused_at_once_and_the_others_complet
             Some("failed") => {
                 let e = &done["error"];
                 assert_eq!(e["code"], "party_busy", "{done}");
-                assert!(e["blamed_party"].is_null(), "being busy blames nobody: {done}");
                 assert!(
-                    e.get("accusations").is_none_or(|a| a.as_array().unwrap().is_empty()),
+                    e["blamed_party"].is_null(),
+                    "being busy blames nobody: {done}"
+                );
+                assert!(
+                    e.get("accusations")
+                        .is_none_or(|a| a.as_array().unwrap().is_empty()),
                     "nobody accused: {done}"
                 );
                 let reason = e["reason"].as_str().unwrap();
@@ -130,7 +134,11 @@ async fn sessions_over_a_partys_bound_are_refused_at_once_and_the_others_complet
     let hash = random_hash();
     let created = start_sign(&c, &account, &hash).await;
     let done = c
-        .wait_session(created["session_id"].as_str().unwrap(), Duration::from_secs(180), |_| {})
+        .wait_session(
+            created["session_id"].as_str().unwrap(),
+            Duration::from_secs(180),
+            |_| {},
+        )
         .await
         .unwrap();
     assert_eq!(done["status"], "completed", "{done}");
@@ -157,23 +165,37 @@ async fn a_share_made_from_test_data_is_refused_where_test_data_is_not_accepted(
     let hash = random_hash();
     let created = start_sign(&c, &account, &hash).await;
     let done = c
-        .wait_session(created["session_id"].as_str().unwrap(), Duration::from_secs(180), |_| {})
+        .wait_session(
+            created["session_id"].as_str().unwrap(),
+            Duration::from_secs(180),
+            |_| {},
+        )
         .await
         .unwrap();
     assert_eq!(done["status"], "failed", "{done}");
     let reason = done["error"]["reason"].as_str().unwrap();
     assert!(reason.contains("made from public test data"), "{reason}");
     assert!(reason.contains(&DevSystem::party_id(1)), "{reason}");
-    assert!(done.get("result").is_none_or(|r| r.get("signature").is_none()));
+    assert!(done
+        .get("result")
+        .is_none_or(|r| r.get("signature").is_none()));
 
     // The record is intact: a build for tests signs with it again.
     store.set_accept_test_data(true);
     let created = start_sign(&c, &account, &hash).await;
     let done = c
-        .wait_session(created["session_id"].as_str().unwrap(), Duration::from_secs(180), |_| {})
+        .wait_session(
+            created["session_id"].as_str().unwrap(),
+            Duration::from_secs(180),
+            |_| {},
+        )
         .await
         .unwrap();
     assert_eq!(done["status"], "completed", "{done}");
-    verify(&done["result"]["signature"], &hash, account["public_key"].as_str().unwrap());
+    verify(
+        &done["result"]["signature"],
+        &hash,
+        account["public_key"].as_str().unwrap(),
+    );
     sys.shutdown().await;
 }

@@ -241,7 +241,8 @@ impl MasterKey {
         ctx: RecordContext<'_>,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, SealError> {
-        self.open_checked(ctx, sealed, false).map(|(bytes, _)| bytes)
+        self.open_checked(ctx, sealed, false)
+            .map(|(bytes, _)| bytes)
     }
 
     /// Opens a record sealed for exactly `ctx` and tells its provenance. A

@@ -269,10 +269,17 @@ fn test_data_records_are_marked_and_the_mark_is_authenticated() {
             kind,
         };
         let marked = key.seal_as(ctx, Provenance::TestData, b"public").unwrap();
-        assert_eq!(marked[1], kind as u8 | 0x80, "{kind:?}: the mark is in the kind byte");
+        assert_eq!(
+            marked[1],
+            kind as u8 | 0x80,
+            "{kind:?}: the mark is in the kind byte"
+        );
         // A build that accepts test data opens it and learns what it is.
         let (plain, provenance) = key.open_checked(ctx, &marked, true).unwrap();
-        assert_eq!((&**plain, provenance), (&b"public"[..], Provenance::TestData));
+        assert_eq!(
+            (&**plain, provenance),
+            (&b"public"[..], Provenance::TestData)
+        );
         // A build that does not: the typed refusal, from both entry points.
         assert_eq!(key.open(ctx, &marked).unwrap_err(), SealError::TestData);
         assert_eq!(
@@ -301,7 +308,10 @@ fn test_data_records_are_marked_and_the_mark_is_authenticated() {
             SealError::OpenFailed
         );
         let (plain, provenance) = key.open_checked(ctx, &production, true).unwrap();
-        assert_eq!((&**plain, provenance), (&b"real"[..], Provenance::Production));
+        assert_eq!(
+            (&**plain, provenance),
+            (&b"real"[..], Provenance::Production)
+        );
         // Random flips of a marked record never open, even where test data
         // is accepted.
         for _ in 0..1_000 {

@@ -34,9 +34,7 @@ pub(crate) use router_guard::{
     router_text, ws_config, Backoff, CONTROL_MAX_MESSAGE_BYTES, SESSION_MAX_MESSAGE_BYTES,
 };
 
-pub use queue::{
-    SessionLimits, DEFAULT_MAX_BACKGROUND_SESSIONS, DEFAULT_MAX_SESSIONS, PARTY_BUSY,
-};
+pub use queue::{SessionLimits, DEFAULT_MAX_BACKGROUND_SESSIONS, DEFAULT_MAX_SESSIONS, PARTY_BUSY};
 pub use store::PartyStore;
 
 /// Where aux-info primes come from.

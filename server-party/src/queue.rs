@@ -241,7 +241,10 @@ mod tests {
         let q = limits(1, 1);
         let id = Uuid::new_v4();
         let t = admitted(q.try_admit(id, Lane::Foreground));
-        assert!(matches!(q.try_admit(id, Lane::Foreground), Admit::Duplicate));
+        assert!(matches!(
+            q.try_admit(id, Lane::Foreground),
+            Admit::Duplicate
+        ));
         assert_eq!(q.load(), (1, 0));
         drop(t);
         // Ended: the id holds no place any more.

@@ -311,9 +311,11 @@ impl PartyStore {
         primes: &PrimeSet,
         provenance: Provenance,
     ) -> Result<(), StoreError> {
-        let sealed =
-            self.key
-                .seal_primes_as(self.ctx(PRIME_POOL, RecordKind::Primes), provenance, primes)?;
+        let sealed = self.key.seal_primes_as(
+            self.ctx(PRIME_POOL, RecordKind::Primes),
+            provenance,
+            primes,
+        )?;
         sqlx::query("INSERT INTO primes (sealed, created_at) VALUES ($1, $2)")
             .bind(sealed)
             .bind(now())

@@ -142,7 +142,8 @@ fn fixture_share() -> party_core::KeyShare {
         env!("CARGO_MANIFEST_DIR"),
         "/../party-core/test-data/fixtures/sealed-v1.json"
     );
-    let f: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let r = &f["key_shares"][0];
     let ctx = RecordContext {
         party_id: r["party_id"].as_str().unwrap(),
@@ -157,8 +158,12 @@ fn fixture_share() -> party_core::KeyShare {
 
 /// The PUBLIC test aux info of party 0 of 3.
 fn public_test_aux() -> party_core::AuxInfo {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../party-core/test-data/aux-n3.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../party-core/test-data/aux-n3.json"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     party_core::codec::decode(&hex::decode(v["aux"][0].as_str().unwrap()).unwrap()).unwrap()
 }
 
@@ -195,19 +200,38 @@ async fn test_data_records_are_marked_and_refused_where_test_data_is_not_accepte
     // A keygen made with test aux info: share and aux info marked. Another
     // one made for real: unmarked.
     store
-        .put_keygen_result("acct-test", &pk, &share, None, Some(("group-test", &public_test_aux())), Provenance::TestData)
+        .put_keygen_result(
+            "acct-test",
+            &pk,
+            &share,
+            None,
+            Some(("group-test", &public_test_aux())),
+            Provenance::TestData,
+        )
         .await
         .unwrap();
     store
         .put_keygen_result("acct-real", &pk, &share, None, None, Provenance::Production)
         .await
         .unwrap();
-    store.put_primes_as(&test_primes(0), Provenance::TestData).await.unwrap();
+    store
+        .put_primes_as(&test_primes(0), Provenance::TestData)
+        .await
+        .unwrap();
     const SHARE: &str = "SELECT sealed FROM key_shares WHERE account_id = $1";
     const AUX: &str = "SELECT sealed FROM aux_infos WHERE group_id = $1";
-    assert_eq!(sealed_of(&store, SHARE, "acct-test").await[1], RecordKind::KeyShare as u8 | 0x80);
-    assert_eq!(sealed_of(&store, AUX, "group-test").await[1], RecordKind::AuxInfo as u8 | 0x80);
-    assert_eq!(sealed_of(&store, SHARE, "acct-real").await[1], RecordKind::KeyShare as u8);
+    assert_eq!(
+        sealed_of(&store, SHARE, "acct-test").await[1],
+        RecordKind::KeyShare as u8 | 0x80
+    );
+    assert_eq!(
+        sealed_of(&store, AUX, "group-test").await[1],
+        RecordKind::AuxInfo as u8 | 0x80
+    );
+    assert_eq!(
+        sealed_of(&store, SHARE, "acct-real").await[1],
+        RecordKind::KeyShare as u8
+    );
     // With test data accepted they open, and say what they are.
     let (_, p) = store.key_share_marked("acct-test").await.unwrap().unwrap();
     assert_eq!(p, Provenance::TestData);
