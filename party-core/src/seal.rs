@@ -45,17 +45,6 @@ pub enum Provenance {
 }
 
 impl Provenance {
-    /// The provenance of something made from inputs of both provenances:
-    /// test data taints what it touches.
-    #[must_use]
-    pub fn and(self, other: Provenance) -> Provenance {
-        if self == Provenance::TestData || other == Provenance::TestData {
-            Provenance::TestData
-        } else {
-            Provenance::Production
-        }
-    }
-
     fn bit(self) -> u8 {
         match self {
             Provenance::Production => 0,
