@@ -170,6 +170,11 @@ pub enum ErrorCode {
     /// close and not come back within its grace period (the router's
     /// observation, not a protocol verdict against the party).
     PartyDisconnected,
+    /// A server party refused the session because it already runs as many
+    /// sessions as its bound allows (`--max-sessions`; a presign refill
+    /// also at `--max-background-sessions`): the session failed at once,
+    /// nobody is blamed, and trying again later may succeed.
+    PartyBusy,
     /// Shared state (Redis) did not answer.
     Unavailable,
 }
@@ -221,7 +226,7 @@ impl ErrorCode {
             UnsupportedDeviceType | IdempotencyKeyReused => 422,
             RateLimited | TooManySessions | SigningRateLimited => 429,
             Internal => 500,
-            NotReady | RouterUnavailable | PartyDisconnected | Unavailable => 503,
+            NotReady | RouterUnavailable | PartyDisconnected | PartyBusy | Unavailable => 503,
         }
     }
 
@@ -291,6 +296,7 @@ impl ErrorCode {
             NotReady => "not_ready",
             RouterUnavailable => "router_unavailable",
             PartyDisconnected => "party_disconnected",
+            PartyBusy => "party_busy",
             Unavailable => "unavailable",
         }
     }
@@ -364,6 +370,7 @@ impl ErrorCode {
         ErrorCode::NotReady,
         ErrorCode::RouterUnavailable,
         ErrorCode::PartyDisconnected,
+        ErrorCode::PartyBusy,
         ErrorCode::Unavailable,
     ];
 }
@@ -426,6 +433,7 @@ mod tests {
             (ErrorCode::AuxInfoInProgress, "aux_info_in_progress", 409),
             (ErrorCode::AuxInfoMismatch, "aux_info_mismatch", 409),
             (ErrorCode::AuxInfoInconsistent, "aux_info_inconsistent", 409),
+            (ErrorCode::PartyBusy, "party_busy", 503),
         ];
         for (c, name, status) in pinned {
             assert_eq!((c.as_str(), c.status()), (name, status));

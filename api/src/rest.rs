@@ -424,7 +424,9 @@ pub struct SessionFailure {
     /// `request_id_reused`, `session_replayed`), when a party refused the
     /// session before it started; `party_disconnected` when the router
     /// observed a party leave and not come back within its grace period
-    /// (the reason names the party and its position; nobody is blamed).
+    /// (the reason names the party and its position; nobody is blamed);
+    /// `party_busy` when a server party was at its session bound and
+    /// refused the session at once (nobody is blamed; retry later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<crate::error::ErrorCode>,
     /// The parties' failure reports, kept as evidence (each is its sender's

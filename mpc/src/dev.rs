@@ -48,6 +48,11 @@ pub struct DevOptions {
     pub allowlist: Vec<ipnet::IpNet>,
     /// Prime sets each party keeps ready in its sealed pool.
     pub prime_pool: usize,
+    /// How many sessions each party takes at once.
+    pub session_limits: server_party::SessionLimits,
+    /// Party `k`'s own session bounds at index `k - 1`; missing:
+    /// `session_limits`.
+    pub party_session_limits: Vec<server_party::SessionLimits>,
     /// The coordinator's database; `None`: SQLite in the data directory.
     pub coordinator_database_url: Option<String>,
     /// Party `k`'s database at index `k - 1`; missing: SQLite in the data
@@ -87,6 +92,8 @@ impl DevOptions {
             sign_timeout: coordinator::config::DEFAULT_SIGN_TIMEOUT,
             allowlist: Vec::new(),
             prime_pool: crate::cli::party::DEFAULT_PRIME_POOL,
+            session_limits: server_party::SessionLimits::default(),
+            party_session_limits: Vec::new(),
             coordinator_database_url: None,
             party_database_urls: Vec::new(),
             redis_url: None,
@@ -339,6 +346,12 @@ impl DevSystem {
                 self.options.prime_pool,
             ),
             insecure_test_aux: self.options.insecure_test_aux.clone(),
+            limits: self
+                .options
+                .party_session_limits
+                .get(k - 1)
+                .copied()
+                .unwrap_or(self.options.session_limits),
         })
     }
 

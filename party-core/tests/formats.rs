@@ -9,7 +9,7 @@ use party_core::descriptor::{
     CurveName, MessageDigest, Participant, SessionDescriptor, SessionKind, DESCRIPTOR_VERSION,
 };
 use party_core::identity::{CoordinatorKey, PartyIdentity};
-use party_core::seal::{MasterKey, RecordContext, RecordKind, SEAL_VERSION};
+use party_core::seal::{MasterKey, Provenance, RecordContext, RecordKind, SealError, SEAL_VERSION};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -326,3 +326,72 @@ fn aux_repair_descriptor_bytes_are_pinned() {
 const NAMED_KEYGEN_SHA256: &str =
     "42fa5f4bd571226c657d1d422a68cb37248aa4db685b58e20d975a13d33e60a8";
 const AUX_INFO_SHA256: &str = "199bb30c4957e964319087c5ddb1209fc21c673385bee69a732b404e4b646d76";
+/// A record made from PUBLIC test data carries the test-data bit in its
+/// kind byte, bound by the AAD: it opens only where test data is accepted
+/// (typed [`SealError::TestData`] elsewhere), and clearing the bit (or
+/// setting it on a production record) makes the record fail to open, so a
+/// test-data record can never pass for a production one. Production
+/// records keep their layout and AAD.
+#[test]
+fn test_data_records_are_marked_and_the_mark_is_authenticated() {
+    let key = MasterKey::from_bytes(&[5; 32]).unwrap();
+    for kind in KINDS {
+        let ctx = RecordContext {
+            party_id: "party-1",
+            account_id: "acct-1",
+            kind,
+        };
+        let marked = key.seal_as(ctx, Provenance::TestData, b"public").unwrap();
+        assert_eq!(
+            marked[1],
+            kind as u8 | 0x80,
+            "{kind:?}: the mark is in the kind byte"
+        );
+        // A build that accepts test data opens it and learns what it is.
+        let (plain, provenance) = key.open_checked(ctx, &marked, true).unwrap();
+        assert_eq!(
+            (&**plain, provenance),
+            (&b"public"[..], Provenance::TestData)
+        );
+        // A build that does not: the typed refusal, from both entry points.
+        assert_eq!(key.open(ctx, &marked).unwrap_err(), SealError::TestData);
+        assert_eq!(
+            key.open_checked(ctx, &marked, false).unwrap_err(),
+            SealError::TestData
+        );
+        assert!(SealError::TestData
+            .to_string()
+            .contains("made from public test data"));
+        // Clearing the mark does not make a production record.
+        let mut unmarked = marked.clone();
+        unmarked[1] &= 0x7f;
+        for accept in [false, true] {
+            assert_eq!(
+                key.open_checked(ctx, &unmarked, accept).unwrap_err(),
+                SealError::OpenFailed
+            );
+        }
+        // Nor does marking a production record make a test-data one.
+        let production = key.seal(ctx, b"real").unwrap();
+        assert_eq!(production[1], kind as u8);
+        let mut forged = production.clone();
+        forged[1] |= 0x80;
+        assert_eq!(
+            key.open_checked(ctx, &forged, true).unwrap_err(),
+            SealError::OpenFailed
+        );
+        let (plain, provenance) = key.open_checked(ctx, &production, true).unwrap();
+        assert_eq!(
+            (&**plain, provenance),
+            (&b"real"[..], Provenance::Production)
+        );
+        // Random flips of a marked record never open, even where test data
+        // is accepted.
+        for _ in 0..1_000 {
+            let mut bad = marked.clone();
+            let i = usize::try_from(OsRng.next_u32()).unwrap() % bad.len();
+            bad[i] ^= u8::try_from(OsRng.next_u32() % 255 + 1).unwrap();
+            assert!(key.open_checked(ctx, &bad, true).is_err());
+        }
+    }
+}

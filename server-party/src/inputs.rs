@@ -6,6 +6,7 @@
 use party_core::descriptor::{SessionDescriptor, SessionKind};
 use party_core::host::InputRequest;
 use party_core::primes::PrimeSet;
+use party_core::seal::{Provenance, SealError};
 use party_core::session::{AuxSource, SessionInput, SessionOutput};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -13,31 +14,38 @@ use crate::priority::{scheduler, Lane};
 use crate::{PartyState, PrimeSource};
 
 /// Fetches the input the session machine asked for, for a session of
-/// `lane` (a group's multiexp tables are built in it). `percent` receives
-/// the progress of a prime generation.
+/// `lane` (a group's multiexp tables are built in it), and whether it was
+/// made from PUBLIC test data (what the session stores from it is marked
+/// so). `percent` receives the progress of a prime generation.
 pub(crate) async fn fetch(
     state: &PartyState,
     session_id: uuid::Uuid,
     request: InputRequest,
     lane: Lane,
     percent: UnboundedSender<u8>,
-) -> Result<SessionInput, String> {
+) -> Result<(SessionInput, Provenance), String> {
     let store = &state.store;
     match request {
         InputRequest::Primes => {
-            let primes = obtain_primes(state, session_id, percent).await?;
-            Ok(SessionInput::Keygen(AuxSource::Generate(primes)))
+            let (primes, provenance) = obtain_primes(state, session_id, percent).await?;
+            Ok((
+                SessionInput::Keygen(AuxSource::Generate(primes)),
+                provenance,
+            ))
         }
         InputRequest::AuxInfo {
             group_id,
             fingerprint: Some(fingerprint),
             ..
         } => match store
-            .aux_info_named(&group_id, &fingerprint)
+            .aux_info_named_marked(&group_id, &fingerprint)
             .await
             .map_err(|e| e.to_string())?
         {
-            Some(aux) => Ok(SessionInput::Keygen(AuxSource::Existing(Box::new(aux)))),
+            Some((aux, provenance)) => Ok((
+                SessionInput::Keygen(AuxSource::Existing(Box::new(aux))),
+                provenance,
+            )),
             None => Err(format!(
                 "{}: this party holds no aux info {} of this party group",
                 party_core::aux_fingerprint::AUX_INFO_MISSING,
@@ -50,30 +58,39 @@ pub(crate) async fn fetch(
             index,
             fingerprint: None,
         } => {
-            let aux = match store.aux_info(&group_id).await.map_err(|e| e.to_string())? {
+            let marked = store
+                .aux_info_marked(&group_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (aux, provenance) = match marked {
                 Some(a) => a,
                 None => match &state.config.insecure_test_aux {
                     Some(dir) => {
+                        refuse_test_data_unless_accepted(state)?;
                         let aux = load_test_aux(dir, parties, index)?;
                         store
-                            .put_aux_info(&group_id, &aux)
+                            .put_aux_info_as(&group_id, &aux, Provenance::TestData)
                             .await
                             .map_err(|e| e.to_string())?;
-                        aux
+                        (aux, Provenance::TestData)
                     }
                     None => return Err("no aux info stored for this party group".to_string()),
                 },
             };
-            Ok(SessionInput::Keygen(AuxSource::Existing(Box::new(aux))))
+            Ok((
+                SessionInput::Keygen(AuxSource::Existing(Box::new(aux))),
+                provenance,
+            ))
         }
         InputRequest::Share { account_id } => match store
-            .key_share(&account_id)
+            .key_share_marked(&account_id)
             .await
             .map_err(|e| e.to_string())?
         {
-            Some(share) => Ok(SessionInput::Share(Box::new(
-                state.tables.accelerate(share, lane).await,
-            ))),
+            Some((share, provenance)) => Ok((
+                SessionInput::Share(Box::new(state.tables.accelerate(share, lane).await)),
+                provenance,
+            )),
             None => Err(format!("this party holds no share of account {account_id}")),
         },
         InputRequest::Presignature {
@@ -83,11 +100,11 @@ pub(crate) async fn fetch(
             // Deleted from the store here, before any partial signature
             // exists: a presignature is used once, whatever happens next.
             match store
-                .take_presignature(&presignature_id.to_string(), &account_id)
+                .take_presignature_marked(&presignature_id.to_string(), &account_id)
                 .await
                 .map_err(|e| e.to_string())?
             {
-                Some(p) => Ok(SessionInput::Presignature(Box::new(p))),
+                Some((p, provenance)) => Ok((SessionInput::Presignature(Box::new(p)), provenance)),
                 None => Err(format!(
                     "presignature {presignature_id} is unknown to this party or already used"
                 )),
@@ -97,15 +114,26 @@ pub(crate) async fn fetch(
     }
 }
 
+/// A build that does not accept test data refuses to use it: the session
+/// fails with the typed reason instead of sealing public secrets.
+fn refuse_test_data_unless_accepted(state: &PartyState) -> Result<(), String> {
+    if state.store.accepts_test_data() {
+        Ok(())
+    } else {
+        Err(SealError::TestData.to_string())
+    }
+}
+
 async fn obtain_primes(
     state: &PartyState,
     session_id: uuid::Uuid,
     percent: UnboundedSender<u8>,
-) -> Result<PrimeSet, String> {
+) -> Result<(PrimeSet, Provenance), String> {
     match &state.config.primes {
         PrimeSource::InsecureTestData { dir, index } => {
+            refuse_test_data_unless_accepted(state)?;
             tracing::warn!(party_id = %state.config.party_id, "INSECURE: using PUBLIC test primes");
-            load_test_primes(dir, *index)
+            Ok((load_test_primes(dir, *index)?, Provenance::TestData))
         }
         PrimeSource::Generate { threads, .. } => {
             // One prime set at a time per party: a second keygen waits here,
@@ -113,7 +141,12 @@ async fn obtain_primes(
             let _one_set = state.prime_set.lock().await;
             // The refill pauses from here on and hands over what it found.
             let (_demand, partial) = state.demand_primes();
-            if let Some(p) = state.store.take_primes().await.map_err(|e| e.to_string())? {
+            if let Some(p) = state
+                .store
+                .take_primes_marked()
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 // Not needed after all: give the found primes back.
                 state.return_primes(partial);
                 return Ok(p);
@@ -136,17 +169,19 @@ async fn obtain_primes(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
             tracing::info!(party_id = %state.config.party_id, %session_id, elapsed = ?started.elapsed(), "primes ready");
-            Ok(primes)
+            Ok((primes, Provenance::Production))
         }
     }
 }
 
 /// Keeps a session's output: the sealed key share (and new aux info), the
-/// presignature. A signature needs nothing kept.
+/// presignature. A signature needs nothing kept. `provenance` is the
+/// input's: what was made from test data is sealed marked as such.
 pub(crate) async fn keep(
     state: &PartyState,
     d: &SessionDescriptor,
     output: SessionOutput,
+    provenance: Provenance,
 ) -> Result<(), String> {
     let session_id = d.session_id;
     match output {
@@ -169,6 +204,7 @@ pub(crate) async fn keep(
                     &share,
                     policy,
                     new_aux_info.as_deref().map(|a| (group.as_str(), a)),
+                    provenance,
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -178,7 +214,7 @@ pub(crate) async fn keep(
             let group = d.group_id();
             let stored = state
                 .store
-                .put_aux_version(&group, &session_id.to_string(), &aux)
+                .put_aux_version(&group, &session_id.to_string(), &aux, provenance)
                 .await;
             party_core::primes::wipe_aux_info(*aux);
             let fingerprint = stored.map_err(|e| e.to_string())?;
@@ -188,7 +224,7 @@ pub(crate) async fn keep(
         SessionOutput::Presignature(p) => {
             state
                 .store
-                .put_presignature(&p)
+                .put_presignature_as(&p, provenance)
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -11,6 +11,7 @@
 mod inputs;
 pub mod kill_point;
 mod priority;
+mod queue;
 mod router_guard;
 pub mod runner;
 pub mod store;
@@ -33,6 +34,7 @@ pub(crate) use router_guard::{
     router_text, ws_config, Backoff, CONTROL_MAX_MESSAGE_BYTES, SESSION_MAX_MESSAGE_BYTES,
 };
 
+pub use queue::{SessionLimits, DEFAULT_MAX_BACKGROUND_SESSIONS, DEFAULT_MAX_SESSIONS, PARTY_BUSY};
 pub use store::PartyStore;
 
 /// Where aux-info primes come from.
@@ -80,6 +82,9 @@ pub struct PartyConfig {
     /// TEST/DEV ONLY: the test-data directory whose aux info is used for a
     /// party group with no stored aux info.
     pub insecure_test_aux: Option<PathBuf>,
+    /// How many sessions the party takes at once; over it, a session is
+    /// refused at once with `party_busy` ([`queue`]).
+    pub limits: SessionLimits,
 }
 
 impl std::fmt::Debug for PartyConfig {
@@ -90,6 +95,7 @@ impl std::fmt::Debug for PartyConfig {
             .field("coordinator_urls", &self.coordinator_urls)
             .field("router_ws_urls", &self.router_ws_urls)
             .field("primes", &self.primes)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -167,6 +173,8 @@ pub struct PartyState {
     /// time.
     pub(crate) prime_set: tokio::sync::Mutex<()>,
     pub(crate) tables: tables::TableCache,
+    /// The bounded session queue.
+    pub(crate) queue: Arc<queue::SessionQueue>,
 }
 
 /// Prime generation shared by the background refill and on-demand needs.
@@ -248,6 +256,7 @@ impl ServerParty {
                 primes: std::sync::Mutex::new(PrimeWork::default()),
                 prime_set: tokio::sync::Mutex::new(()),
                 tables: tables::TableCache::default(),
+                queue: queue::SessionQueue::new(config.limits),
                 config,
                 store,
                 identity,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use party_core::authz::Policy;
 use party_core::host::{Action, HostConfig, Outcome, PartyHost};
+use party_core::seal::Provenance;
 use party_core::wire::Invitation;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -17,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use crate::priority::{scheduler, Lane, WorkError};
+use crate::queue::{Admit, PARTY_BUSY};
 use crate::store::AdmissionError;
 use crate::{inputs, unix_now_ms, PartyState};
 
@@ -32,8 +34,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 enum Event {
     /// A connection attempt (by attempt number) finished.
     Connected(u64, Result<Box<Ws>, String>),
-    /// The session's input, or why there is none.
-    Input(Result<party_core::session::SessionInput, String>),
+    /// The session's input and its provenance, or why there is none.
+    Input(Result<(party_core::session::SessionInput, Provenance), String>),
     /// Percent of a prime generation done.
     InputProgress(u8),
     /// The output was kept, or why not.
@@ -67,7 +69,7 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
         coordinators: state.coordinators.len(),
         approved: None,
     };
-    let host = match PartyHost::new(verified, state.identity.clone(), config, unix_now_ms()) {
+    let mut host = match PartyHost::new(verified, state.identity.clone(), config, unix_now_ms()) {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(%party_id, %session_id, error = %e, "invited to a session that does not list this party");
@@ -76,6 +78,22 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
     };
     let kind = verified_kind;
     let lane = Lane::of(&host.descriptor().descriptor().kind);
+    // The bounded queue: over it, the session is refused at once (the
+    // refusal report is its only action) instead of waiting out its
+    // deadline. The ticket holds the session's place until it ends.
+    let _ticket = match state.queue.try_admit(session_id, lane) {
+        Admit::Admitted(ticket) => Some(ticket),
+        Admit::Busy(reason) => {
+            tracing::warn!(%party_id, %session_id, kind, %reason, "session refused: party busy");
+            metrics::counter!("mpc_party_sessions_refused_busy_total", "party" => party_id.clone(), "kind" => kind).increment(1);
+            host.host_refused(PARTY_BUSY, reason, unix_now_ms());
+            None
+        }
+        // A second copy of a session this party runs: it takes no place
+        // and goes on to the admission record, which refuses it as a
+        // replay (`session_replayed`), as before the queue.
+        Admit::Duplicate => None,
+    };
     let started = std::time::Instant::now();
     let party = state.config.party_id.clone();
     metrics::gauge!("mpc_party_sessions_active", "party" => party.clone()).increment(1.0);
@@ -91,6 +109,7 @@ pub async fn run_invitation(state: Arc<PartyState>, inv: Invitation) {
         rx,
         tasks: tokio::task::JoinSet::new(),
         checked_policy: None,
+        provenance: Provenance::Production,
     };
     let outcome = shell.run().await;
     metrics::gauge!("mpc_party_sessions_active", "party" => party.clone()).decrement(1.0);
@@ -124,6 +143,9 @@ struct Shell {
     /// approvals against; the admission is recorded only if it is still the
     /// account's policy.
     checked_policy: Option<[u8; 32]>,
+    /// Whether the session's input was made from PUBLIC test data: its
+    /// output is sealed marked the same.
+    provenance: Provenance,
 }
 
 /// The next message of the connection, or never without one.
@@ -237,7 +259,10 @@ impl Shell {
                 }
             },
             Event::Connected(..) => {}
-            Event::Input(Ok(input)) => self.with_host(|h| h.provide_input(input, now)),
+            Event::Input(Ok((input, provenance))) => {
+                self.provenance = provenance;
+                self.with_host(|h| h.provide_input(input, now));
+            }
             Event::Input(Err(reason)) => self.with_host(|h| h.input_failed(reason, now)),
             Event::InputProgress(p) => self.with_host(|h| h.input_progress("primes", p, now)),
             Event::Stored(Ok(())) => self.with_host(|h| h.output_stored(now)),
@@ -416,8 +441,9 @@ impl Shell {
                     else {
                         return Some("abandoned");
                     };
+                    let provenance = self.provenance;
                     self.tasks.spawn(async move {
-                        let r = inputs::keep(&state, &d, output).await;
+                        let r = inputs::keep(&state, &d, output, provenance).await;
                         let _ = tx.send(Event::Stored(r));
                     });
                 }

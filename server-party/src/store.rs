@@ -12,7 +12,7 @@ use mpc_db::{Db, DbError, Migrations};
 use party_core::authz::Policy;
 use party_core::identity::PartyIdentity;
 use party_core::primes::PrimeSet;
-use party_core::seal::{MasterKey, RecordContext, RecordError, RecordKind};
+use party_core::seal::{MasterKey, Provenance, RecordContext, RecordError, RecordKind};
 use party_core::session::StoredPresignature;
 use party_core::{AuxInfo, KeyShare};
 
@@ -53,7 +53,16 @@ pub struct PartyStore {
     pool: AnyPool,
     key: MasterKey,
     party_id: String,
+    /// Whether records made from PUBLIC test data open: only in builds with
+    /// the `insecure-test-data` feature (see [`PartyStore::accepts_test_data`]).
+    /// Shared by the store's clones.
+    accept_test_data: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Whether this build accepts records made from PUBLIC test data: builds
+/// with the `insecure-test-data` feature (the test suite's, `mpc`'s
+/// `insecure-test-data`) do; every release build does not.
+pub const BUILD_ACCEPTS_TEST_DATA: bool = cfg!(feature = "insecure-test-data");
 
 impl std::fmt::Debug for PartyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,7 +102,29 @@ impl PartyStore {
             db,
             key,
             party_id: party_id.to_string(),
+            accept_test_data: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+                BUILD_ACCEPTS_TEST_DATA,
+            )),
         })
+    }
+
+    /// Whether this store opens (and this party uses) records and inputs
+    /// made from PUBLIC test data. False in every build without the
+    /// `insecure-test-data` feature: such a record is refused with
+    /// [`party_core::seal::SealError::TestData`].
+    pub fn accepts_test_data(&self) -> bool {
+        self.accept_test_data
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// TEST BUILDS ONLY: set whether test-data records open (for this store
+    /// and its clones, the running party's included), e.g. `false` to see
+    /// what a production build does with them. Release builds have no such
+    /// switch: there it is always false.
+    #[cfg(feature = "insecure-test-data")]
+    pub fn set_accept_test_data(&self, accept: bool) {
+        self.accept_test_data
+            .store(accept, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The pool (tests inspect stored bytes through it).
@@ -143,6 +174,14 @@ impl PartyStore {
 
     /// The key share of an account, opened and validated.
     pub async fn key_share(&self, account_id: &str) -> Result<Option<KeyShare>, StoreError> {
+        Ok(self.key_share_marked(account_id).await?.map(|(s, _)| s))
+    }
+
+    /// [`Self::key_share`] and whether it was made from test data.
+    pub async fn key_share_marked(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<(KeyShare, Provenance)>, StoreError> {
         self.open_row(
             "SELECT sealed FROM key_shares WHERE account_id = $1",
             account_id,
@@ -152,20 +191,21 @@ impl PartyStore {
     }
 
     /// Fetches the sealed column selected by `sql` for `id` and opens it as
-    /// a `kind` record of that id.
+    /// a `kind` record of that id (a test-data record only where accepted).
     async fn open_row<T: serde::de::DeserializeOwned>(
         &self,
         sql: &str,
         id: &str,
         kind: RecordKind,
-    ) -> Result<Option<T>, StoreError> {
+    ) -> Result<Option<(T, Provenance)>, StoreError> {
         let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
         match row {
             None => Ok(None),
-            Some(r) => Ok(Some(
-                self.key
-                    .open_value(self.ctx(id, kind), &r.get::<Vec<u8>, _>(0))?,
-            )),
+            Some(r) => Ok(Some(self.key.open_value_checked(
+                self.ctx(id, kind),
+                &r.get::<Vec<u8>, _>(0),
+                self.accepts_test_data(),
+            )?)),
         }
     }
 
@@ -174,6 +214,8 @@ impl PartyStore {
     /// was generated in that session. Nothing is written before the keygen
     /// finished, so no half-made share exists. New aux info is kept as a
     /// version of the group's aux info (`store::aux`), replacing nothing.
+    /// `provenance`: whether the share (and the new aux info) were made
+    /// from test data; the records are marked so.
     pub async fn put_keygen_result(
         &self,
         account_id: &str,
@@ -181,6 +223,7 @@ impl PartyStore {
         share: &KeyShare,
         policy: Option<&Policy>,
         new_aux: Option<(&str, &AuxInfo)>,
+        provenance: Provenance,
     ) -> Result<(), StoreError> {
         let sealed_policy = match policy {
             Some(p) => {
@@ -189,9 +232,11 @@ impl PartyStore {
             }
             None => None,
         };
-        let sealed_share = self
-            .key
-            .seal_value(self.ctx(account_id, RecordKind::KeyShare), share)?;
+        let sealed_share = self.key.seal_value_as(
+            self.ctx(account_id, RecordKind::KeyShare),
+            provenance,
+            share,
+        )?;
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO key_shares (account_id, public_key, sealed, created_at) VALUES ($1, $2, $3, $4)")
             .bind(account_id)
@@ -214,7 +259,7 @@ impl PartyStore {
         if let Some((group, aux)) = new_aux {
             // Kept beside any other aux info of the group (never replaced),
             // named by its fingerprint in the group's later keygens.
-            self.insert_aux_version(&mut tx, group, account_id, aux)
+            self.insert_aux_version(&mut tx, group, account_id, aux, provenance)
                 .await?;
         }
         tx.commit().await?;
@@ -225,6 +270,11 @@ impl PartyStore {
     /// set is returned, and only the caller whose DELETE removed it gets it, so
     /// a set is never used for two groups even by concurrent takers.
     pub async fn take_primes(&self) -> Result<Option<PrimeSet>, StoreError> {
+        Ok(self.take_primes_marked().await?.map(|(p, _)| p))
+    }
+
+    /// [`Self::take_primes`] and whether the set is test data.
+    pub async fn take_primes_marked(&self) -> Result<Option<(PrimeSet, Provenance)>, StoreError> {
         loop {
             let row = sqlx::query("SELECT id, sealed FROM primes ORDER BY id LIMIT 1")
                 .fetch_optional(&self.pool)
@@ -239,9 +289,10 @@ impl PartyStore {
                 .await?
                 .rows_affected();
             if deleted == 1 {
-                let primes = self.key.open_primes(
+                let primes = self.key.open_primes_checked(
                     self.ctx(PRIME_POOL, RecordKind::Primes),
                     &row.get::<Vec<u8>, _>(1),
+                    self.accepts_test_data(),
                 )?;
                 return Ok(Some(primes));
             }
@@ -251,9 +302,20 @@ impl PartyStore {
 
     /// Adds a prime set to the pool.
     pub async fn put_primes(&self, primes: &PrimeSet) -> Result<(), StoreError> {
-        let sealed = self
-            .key
-            .seal_primes(self.ctx(PRIME_POOL, RecordKind::Primes), primes)?;
+        self.put_primes_as(primes, Provenance::Production).await
+    }
+
+    /// Adds a prime set to the pool, marked with its provenance.
+    pub async fn put_primes_as(
+        &self,
+        primes: &PrimeSet,
+        provenance: Provenance,
+    ) -> Result<(), StoreError> {
+        let sealed = self.key.seal_primes_as(
+            self.ctx(PRIME_POOL, RecordKind::Primes),
+            provenance,
+            primes,
+        )?;
         sqlx::query("INSERT INTO primes (sealed, created_at) VALUES ($1, $2)")
             .bind(sealed)
             .bind(now())
@@ -265,10 +327,20 @@ impl PartyStore {
     /// Stores a presignature under its id (the presign session id); the
     /// sealed record is bound to that id.
     pub async fn put_presignature(&self, p: &StoredPresignature) -> Result<(), StoreError> {
+        self.put_presignature_as(p, Provenance::Production).await
+    }
+
+    /// Stores a presignature, marked with its provenance (that of the
+    /// share it was made with).
+    pub async fn put_presignature_as(
+        &self,
+        p: &StoredPresignature,
+        provenance: Provenance,
+    ) -> Result<(), StoreError> {
         let id = p.presignature_id.to_string();
-        let sealed = self
-            .key
-            .seal_value(self.ctx(&id, RecordKind::Presignature), p)?;
+        let sealed =
+            self.key
+                .seal_value_as(self.ctx(&id, RecordKind::Presignature), provenance, p)?;
         sqlx::query(
             "INSERT INTO presignatures (presignature_id, account_id, sealed, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -290,6 +362,18 @@ impl PartyStore {
         presignature_id: &str,
         account_id: &str,
     ) -> Result<Option<StoredPresignature>, StoreError> {
+        Ok(self
+            .take_presignature_marked(presignature_id, account_id)
+            .await?
+            .map(|(p, _)| p))
+    }
+
+    /// [`Self::take_presignature`] and whether it was made from test data.
+    pub async fn take_presignature_marked(
+        &self,
+        presignature_id: &str,
+        account_id: &str,
+    ) -> Result<Option<(StoredPresignature, Provenance)>, StoreError> {
         let row = sqlx::query(
             "SELECT sealed FROM presignatures WHERE presignature_id = $1 AND account_id = $2",
         )
@@ -308,9 +392,10 @@ impl PartyStore {
         if deleted != 1 {
             return Ok(None);
         }
-        let p: StoredPresignature = self.key.open_value(
+        let p = self.key.open_value_checked(
             self.ctx(presignature_id, RecordKind::Presignature),
             &row.get::<Vec<u8>, _>(0),
+            self.accepts_test_data(),
         )?;
         Ok(Some(p))
     }

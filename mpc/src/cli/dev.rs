@@ -76,6 +76,7 @@ impl DevArgs {
         o.presign_concurrency = c.presign_concurrency;
         o.limits = c.limits();
         o.prime_pool = self.party.prime_pool;
+        o.session_limits = self.party.session_limits();
         o.demo_root = match &self.demo {
             Some(dir) => {
                 anyhow::ensure!(

@@ -221,6 +221,15 @@ mod tests {
             ::coordinator::config::Limits::default()
         );
         assert_eq!(p.settings.prime_pool, 2);
+        // The party's session bound is on by default, documented values.
+        assert_eq!(
+            p.settings.session_limits(),
+            server_party::SessionLimits::default()
+        );
+        assert_eq!(
+            dev.options().map(|o| o.session_limits).ok(),
+            Some(server_party::SessionLimits::default())
+        );
     }
 
     #[test]

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use party_core::seal::MasterKey;
-use server_party::{PartyConfig, PrimeSource, ServerParty};
+use server_party::{
+    PartyConfig, PrimeSource, ServerParty, SessionLimits, DEFAULT_MAX_BACKGROUND_SESSIONS,
+    DEFAULT_MAX_SESSIONS,
+};
 
 use super::{comma_list, secret_hex, shutdown_signal};
 
@@ -16,6 +19,26 @@ pub struct PartySettings {
     /// Prime sets to keep ready in the sealed pool.
     #[arg(long, env = "MPC_PRIME_POOL", default_value_t = DEFAULT_PRIME_POOL)]
     pub prime_pool: usize,
+    /// Sessions a caller waits for (keygen, signing) that the party runs at
+    /// once; over it a session is refused at once with `party_busy`.
+    /// Presign refills start only while fewer sessions than this run.
+    #[arg(long, env = "MPC_MAX_SESSIONS", default_value_t = DEFAULT_MAX_SESSIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_sessions: usize,
+    /// Background sessions (presign refills) the party runs at once; over
+    /// it a refill is refused with `party_busy`. Never takes a place from
+    /// `--max-sessions`.
+    #[arg(long, env = "MPC_MAX_BACKGROUND_SESSIONS", default_value_t = DEFAULT_MAX_BACKGROUND_SESSIONS)]
+    pub max_background_sessions: usize,
+}
+
+impl PartySettings {
+    /// The party's session bounds.
+    pub fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_sessions: self.max_sessions,
+            max_background_sessions: self.max_background_sessions,
+        }
+    }
 }
 
 /// Where a party's primes come from: generated (pool of `prime_pool`), or
@@ -118,6 +141,7 @@ impl PartyArgs {
                 self.settings.prime_pool,
             ),
             insecure_test_aux: self.insecure_test_data.dir(),
+            limits: self.settings.session_limits(),
         })
     }
 }

@@ -149,6 +149,7 @@ impl World {
                     pool_target: 0,
                 },
                 insecure_test_aux: Some(test_data()),
+                limits: Default::default(),
             };
             let party = ServerParty::open(config).await.unwrap();
             party

@@ -570,11 +570,28 @@ impl PartyHost {
     /// Refuses the session before it started: a report with the typed
     /// reason; nothing is recorded, no connection opened, no frame sent.
     fn refuse(&mut self, e: &AuthzError) {
+        self.refuse_with(e.code().to_string(), e.to_string());
+    }
+
+    /// The host refuses the session before it started, with a stable code
+    /// and a reason (no secrets): e.g. a server party at its session bound
+    /// (`party_busy`). Only before admission: nothing was asked of the host
+    /// yet that matters (a pending policy read is dropped), nothing is
+    /// recorded, no connection opened, no frame sent; the refusal report is
+    /// the session's only action. Later it does nothing.
+    pub fn host_refused(&mut self, code: &str, reason: String, now: u64) {
+        self.tick(now);
+        if !matches!(self.phase, Phase::Admission) {
+            return;
+        }
+        self.actions.clear();
+        self.refuse_with(code.to_string(), reason);
+    }
+
+    fn refuse_with(&mut self, code: String, reason: String) {
         if matches!(self.phase, Phase::Reporting(_) | Phase::Done) {
             return;
         }
-        let code = e.code().to_string();
-        let reason = e.to_string();
         self.phase = Phase::Reporting(Outcome::Failed {
             reason: format!("refused ({code}): {reason}"),
             blamed: None,

@@ -585,3 +585,39 @@ fn a_step_the_host_could_not_run_fails_the_session_once() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_host_refusal_before_admission_is_the_sessions_only_action() {
+    let s = setup();
+    let config = HostConfig {
+        router_urls: URLS.iter().map(|u| u.to_string()).collect(),
+        first_router: 0,
+        join_token: "token-0".into(),
+        coordinators: 1,
+        approved: None,
+    };
+    let mut h = PartyHost::new(s.descriptor.clone(), s.ids[0].clone(), config, T0).unwrap();
+    h.host_refused("party_busy", "at its session bound".into(), T0);
+    let a = drain(&mut h);
+    // No admission record, no connection, no frame: the refusal only.
+    assert_eq!(a.len(), 1, "{a:?}");
+    let r = reports(&a);
+    let id = match &r[..] {
+        [(id, ReportBody::Refused { code, reason }, false)]
+            if code == "party_busy" && reason == "at its session bound" =>
+        {
+            *id
+        }
+        other => panic!("{other:?}"),
+    };
+    h.report_result(id, ReportOutcome::Delivered, T0 + 1);
+    let a = drain(&mut h);
+    assert!(
+        matches!(&a[..], [Action::Finished(Outcome::Failed { reason, blamed: None })] if reason.contains("party_busy")),
+        "{a:?}"
+    );
+    // Once admitted, a host refusal changes nothing.
+    let mut admitted = host(&s, 1, &URLS, 1);
+    admitted.host_refused("party_busy", "late".into(), T0 + 1);
+    assert!(reports(&drain(&mut admitted)).is_empty());
+}

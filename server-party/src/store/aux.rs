@@ -20,7 +20,7 @@
 
 use mpc_db::sqlx::{self, Row as _};
 use party_core::aux_fingerprint::{aux_fingerprint, same_aux};
-use party_core::seal::RecordKind;
+use party_core::seal::{Provenance, RecordKind};
 use party_core::AuxInfo;
 
 use super::{now, PartyStore, StoreError};
@@ -28,6 +28,14 @@ use super::{now, PartyStore, StoreError};
 impl PartyStore {
     /// Aux info of a party group, opened and validated.
     pub async fn aux_info(&self, group_id: &str) -> Result<Option<AuxInfo>, StoreError> {
+        Ok(self.aux_info_marked(group_id).await?.map(|(a, _)| a))
+    }
+
+    /// [`Self::aux_info`] and whether it was made from test data.
+    pub async fn aux_info_marked(
+        &self,
+        group_id: &str,
+    ) -> Result<Option<(AuxInfo, Provenance)>, StoreError> {
         self.open_row(
             "SELECT sealed FROM aux_infos WHERE group_id = $1",
             group_id,
@@ -45,9 +53,21 @@ impl PartyStore {
         group_id: &str,
         fingerprint: &[u8; 32],
     ) -> Result<Option<AuxInfo>, StoreError> {
-        if let Some(first) = self.aux_info(group_id).await? {
+        Ok(self
+            .aux_info_named_marked(group_id, fingerprint)
+            .await?
+            .map(|(a, _)| a))
+    }
+
+    /// [`Self::aux_info_named`] and whether it was made from test data.
+    pub async fn aux_info_named_marked(
+        &self,
+        group_id: &str,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<(AuxInfo, Provenance)>, StoreError> {
+        if let Some((first, provenance)) = self.aux_info_marked(group_id).await? {
             if aux_fingerprint(&first) == *fingerprint {
-                return Ok(Some(first));
+                return Ok(Some((first, provenance)));
             }
             party_core::primes::wipe_aux_info(first);
         }
@@ -63,15 +83,16 @@ impl PartyStore {
             return Ok(None);
         };
         let id = version_context(group_id, &fp);
-        let aux: AuxInfo = self.key.open_value(
+        let (aux, provenance): (AuxInfo, _) = self.key.open_value_checked(
             self.ctx(&id, RecordKind::AuxInfo),
             &row.get::<Vec<u8>, _>(0),
+            self.accepts_test_data(),
         )?;
         if aux_fingerprint(&aux) != *fingerprint {
             party_core::primes::wipe_aux_info(aux);
             return Err(StoreError::AuxInfoConflict);
         }
-        Ok(Some(aux))
+        Ok(Some((aux, provenance)))
     }
 
     /// Keeps the aux info an aux-info session (`session_id`) made for the
@@ -82,9 +103,10 @@ impl PartyStore {
         group_id: &str,
         session_id: &str,
         aux: &AuxInfo,
+        provenance: Provenance,
     ) -> Result<[u8; 32], StoreError> {
         let mut conn = self.pool.acquire().await?;
-        self.insert_aux_version(&mut conn, group_id, session_id, aux)
+        self.insert_aux_version(&mut conn, group_id, session_id, aux, provenance)
             .await
     }
 
@@ -95,13 +117,14 @@ impl PartyStore {
         group_id: &str,
         session_id: &str,
         aux: &AuxInfo,
+        provenance: Provenance,
     ) -> Result<[u8; 32], StoreError> {
         let fingerprint = aux_fingerprint(aux);
         let fp = hex::encode(fingerprint);
         let id = version_context(group_id, &fp);
         let sealed = self
             .key
-            .seal_value(self.ctx(&id, RecordKind::AuxInfo), aux)?;
+            .seal_value_as(self.ctx(&id, RecordKind::AuxInfo), provenance, aux)?;
         sqlx::query(
             "INSERT INTO aux_info_versions (group_id, fingerprint, session_id, sealed, created_at)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, fingerprint) DO NOTHING",
@@ -119,8 +142,20 @@ impl PartyStore {
     /// Stores aux info for a group. Kept if the same aux info is already
     /// there; refused ([`StoreError::AuxInfoConflict`]) if another one is.
     pub async fn put_aux_info(&self, group_id: &str, aux: &AuxInfo) -> Result<(), StoreError> {
+        self.put_aux_info_as(group_id, aux, Provenance::Production)
+            .await
+    }
+
+    /// [`Self::put_aux_info`], the record marked with its provenance (test
+    /// aux info, or aux info made from test primes, is marked).
+    pub async fn put_aux_info_as(
+        &self,
+        group_id: &str,
+        aux: &AuxInfo,
+        provenance: Provenance,
+    ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        self.insert_aux(&mut conn, group_id, aux).await
+        self.insert_aux(&mut conn, group_id, aux, provenance).await
     }
 
     /// The never-replace rule on one connection (or transaction).
@@ -129,9 +164,10 @@ impl PartyStore {
         conn: &mut sqlx::AnyConnection,
         group_id: &str,
         aux: &AuxInfo,
+        provenance: Provenance,
     ) -> Result<(), StoreError> {
         let ctx = self.ctx(group_id, RecordKind::AuxInfo);
-        let sealed = self.key.seal_value(ctx, aux)?;
+        let sealed = self.key.seal_value_as(ctx, provenance, aux)?;
         let inserted = sqlx::query(
             "INSERT INTO aux_infos (group_id, sealed, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (group_id) DO NOTHING",
@@ -149,9 +185,10 @@ impl PartyStore {
             .bind(group_id)
             .fetch_one(&mut *conn)
             .await?;
-        let stored: AuxInfo = self.key.open_value(
+        let (stored, _): (AuxInfo, _) = self.key.open_value_checked(
             self.ctx(group_id, RecordKind::AuxInfo),
             &row.get::<Vec<u8>, _>(0),
+            self.accepts_test_data(),
         )?;
         if same_aux(&stored, aux) {
             Ok(())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mpc_db::sqlx::Row as _;
 use party_core::aux_fingerprint::{aux_fingerprint, same_aux};
-use party_core::seal::MasterKey;
+use party_core::seal::{MasterKey, Provenance};
 use party_core::AuxInfo;
 use uuid::Uuid;
 
@@ -111,11 +111,17 @@ async fn versions_are_kept_beside_and_bound_to_their_row(url: String) {
         .is_none());
 
     assert_eq!(
-        store.put_aux_version(group, "s1", &new).await.unwrap(),
+        store
+            .put_aux_version(group, "s1", &new, Provenance::Production)
+            .await
+            .unwrap(),
         fp_new
     );
     // Again (a retried write): kept once.
-    store.put_aux_version(group, "s1", &new).await.unwrap();
+    store
+        .put_aux_version(group, "s1", &new, Provenance::Production)
+        .await
+        .unwrap();
     let named = store.aux_info_named(group, &fp_new).await.unwrap().unwrap();
     assert!(same_aux(&named, &new));
     let named = store
