@@ -339,6 +339,7 @@ impl DevSystem {
                 self.options.prime_pool,
             ),
             insecure_test_aux: self.options.insecure_test_aux.clone(),
+            client_tls: None,
         })
     }
 

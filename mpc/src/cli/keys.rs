@@ -58,7 +58,7 @@ pub fn parse_scopes(list: &str) -> anyhow::Result<Vec<Scope>> {
 
 /// Runs `mpc keys ...`.
 pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.api.url, &args.api.api_key);
+    let client = args.api.client()?;
     match args.command {
         KeysCommand::Create {
             name,

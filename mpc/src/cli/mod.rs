@@ -25,6 +25,7 @@ pub mod insecure;
 pub mod keys;
 pub mod party;
 pub mod router;
+pub mod tls;
 
 /// `mpc`.
 #[derive(Parser, Debug)]

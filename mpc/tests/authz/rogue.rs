@@ -149,6 +149,7 @@ impl World {
                     pool_target: 0,
                 },
                 insecure_test_aux: Some(test_data()),
+                client_tls: None,
             };
             let party = ServerParty::open(config).await.unwrap();
             party
