@@ -47,7 +47,11 @@ impl Client {
         Self::build(base, api_key, Some(tls))
     }
 
-    fn build(base: &str, api_key: &str, tls: Option<std::sync::Arc<mpc_tls::ClientConfig>>) -> Self {
+    fn build(
+        base: &str,
+        api_key: &str,
+        tls: Option<std::sync::Arc<mpc_tls::ClientConfig>>,
+    ) -> Self {
         let mut http = reqwest::Client::builder();
         if let Some(tls) = tls {
             http = http.use_preconfigured_tls((*tls).clone());

@@ -28,7 +28,10 @@ async fn run(args: &[&str]) -> (std::process::ExitStatus, String) {
     .await
     .expect("the process did not refuse to start")
     .unwrap();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 async fn refused(args: &[&str], names: &[&str], db: &Path) -> String {
@@ -37,7 +40,10 @@ async fn refused(args: &[&str], names: &[&str], db: &Path) -> String {
     for name in names.iter().chain(&["--insecure-plaintext"]) {
         assert!(stderr.contains(name), "{args:?}: no {name} in: {stderr}");
     }
-    assert!(!db.exists(), "{args:?}: the database was created before the refusal");
+    assert!(
+        !db.exists(),
+        "{args:?}: the database was created before the refusal"
+    );
     stderr
 }
 
@@ -67,19 +73,31 @@ async fn a_party_refuses_plaintext_urls_off_loopback() {
     let db = dir.join("party.db");
     let sqlite = format!("sqlite://{}?mode=rwc", db.display());
     refused(
-        &party_args(&sqlite, "http://coordinator.example:8080", "wss://router.example/ws"),
+        &party_args(
+            &sqlite,
+            "http://coordinator.example:8080",
+            "wss://router.example/ws",
+        ),
         &["--coordinator-url", "http://coordinator.example:8080"],
         &db,
     )
     .await;
     refused(
-        &party_args(&sqlite, "https://127.0.0.1:1,http://10.1.2.3:8080", "ws://127.0.0.1:1/ws"),
+        &party_args(
+            &sqlite,
+            "https://127.0.0.1:1,http://10.1.2.3:8080",
+            "ws://127.0.0.1:1/ws",
+        ),
         &["http://10.1.2.3:8080"],
         &db,
     )
     .await;
     refused(
-        &party_args(&sqlite, "https://coordinator.example", "ws://router.example:8081/ws"),
+        &party_args(
+            &sqlite,
+            "https://coordinator.example",
+            "ws://router.example:8081/ws",
+        ),
         &["--router-ws-url", "ws://router.example:8081", "wss://"],
         &db,
     )
@@ -125,7 +143,11 @@ async fn a_coordinator_refuses_plaintext_off_loopback() {
     let a = args("127.0.0.1:0", "http://router.internal:8091");
     refused(
         &a.iter().map(String::as_str).collect::<Vec<_>>(),
-        &["--router-internal-url", "http://router.internal:8091", "https://"],
+        &[
+            "--router-internal-url",
+            "http://router.internal:8091",
+            "https://",
+        ],
         &db,
     )
     .await;

@@ -17,7 +17,15 @@ use party_core::envelope::Stage;
 use router::RouterConfig;
 
 /// A CA (its PEM) and a certificate it issued for 127.0.0.1, as files.
-fn pki(dir: &Path, name: &str) -> (String, std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn pki(
+    dir: &Path,
+    name: &str,
+) -> (
+    String,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params
@@ -26,10 +34,11 @@ fn pki(dir: &Path, name: &str) -> (String, std::path::PathBuf, std::path::PathBu
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
         .unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
     let ca_pem = ca.as_ref().pem();
     let (ca_file, cert, key) = (
         dir.join(format!("{name}-ca.pem")),
@@ -77,7 +86,16 @@ async fn routers_share_sessions_through_redis_over_tls() {
     let (ca_pem, ca_file, cert, key) = pki(&dir, "redis");
     let port = free_port();
     let mut server = tokio::process::Command::new("redis-server")
-        .args(["--port", "0", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .arg("--tls-port")
         .arg(port.to_string())
         .arg("--tls-cert-file")
@@ -96,15 +114,23 @@ async fn routers_share_sessions_through_redis_over_tls() {
     // Wait for the TLS port (or the server's exit: no TLS in this build).
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             break;
         }
         if let Some(status) = server.try_wait().unwrap() {
-            if skip(&format!("redis-server exited ({status}): built without TLS?")) {
+            if skip(&format!(
+                "redis-server exited ({status}): built without TLS?"
+            )) {
                 return;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "redis-server never listened");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis-server never listened"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -148,7 +174,10 @@ async fn routers_share_sessions_through_redis_over_tls() {
     }));
     let until = tokio::time::Instant::now() + Duration::from_secs(3);
     while tokio::time::Instant::now() < until {
-        assert!(!router.is_ready().await, "connected with an untrusted certificate");
+        assert!(
+            !router.is_ready().await,
+            "connected with an untrusted certificate"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = tx.send(());

@@ -81,7 +81,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     let chain = load_certs(cert)?;
     // The key's bytes are not kept past this configuration, and never shown.
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => pem_error(key, "no private key in this PEM file"),
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            pem_error(key, "no private key in this PEM file")
+        }
         other => pem_error(key, other),
     })?;
     let mut config = ServerConfig::builder_with_provider(provider())

@@ -22,7 +22,6 @@ const QUEUE: usize = 64;
 /// its own (deadline [`HANDSHAKE_TIMEOUT`]), so a client that stalls its
 /// handshake delays no other; failed handshakes are logged at debug level
 /// and dropped. The task ends with the listener.
-#[derive(Debug)]
 pub struct TlsListener<L: Listener> {
     incoming: mpsc::Receiver<(TlsStream<L::Io>, L::Addr)>,
     local_addr: L::Addr,
@@ -71,6 +70,12 @@ async fn accept_loop<L>(
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }
         });
+    }
+}
+
+impl<L: Listener> std::fmt::Debug for TlsListener<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsListener").finish_non_exhaustive()
     }
 }
 

@@ -68,7 +68,11 @@ pub enum Transport {
 
 /// Checks the URL of setting `what` (e.g. `--router-ws-url`): `Ok` when it
 /// speaks TLS, stays local, or `insecure_plaintext` allows it.
-pub fn check_url(what: &str, url: &str, insecure_plaintext: bool) -> Result<Transport, PlaintextError> {
+pub fn check_url(
+    what: &str,
+    url: &str,
+    insecure_plaintext: bool,
+) -> Result<Transport, PlaintextError> {
     let invalid = |reason: String| PlaintextError::Invalid {
         what: what.to_string(),
         reason,
@@ -181,7 +185,11 @@ mod tests {
     fn refused(url: &str) -> PlaintextError {
         let err = check_url("--x-url", url, false).expect_err(url);
         // --insecure-plaintext lets the same URL through.
-        assert_eq!(check_url("--x-url", url, true), Ok(Transport::Plaintext), "{url}");
+        assert_eq!(
+            check_url("--x-url", url, true),
+            Ok(Transport::Plaintext),
+            "{url}"
+        );
         err
     }
 
@@ -214,7 +222,11 @@ mod tests {
         ] {
             assert_eq!(ok(url), Transport::Plaintext, "{url}");
         }
-        for url in ["sqlite://party.db", "sqlite::memory:", "redis+unix:///run/redis.sock"] {
+        for url in [
+            "sqlite://party.db",
+            "sqlite::memory:",
+            "redis+unix:///run/redis.sock",
+        ] {
             assert_eq!(ok(url), Transport::Local, "{url}");
         }
     }
@@ -222,16 +234,40 @@ mod tests {
     #[test]
     fn plaintext_off_loopback_is_refused_naming_the_url_and_the_switch() {
         for (url, named, hint) in [
-            ("http://coordinator:8080/api", "http://coordinator:8080", "https://"),
+            (
+                "http://coordinator:8080/api",
+                "http://coordinator:8080",
+                "https://",
+            ),
             ("ws://10.0.0.5:8081/ws", "ws://10.0.0.5:8081", "wss://"),
-            ("http://[2001:db8::1]:8091", "http://[2001:db8::1]:8091", "https://"),
+            (
+                "http://[2001:db8::1]:8091",
+                "http://[2001:db8::1]:8091",
+                "https://",
+            ),
             ("redis://redis:6379", "redis://redis:6379", "rediss://"),
-            ("http://localhost.evil.example", "http://localhost.evil.example", "https://"),
+            (
+                "http://localhost.evil.example",
+                "http://localhost.evil.example",
+                "https://",
+            ),
             ("http://0.0.0.0:8080", "http://0.0.0.0:8080", "https://"),
             ("postgres://u@db:5432/mpc", "postgres://db:5432", "sslmode"),
-            ("postgres://u@db/mpc?sslmode=prefer", "postgres://db", "sslmode"),
-            ("postgres://u@db/mpc?sslmode=allow", "postgres://db", "sslmode"),
-            ("postgres://u@127.0.0.1/mpc?host=db.example", "postgres://127.0.0.1", "sslmode"),
+            (
+                "postgres://u@db/mpc?sslmode=prefer",
+                "postgres://db",
+                "sslmode",
+            ),
+            (
+                "postgres://u@db/mpc?sslmode=allow",
+                "postgres://db",
+                "sslmode",
+            ),
+            (
+                "postgres://u@127.0.0.1/mpc?host=db.example",
+                "postgres://127.0.0.1",
+                "sslmode",
+            ),
         ] {
             let err = refused(url);
             let text = err.to_string();
@@ -244,9 +280,12 @@ mod tests {
 
     #[test]
     fn credentials_never_appear_in_the_refusal() {
-        let err = refused("postgres://admin:hunter2@db.example:5432/mpc?password=hunter3")
-            .to_string();
-        assert!(!err.contains("hunter2") && !err.contains("hunter3") && !err.contains("admin"), "{err}");
+        let err =
+            refused("postgres://admin:hunter2@db.example:5432/mpc?password=hunter3").to_string();
+        assert!(
+            !err.contains("hunter2") && !err.contains("hunter3") && !err.contains("admin"),
+            "{err}"
+        );
         let err = refused("redis://:s3cret@redis.example:6379").to_string();
         assert!(!err.contains("s3cret"), "{err}");
     }
@@ -254,7 +293,13 @@ mod tests {
     #[test]
     fn unknown_schemes_and_junk_are_refused_even_with_the_switch() {
         for url in ["ftp://example.org", "not a url", "mysql://db/x"] {
-            assert!(matches!(check_url("x", url, true), Err(PlaintextError::Invalid { .. })), "{url}");
+            assert!(
+                matches!(
+                    check_url("x", url, true),
+                    Err(PlaintextError::Invalid { .. })
+                ),
+                "{url}"
+            );
         }
     }
 
@@ -265,8 +310,13 @@ mod tests {
         let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let local6: SocketAddr = "[::1]:8080".parse().unwrap();
         for addr in [public, lan] {
-            let err = check_listener("--listen", addr, false, false).unwrap_err().to_string();
-            assert!(err.contains(&addr.to_string()) && err.contains(INSECURE_FLAG), "{err}");
+            let err = check_listener("--listen", addr, false, false)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&addr.to_string()) && err.contains(INSECURE_FLAG),
+                "{err}"
+            );
             assert!(check_listener("--listen", addr, true, false).is_ok());
             assert!(check_listener("--listen", addr, false, true).is_ok());
         }

@@ -32,7 +32,9 @@ impl Api {
     /// The REST client of these settings.
     pub fn client(&self) -> anyhow::Result<Client> {
         Ok(match &self.tls_ca {
-            Some(ca) => Client::with_tls(&self.url, &self.api_key, mpc_tls::client_config(Some(ca))?),
+            Some(ca) => {
+                Client::with_tls(&self.url, &self.api_key, mpc_tls::client_config(Some(ca))?)
+            }
             None => Client::new(&self.url, &self.api_key),
         })
     }
@@ -276,9 +278,7 @@ pub async fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
         let account = done["result"]["account_id"]
             .as_str()
             .context("keygen result without account_id")?;
-        let view = args.api.client()?
-            .account(account)
-            .await?;
+        let view = args.api.client()?.account(account).await?;
         anyhow::ensure!(
             view.policy_hash.as_deref() == Some(hex::encode(hash).as_str()),
             "the account's policy hash is {:?}, not the policy's {}",
@@ -340,7 +340,8 @@ pub async fn change_policy(args: ChangePolicyArgs) -> anyhow::Result<()> {
 
 /// `mpc session`.
 pub async fn session(api: Api, id: String) -> anyhow::Result<()> {
-    let a = api.client()?
+    let a = api
+        .client()?
         .get(&format!("/api/v1/mpc/sessions/{id}"))
         .await?;
     println!("{}", serde_json::to_string_pretty(&a.body)?);

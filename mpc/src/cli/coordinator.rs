@@ -185,7 +185,9 @@ impl CoordinatorArgs {
         self.tls.check_listener("--listen", self.listen)?;
         self.tls.check_urls(
             "--router-internal-url",
-            comma_list(&self.router_internal_url).iter().map(String::as_str),
+            comma_list(&self.router_internal_url)
+                .iter()
+                .map(String::as_str),
         )?;
         self.tls
             .check_urls("--database-url", [self.database_url.as_str()])?;

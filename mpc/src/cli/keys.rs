@@ -4,7 +4,6 @@
 use mpc_api::admin::{ApiKeyCreate, Scope};
 
 use super::client::Api;
-use crate::client::Client;
 
 /// `mpc keys`.
 #[derive(clap::Args, Debug)]
