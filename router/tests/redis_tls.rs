@@ -188,7 +188,10 @@ async fn routers_share_sessions_through_redis_over_tls() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(!router.is_ready().await, "connected with an untrusted certificate");
+    assert!(
+        !router.is_ready().await,
+        "connected with an untrusted certificate"
+    );
     // (Its Redis connection attempt may still be backing off: not waited for.)
     let _ = tx.send(());
     serving.abort();

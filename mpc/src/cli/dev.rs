@@ -63,7 +63,11 @@ impl DevArgs {
             ("--router", self.router),
             ("--router-internal", self.router_internal),
         ] {
-            mpc_tls::plaintext::check_listener(what, addr, false, self.insecure_plaintext)?;
+            anyhow::ensure!(
+                addr.ip().is_loopback() || self.insecure_plaintext,
+                "{what} {addr} is not loopback: `mpc dev` serves plaintext only; pass \
+                 --insecure-plaintext to allow it (or run the roles with --tls-cert)"
+            );
         }
         anyhow::ensure!(
             !self.coordinator.insecure_test_aux.on() || self.insecure_test_data.dir().is_some(),
