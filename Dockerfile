@@ -8,6 +8,12 @@ COPY . .
 RUN cargo build --release -p mpc --no-default-features --features backend-gmp \
     && cp target/release/mpc /usr/local/bin/mpc
 
+# TLS (docs/operations.md, "TLS"): no certificate is baked into the image.
+# Give each container its own certificate, key and the deployment's CA as
+# read-only files (bind mounts or Docker secrets, docker-compose.yml mounts
+# them at /etc/mpc/tls/) and point MPC_TLS_CERT, MPC_TLS_KEY, MPC_TLS_CA at
+# them. ca-certificates stays for curl; mpc itself trusts --tls-ca or the
+# Mozilla roots compiled in.
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \

@@ -1,5 +1,6 @@
 //! Coordinator configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -92,6 +93,12 @@ pub struct CoordinatorConfig {
     /// How long a key lookup (valid or unknown) is trusted; bounds how late
     /// a revocation made through another instance takes effect here.
     pub api_key_cache_ttl: Duration,
+    /// Serve the API over TLS with this configuration (certificate and key
+    /// from `--tls-cert`/`--tls-key`); plaintext when `None`.
+    pub tls: Option<Arc<mpc_tls::ServerConfig>>,
+    /// What calls to the routers' `https://` internal listeners trust
+    /// (`--tls-ca`); the Mozilla roots when `None`.
+    pub client_tls: Option<Arc<mpc_tls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for CoordinatorConfig {
@@ -107,6 +114,7 @@ impl std::fmt::Debug for CoordinatorConfig {
             .field("router_internal_urls", &self.router_internal_urls)
             .field("insecure_test_aux", &self.insecure_test_aux)
             .field("limits", &self.limits)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +148,8 @@ impl CoordinatorConfig {
             insecure_test_aux: false,
             limits: Limits::default(),
             api_key_cache_ttl: DEFAULT_API_KEY_CACHE_TTL,
+            tls: None,
+            client_tls: None,
         }
     }
 }

@@ -111,9 +111,10 @@ impl Coordinator {
         if config.router_internal_urls.is_empty() {
             return Err(StartError::Config("at least one router URL is needed"));
         }
-        let router = router_client::RouterClient::new(
+        let router = router_client::RouterClient::with_tls(
             &config.router_internal_urls,
             &config.router_internal_token,
+            config.client_tls.clone(),
         );
         Self::with_router(config, Arc::new(router))
     }
@@ -273,16 +274,31 @@ impl Coordinator {
         let refiller = tokio::spawn(self.clone().refill_loop(stop_rx.clone()));
         let recorder = tokio::spawn(self.clone().record_ended_sessions());
         let disconnects = tokio::spawn(self.clone().watch_disconnects(stop_rx.clone()));
+        let tls = self.inner.config.tls.clone();
         let app = self
             .app()
             .merge(extra)
             .into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(nodelay(listener), app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            })
-            .await;
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        let result = match tls {
+            // TapIo outermost: axum's `ConnectInfo<SocketAddr>` (the IP
+            // allowlist and rate limits) comes through it.
+            Some(tls) => {
+                let listener = mpc_tls::TlsListener::new(nodelay(listener), tls)?;
+                let listener = axum::serve::ListenerExt::tap_io(listener, no_tap as NoTap);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(nodelay(listener), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
         sweeper.abort();
         refiller.abort();
         recorder.abort();
@@ -348,12 +364,17 @@ impl Coordinator {
     }
 }
 
+type TlsIo = <mpc_tls::TlsListener<NodelayListener> as axum::serve::Listener>::Io;
+type NoTap = fn(&mut TlsIo);
+type NodelayListener = axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
+
+/// Nothing to do on a TLS connection (`TCP_NODELAY` is set below it).
+fn no_tap(_: &mut TlsIo) {}
+
 /// The listener with `TCP_NODELAY` on every accepted connection: protocol
 /// frames and reports are small and must not wait for Nagle's algorithm
 /// (with delayed ACKs, ~40 ms per round trip).
-fn nodelay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+fn nodelay(listener: tokio::net::TcpListener) -> NodelayListener {
     use axum::serve::ListenerExt as _;
     fn set(tcp: &mut tokio::net::TcpStream) {
         if let Err(e) = tcp.set_nodelay(true) {

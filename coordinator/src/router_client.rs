@@ -128,6 +128,21 @@ impl RouterClient {
     /// `bases` (e.g. `http://127.0.0.1:8091`), presenting `token`, the
     /// routers' internal credential.
     pub fn new(bases: &[String], token: &str) -> Self {
+        Self::with_tls(bases, token, None)
+    }
+
+    /// [`RouterClient::new`] trusting `tls` for `https://` instances (the
+    /// Mozilla roots when `None`).
+    pub fn with_tls(
+        bases: &[String],
+        token: &str,
+        tls: Option<std::sync::Arc<mpc_tls::ClientConfig>>,
+    ) -> Self {
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        match tls.map_or_else(|| mpc_tls::client_config(None), Ok) {
+            Ok(tls) => http = http.use_preconfigured_tls((*tls).clone()),
+            Err(e) => tracing::error!(error = %e, "router client TLS configuration"),
+        }
         Self {
             bases: Arc::new(
                 bases
@@ -137,10 +152,7 @@ impl RouterClient {
             ),
             current: Arc::new(AtomicUsize::new(0)),
             token: token.to_string(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            http: http.build().unwrap_or_default(),
         }
     }
 

@@ -34,12 +34,32 @@ pub struct Answer {
 }
 
 impl Client {
-    /// A client for `base` (e.g. `http://127.0.0.1:8080`) with an API key.
+    /// A client for `base` (e.g. `http://127.0.0.1:8080`) with an API key;
+    /// an `https://` server must present a certificate of a public CA (the
+    /// Mozilla roots).
     pub fn new(base: &str, api_key: &str) -> Self {
+        let tls = mpc_tls::client_config(None).ok();
+        Self::build(base, api_key, tls)
+    }
+
+    /// [`Client::new`] trusting only the CAs of `tls` (`--tls-ca`).
+    pub fn with_tls(base: &str, api_key: &str, tls: std::sync::Arc<mpc_tls::ClientConfig>) -> Self {
+        Self::build(base, api_key, Some(tls))
+    }
+
+    fn build(
+        base: &str,
+        api_key: &str,
+        tls: Option<std::sync::Arc<mpc_tls::ClientConfig>>,
+    ) -> Self {
+        let mut http = reqwest::Client::builder();
+        if let Some(tls) = tls {
+            http = http.use_preconfigured_tls((*tls).clone());
+        }
         Self {
             base: base.trim_end_matches('/').to_string(),
             api_key: api_key.to_string(),
-            http: reqwest::Client::new(),
+            http: http.build().unwrap_or_default(),
         }
     }
 

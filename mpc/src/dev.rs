@@ -352,6 +352,7 @@ impl DevSystem {
                 .get(k - 1)
                 .copied()
                 .unwrap_or(self.options.session_limits),
+            client_tls: None,
         })
     }
 

@@ -494,6 +494,7 @@ async fn a_key_of_another_tenant_cannot_read_or_sign_with_a_wallet_and_is_revoca
         api: Api {
             url: sys.api_url.clone(),
             api_key: sys.api_key.clone(),
+            tls_ca: None,
         },
         command: KeysCommand::Revoke {
             id: created.id.clone(),

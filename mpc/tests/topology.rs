@@ -1,7 +1,9 @@
 //! The production topology as plain processes of the `mpc` binary, on real
 //! PostgreSQL and Redis: two coordinators sharing one database, two routers
 //! sharing one Redis, three server parties each with its own schema, parties
-//! of one session on different routers. Started in reverse dependency order
+//! of one session on different routers. Every service of the project speaks
+//! TLS (`https://`, `wss://`) with certificates of a CA made by the test
+//! (rcgen); every client trusts only that CA. Started in reverse dependency order
 //! (parties, then coordinators, then routers) to show start-up in any order.
 //!
 //! It shows: keygen through one coordinator and signing through the other;
@@ -9,7 +11,8 @@
 //! restarted; accounts and sessions surviving; no session left open; the
 //! routers' internal API only on its own listener, only with the
 //! coordinators' credential (the parties' token gets 401), and a completed
-//! session refused if registered again.
+//! session refused if registered again; a client that trusts another CA,
+//! and a plaintext client, are refused by the services.
 //! Uses the PUBLIC test primes and aux info (explicit test switches) so the
 //! run takes seconds. Needs PostgreSQL and Redis: skipped with a printed
 //! reason outside CI when they are down, a failure in CI.
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 mod common;
 
+use common::pki::TestPki;
 use common::{random_hash, test_data, verify};
 use mpc::client::Client;
 use party_core::identity::CoordinatorKey;
@@ -184,12 +188,13 @@ async fn two_coordinators_two_routers_survive_crashes() {
     let key_file = dir.join("coordinator.key");
     std::fs::write(&key_file, hex::encode(key.secret_bytes().as_ref())).unwrap();
     let test_data = test_data();
+    let pki = TestPki::new(&dir, "topology");
 
     let (ca, cb, ra, rb) = (free_port(), free_port(), free_port(), free_port());
     // The routers' internal listeners.
     let (ia, ib) = (free_port(), free_port());
-    let c_url = |p: u16| format!("http://127.0.0.1:{p}");
-    let r_ws = |p: u16| format!("ws://127.0.0.1:{p}/ws");
+    let c_url = |p: u16| format!("https://127.0.0.1:{p}");
+    let r_ws = |p: u16| format!("wss://127.0.0.1:{p}/ws");
     let s = |v: &str| v.to_string();
 
     let mut parties = Vec::new();
@@ -211,7 +216,7 @@ async fn two_coordinators_two_routers_survive_crashes() {
         parties.push(Proc::new(
             &format!("party-{k}"),
             &dir,
-            vec![
+            [
                 s("party"),
                 s("--party-id"),
                 format!("server-party-{k}"),
@@ -233,14 +238,17 @@ async fn two_coordinators_two_routers_survive_crashes() {
                 test_data.display().to_string(),
                 s("--insecure-test-index"),
                 (k - 1).to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(pki.args())
+            .collect(),
         ));
     }
     let coordinator = |name: &str, port: u16, routers: String| {
         Proc::new(
             name,
             &dir,
-            vec![
+            [
                 s("coordinator"),
                 s("--listen"),
                 format!("127.0.0.1:{port}"),
@@ -268,7 +276,10 @@ async fn two_coordinators_two_routers_survive_crashes() {
                 s("--rate-limit"),
                 s("1000000"),
                 s("--insecure-test-aux"),
-            ],
+            ]
+            .into_iter()
+            .chain(pki.args())
+            .collect(),
         )
     };
     let mut coord_a = coordinator("coordinator-a", ca, format!("{},{}", c_url(ia), c_url(ib)));
@@ -277,7 +288,7 @@ async fn two_coordinators_two_routers_survive_crashes() {
         Proc::new(
             name,
             &dir,
-            vec![
+            [
                 s("router"),
                 s("--listen"),
                 format!("127.0.0.1:{port}"),
@@ -287,7 +298,10 @@ async fn two_coordinators_two_routers_survive_crashes() {
                 s(ROUTER_TOKEN),
                 s("--redis-url"),
                 s(REDIS),
-            ],
+            ]
+            .into_iter()
+            .chain(pki.args())
+            .collect(),
         )
     };
     let mut router_a = router("router-a", ra, ia);
@@ -302,7 +316,7 @@ async fn two_coordinators_two_routers_survive_crashes() {
     router_a.start();
     router_b.start();
 
-    let http = reqwest::Client::new();
+    let http = pki.http();
     let dump = |procs: &[&Proc]| {
         for p in procs {
             eprintln!("--- {} ---\n{}", p.name, p.tail());
@@ -311,8 +325,34 @@ async fn two_coordinators_two_routers_survive_crashes() {
     for base in [c_url(ca), c_url(cb), c_url(ra), c_url(rb)] {
         wait_ready(&http, &base, &[]).await;
     }
-    let a = Client::new(&c_url(ca), API_KEY);
-    let b = Client::new(&c_url(cb), API_KEY);
+    let tls = mpc_tls::client_config(Some(&pki.ca)).unwrap();
+    let a = Client::with_tls(&c_url(ca), API_KEY, tls.clone());
+    let b = Client::with_tls(&c_url(cb), API_KEY, tls);
+
+    // A client that trusts another CA is refused by every service, and a
+    // plaintext client gets no answer from a TLS port.
+    let stranger = TestPki::new(&dir, "stranger").http();
+    for base in [c_url(ca), c_url(ra), c_url(ia)] {
+        let err = stranger
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .expect_err("a certificate of another CA was accepted");
+        let chain = format!("{err:?}");
+        assert!(
+            chain.contains("InvalidCertificate(UnknownIssuer)"),
+            "{base}: {chain}"
+        );
+        let plain = base.replacen("https://", "http://", 1);
+        assert!(
+            reqwest::Client::new()
+                .get(format!("{plain}/health"))
+                .send()
+                .await
+                .is_err(),
+            "{plain} answered plaintext"
+        );
+    }
 
     // The routers' internal API: not on the public listener, and not for
     // the token every party holds.

@@ -1,6 +1,7 @@
 //! Router settings.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default largest frame a party may send: 4 MiB.
@@ -44,6 +45,13 @@ pub struct RouterConfig {
     /// (`GET /internal/v1/disconnects`). A reconnect within it, to any
     /// instance, records nothing.
     pub disconnect_grace: Duration,
+    /// Serve both listeners over TLS with this configuration (`--tls-cert`,
+    /// `--tls-key`); plaintext when `None`.
+    pub tls: Option<Arc<mpc_tls::ServerConfig>>,
+    /// PEM CA bundle that a `rediss://` Redis certificate must chain to
+    /// (`--tls-ca`; only these certificates are trusted). `None`: the
+    /// Mozilla roots.
+    pub redis_ca_pem: Option<Vec<u8>>,
 }
 
 impl RouterConfig {
@@ -57,6 +65,8 @@ impl RouterConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             redis_url: None,
             disconnect_grace: DEFAULT_DISCONNECT_GRACE,
+            tls: None,
+            redis_ca_pem: None,
         }
     }
 }
@@ -71,6 +81,8 @@ impl fmt::Debug for RouterConfig {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("redis", &self.redis_url.is_some())
             .field("disconnect_grace", &self.disconnect_grace)
+            .field("tls", &self.tls.is_some())
+            .field("redis_ca", &self.redis_ca_pem.is_some())
             .finish()
     }
 }

@@ -47,7 +47,7 @@ mod metrics;
 mod policy;
 mod ws;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -183,16 +183,46 @@ impl Router {
             config.max_connections,
             config.handshake_timeout.saturating_mul(2),
         );
+        let tls = config.tls.clone();
+        let public_app = self
+            .public_app()
+            .into_make_service_with_connect_info::<listener::Preauth>();
         let mut stop = self.shutdown_signal();
-        let public = axum::serve(
-            public,
-            self.public_app()
-                .into_make_service_with_connect_info::<listener::Preauth>(),
-        )
-        .with_graceful_shutdown(async move { stopped(&mut stop).await });
+        let public: ServeFuture = match &tls {
+            // TLS over the guarded connections: the cap and the
+            // pre-authentication guard count the encrypted bytes, handshake
+            // included.
+            Some(tls) => {
+                let public = mpc_tls::TlsListener::new(public, tls.clone())?;
+                Box::pin(
+                    axum::serve(public, public_app)
+                        .with_graceful_shutdown(async move { stopped(&mut stop).await })
+                        .into_future(),
+                )
+            }
+            None => Box::pin(
+                axum::serve(public, public_app)
+                    .with_graceful_shutdown(async move { stopped(&mut stop).await })
+                    .into_future(),
+            ),
+        };
         let mut stop = self.shutdown_signal();
-        let internal = axum::serve(nodelay(listeners.internal), self.internal_app())
-            .with_graceful_shutdown(async move { stopped(&mut stop).await });
+        let internal_app = self.internal_app();
+        let internal: ServeFuture = match &tls {
+            Some(tls) => {
+                let internal = mpc_tls::TlsListener::new(nodelay(listeners.internal), tls.clone())?;
+                Box::pin(
+                    axum::serve(internal, internal_app)
+                        .with_graceful_shutdown(async move { stopped(&mut stop).await })
+                        .into_future(),
+                )
+            }
+            None => Box::pin(
+                axum::serve(nodelay(listeners.internal), internal_app)
+                    .with_graceful_shutdown(async move { stopped(&mut stop).await })
+                    .into_future(),
+            ),
+        };
         // Either server ending (it fails only at start) ends the other.
         let (public, internal) = tokio::join!(
             async {
@@ -268,6 +298,9 @@ async fn ready(
         })),
     )
 }
+
+/// One listener's server, TLS or not.
+type ServeFuture = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 
 /// Where [`Router::serve`] listens.
 #[derive(Debug)]

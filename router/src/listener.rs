@@ -108,6 +108,12 @@ impl Connected<IncomingStream<'_, PublicListener>> for Preauth {
     }
 }
 
+impl Connected<IncomingStream<'_, mpc_tls::TlsListener<PublicListener>>> for Preauth {
+    fn connect_info(stream: IncomingStream<'_, mpc_tls::TlsListener<PublicListener>>) -> Self {
+        stream.io().get_ref().0.preauth.clone()
+    }
+}
+
 /// The public TCP listener with the connection cap; its connections are
 /// [`GuardedStream`]s with `TCP_NODELAY` set.
 #[derive(Debug)]

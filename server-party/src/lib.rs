@@ -85,6 +85,9 @@ pub struct PartyConfig {
     /// How many sessions the party takes at once; over it, a session is
     /// refused at once with `party_busy` ([`queue`]).
     pub limits: SessionLimits,
+    /// What `https://` coordinators and `wss://` routers must present a
+    /// certificate of (`--tls-ca`); the Mozilla roots when `None`.
+    pub client_tls: Option<Arc<mpc_tls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for PartyConfig {
@@ -96,6 +99,7 @@ impl std::fmt::Debug for PartyConfig {
             .field("router_ws_urls", &self.router_ws_urls)
             .field("primes", &self.primes)
             .field("limits", &self.limits)
+            .field("client_tls", &self.client_tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +158,9 @@ pub enum PartyError {
     /// Configuration.
     #[error("configuration: {0}")]
     Config(&'static str),
+    /// TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] mpc_tls::TlsError),
 }
 
 /// How long start-up waits for the party's database.
@@ -166,6 +173,8 @@ pub struct PartyState {
     pub(crate) store: PartyStore,
     pub(crate) identity: PartyIdentity,
     pub(crate) http: reqwest::Client,
+    /// What `wss://` routers are checked against.
+    pub(crate) tls: Arc<mpc_tls::ClientConfig>,
     pub(crate) coordinators: Endpoints,
     pub(crate) routers: Endpoints,
     pub(crate) primes: std::sync::Mutex<PrimeWork>,
@@ -249,6 +258,10 @@ impl ServerParty {
         )
         .await?;
         let identity = store.load_or_create_identity().await?;
+        let tls = match &config.client_tls {
+            Some(tls) => tls.clone(),
+            None => mpc_tls::client_config(None)?,
+        };
         Ok(Self {
             state: Arc::new(PartyState {
                 coordinators: Endpoints::new(&config.coordinator_urls),
@@ -262,8 +275,10 @@ impl ServerParty {
                 identity,
                 http: reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
+                    .use_preconfigured_tls((*tls).clone())
                     .build()
                     .unwrap_or_default(),
+                tls,
             }),
         })
     }
@@ -447,18 +462,35 @@ impl From<String> for HandshakeError {
     }
 }
 
+/// Opens a WebSocket to a router: TLS with `tls` for `wss://`, no Nagle.
+pub(crate) async fn connect_ws(
+    url: &str,
+    tls: &Arc<mpc_tls::ClientConfig>,
+    max_message: usize,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        url,
+        Some(ws_config(max_message)),
+        true,
+        Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
+    )
+    .await?;
+    Ok(ws)
+}
+
 /// Connects to the router (taking messages of at most `max_message` bytes)
 /// and answers its challenge with `answer(nonce)`.
 pub(crate) async fn router_handshake(
     url: &str,
+    tls: &Arc<mpc_tls::ClientConfig>,
     max_message: usize,
     answer: impl FnOnce(&[u8; 32]) -> ClientToRouter,
 ) -> Result<(Ws, RouterToClient), HandshakeError> {
-    let (mut ws, _) = tokio::time::timeout(
+    let mut ws = tokio::time::timeout(
         Duration::from_secs(10),
         // No Nagle: protocol rounds are small frames that must go out at
         // once (with Nagle and delayed ACKs each round waited ~40 ms).
-        tokio_tungstenite::connect_async_with_config(url, Some(ws_config(max_message)), true),
+        connect_ws(url, tls, max_message),
     )
     .await
     .map_err(|_| "router connection timed out".to_string())?
@@ -518,7 +550,7 @@ async fn control_connection(
 ) -> Result<(), String> {
     let c = &state.config;
     let (index, url) = state.routers.current();
-    let connected = router_handshake(url, CONTROL_MAX_MESSAGE_BYTES, |nonce| {
+    let connected = router_handshake(url, &state.tls, CONTROL_MAX_MESSAGE_BYTES, |nonce| {
         ClientToRouter::Control {
             party_id: c.party_id.clone(),
             identity: state.identity.public(),

@@ -384,22 +384,19 @@ impl Shell {
                     self.close_ws();
                     self.attempt += 1;
                     let (attempt, tx) = (self.attempt, self.tx.clone());
+                    let tls = self.state.tls.clone();
                     self.tasks.spawn(async move {
                         // No Nagle: protocol rounds are small frames that must
                         // go out at once (with Nagle and delayed ACKs each
                         // round waited ~40 ms).
                         let r = tokio::time::timeout(
                             CONNECT_TIMEOUT,
-                            tokio_tungstenite::connect_async_with_config(
-                                &url,
-                                Some(crate::ws_config(crate::SESSION_MAX_MESSAGE_BYTES)),
-                                true,
-                            ),
+                            crate::connect_ws(&url, &tls, crate::SESSION_MAX_MESSAGE_BYTES),
                         )
                         .await
                         .map_err(|_| "router connection timed out".to_string())
                         .and_then(|r| r.map_err(|e| e.to_string()))
-                        .map(|(ws, _)| Box::new(ws));
+                        .map(Box::new);
                         let _ = tx.send(Event::Connected(attempt, r));
                     });
                 }

@@ -22,6 +22,22 @@ pub struct Api {
     /// API key (printed by `mpc dev` on first start, kept in <data-dir>/api-key).
     #[arg(long, env = "MPC_API_KEY", hide_env_values = true)]
     pub api_key: String,
+    /// PEM CA bundle an `https://` API must present a certificate of (only
+    /// these CAs are trusted; the Mozilla roots without it).
+    #[arg(long, env = "MPC_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl Api {
+    /// The REST client of these settings.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Ok(match &self.tls_ca {
+            Some(ca) => {
+                Client::with_tls(&self.url, &self.api_key, mpc_tls::client_config(Some(ca))?)
+            }
+            None => Client::new(&self.url, &self.api_key),
+        })
+    }
 }
 
 /// `mpc keygen`.
@@ -211,7 +227,7 @@ async fn create_and_wait<T: serde::Serialize>(
     body: &T,
     timeout: u64,
 ) -> anyhow::Result<serde_json::Value> {
-    let client = Client::new(&api.url, &api.api_key);
+    let client = api.client()?;
     let done = client
         .run_session(
             path,
@@ -262,9 +278,7 @@ pub async fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
         let account = done["result"]["account_id"]
             .as_str()
             .context("keygen result without account_id")?;
-        let view = Client::new(&args.api.url, &args.api.api_key)
-            .account(account)
-            .await?;
+        let view = args.api.client()?.account(account).await?;
         anyhow::ensure!(
             view.policy_hash.as_deref() == Some(hex::encode(hash).as_str()),
             "the account's policy hash is {:?}, not the policy's {}",
@@ -326,7 +340,8 @@ pub async fn change_policy(args: ChangePolicyArgs) -> anyhow::Result<()> {
 
 /// `mpc session`.
 pub async fn session(api: Api, id: String) -> anyhow::Result<()> {
-    let a = Client::new(&api.url, &api.api_key)
+    let a = api
+        .client()?
         .get(&format!("/api/v1/mpc/sessions/{id}"))
         .await?;
     println!("{}", serde_json::to_string_pretty(&a.body)?);
@@ -340,7 +355,7 @@ pub async fn accounts(api: Api, id: Option<String>) -> anyhow::Result<()> {
         Some(id) => format!("/api/v1/mpc/accounts/{id}"),
         None => "/api/v1/mpc/accounts".to_string(),
     };
-    let a = Client::new(&api.url, &api.api_key).get(&path).await?;
+    let a = api.client()?.get(&path).await?;
     println!("{}", serde_json::to_string_pretty(&a.body)?);
     anyhow::ensure!(a.status == 200, "HTTP {}", a.status);
     Ok(())

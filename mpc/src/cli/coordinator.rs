@@ -144,6 +144,9 @@ pub struct CoordinatorArgs {
     /// Settings shared with `mpc dev`.
     #[command(flatten)]
     pub settings: CoordinatorSettings,
+    /// TLS: the API's certificate, the routers' CA.
+    #[command(flatten)]
+    pub tls: super::tls::TlsArgs,
 }
 
 impl CoordinatorArgs {
@@ -170,19 +173,38 @@ impl CoordinatorArgs {
         config.router_internal_urls = routers;
         config.router_internal_token = self.router_internal_token;
         config.bootstrap_api_keys = self.api_key.into_iter().collect();
+        config.tls = self.tls.server_config()?;
+        config.client_tls = Some(self.tls.client_config()?);
         self.settings.apply(&mut config)?;
         Ok(config)
+    }
+
+    /// Refuses plaintext off loopback (unless --insecure-plaintext): the
+    /// listener, the routers' URLs and the database URL.
+    pub fn check_transport(&self) -> anyhow::Result<()> {
+        self.tls.check_listener("--listen", self.listen)?;
+        self.tls.check_urls(
+            "--router-internal-url",
+            comma_list(&self.router_internal_url)
+                .iter()
+                .map(String::as_str),
+        )?;
+        self.tls
+            .check_urls("--database-url", [self.database_url.as_str()])?;
+        Ok(())
     }
 }
 
 /// Runs the coordinator until Ctrl-C.
 pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
+    args.check_transport()?;
     let listen = args.listen;
+    let tls = args.tls.tls_cert.is_some();
     let config = args.into_config()?;
     tracing::info!(public_key = %hex::encode(config.signing_key.public()), "coordinator descriptor-signing key");
     let c = Coordinator::new(config)?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "coordinator listening");
+    tracing::info!(addr = %listener.local_addr()?, tls, "coordinator listening");
     c.serve(listener, shutdown_signal()).await?;
     Ok(())
 }

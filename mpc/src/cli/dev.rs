@@ -48,11 +48,27 @@ pub struct DevArgs {
     /// The server parties' settings (as `mpc party`).
     #[command(flatten)]
     pub party: PartySettings,
+    /// INSECURE: allow --api, --router or --router-internal on a
+    /// non-loopback address (`mpc dev` serves plaintext only; run the roles
+    /// with --tls-cert for TLS).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
 }
 
 impl DevArgs {
     /// The dev system's options.
     pub fn options(&self) -> anyhow::Result<DevOptions> {
+        for (what, addr) in [
+            ("--api", self.api),
+            ("--router", self.router),
+            ("--router-internal", self.router_internal),
+        ] {
+            anyhow::ensure!(
+                addr.ip().is_loopback() || self.insecure_plaintext,
+                "{what} {addr} is not loopback: `mpc dev` serves plaintext only; pass \
+                 --insecure-plaintext to allow it (or run the roles with --tls-cert)"
+            );
+        }
         anyhow::ensure!(
             !self.coordinator.insecure_test_aux.on() || self.insecure_test_data.dir().is_some(),
             "--insecure-test-aux reuses the aux info of --insecure-test-data DIR: give both"

@@ -4,7 +4,6 @@
 use mpc_api::admin::{ApiKeyCreate, Scope};
 
 use super::client::Api;
-use crate::client::Client;
 
 /// `mpc keys`.
 #[derive(clap::Args, Debug)]
@@ -58,7 +57,7 @@ pub fn parse_scopes(list: &str) -> anyhow::Result<Vec<Scope>> {
 
 /// Runs `mpc keys ...`.
 pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.api.url, &args.api.api_key);
+    let client = args.api.client()?;
     match args.command {
         KeysCommand::Create {
             name,

@@ -25,6 +25,7 @@ pub mod insecure;
 pub mod keys;
 pub mod party;
 pub mod router;
+pub mod tls;
 
 /// `mpc`.
 #[derive(Parser, Debug)]
@@ -255,6 +256,89 @@ mod tests {
             panic!("not dev")
         };
         assert!(dev.options().is_err());
+    }
+
+    #[test]
+    fn dev_refuses_a_non_loopback_address_unless_told() {
+        let Command::Dev(dev) = parse(&["dev", "--api", "0.0.0.0:8080"]) else {
+            panic!("not dev")
+        };
+        let Err(err) = dev.options() else {
+            panic!("a non-loopback --api was accepted")
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("0.0.0.0:8080") && err.contains("--insecure-plaintext"),
+            "{err}"
+        );
+        let Command::Dev(dev) = parse(&["dev", "--router", "[::]:8081", "--insecure-plaintext"])
+        else {
+            panic!("not dev")
+        };
+        assert!(dev.options().is_ok());
+        // The defaults stay on loopback.
+        let Command::Dev(dev) = parse(&["dev"]) else {
+            panic!("not dev")
+        };
+        assert!(dev.options().is_ok());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn the_roles_check_every_url_and_listener() {
+        let Command::Party(p) = parse(&[
+            "party",
+            "--party-id",
+            "p",
+            "--internal-token",
+            "t",
+            "--master-key",
+            "00",
+            "--coordinator-public-key",
+            "00",
+            "--coordinator-url",
+            "https://c.example",
+            "--router-ws-url",
+            "wss://r.example/ws",
+            "--metrics-addr",
+            "0.0.0.0:9100",
+        ]) else {
+            panic!("not party")
+        };
+        let err = p.check_transport().unwrap_err().to_string();
+        assert!(err.contains("--metrics-addr 0.0.0.0:9100"), "{err}");
+        let Command::Coordinator(c) = parse(&[
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--internal-token",
+            "t",
+            "--router-internal-token",
+            "r",
+            "--signing-key",
+            "00",
+            "--database-url",
+            "postgres://c@db.example/c?sslmode=verify-full",
+        ]) else {
+            panic!("not coordinator")
+        };
+        assert!(c.check_transport().is_ok());
+        let Command::Router(r) = parse(&[
+            "router",
+            "--internal-token",
+            "t",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--internal-listen",
+            "10.0.0.1:8091",
+            "--redis-url",
+            "rediss://redis.example",
+        ]) else {
+            panic!("not router")
+        };
+        assert!(r.check_transport().is_ok());
     }
 
     fn coordinator_with(

@@ -117,9 +117,33 @@ pub struct PartyArgs {
     /// address (a party has no other listener). Off when not given.
     #[arg(long, env = "MPC_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// TLS: the metrics listener's certificate, the CA of coordinators and
+    /// routers.
+    #[command(flatten)]
+    pub tls: super::tls::TlsArgs,
 }
 
 impl PartyArgs {
+    /// The party's configuration.
+    /// Refuses plaintext off loopback (unless --insecure-plaintext): the
+    /// coordinators', routers' and database URLs and the metrics listener.
+    pub fn check_transport(&self) -> anyhow::Result<()> {
+        let tls = &self.tls;
+        tls.check_urls(
+            "--coordinator-url",
+            comma_list(&self.coordinator_url).iter().map(String::as_str),
+        )?;
+        tls.check_urls(
+            "--router-ws-url",
+            comma_list(&self.router_ws_url).iter().map(String::as_str),
+        )?;
+        tls.check_urls("--database-url", [self.database_url.as_str()])?;
+        if let Some(addr) = self.metrics_addr {
+            tls.check_listener("--metrics-addr", addr)?;
+        }
+        Ok(())
+    }
+
     /// The party's configuration.
     pub fn into_config(self) -> anyhow::Result<PartyConfig> {
         let master_key = MasterKey::from_bytes(&secret_hex(self.master_key, self.master_key_file)?)
@@ -142,15 +166,17 @@ impl PartyArgs {
             ),
             insecure_test_aux: self.insecure_test_data.dir(),
             limits: self.settings.session_limits(),
+            client_tls: Some(self.tls.client_config()?),
         })
     }
 }
 
 /// Runs the party until Ctrl-C.
 pub async fn run(args: PartyArgs) -> anyhow::Result<()> {
+    args.check_transport()?;
     mpc_telemetry::init();
     let metrics = match args.metrics_addr {
-        Some(addr) => Some(serve_metrics(addr).await?),
+        Some(addr) => Some(serve_metrics(addr, args.tls.server_config()?).await?),
         None => None,
     };
     let party = ServerParty::open(args.into_config()?).await?;
@@ -161,9 +187,18 @@ pub async fn run(args: PartyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A TLS or a plain listener.
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
 /// `GET /metrics` (this process's Prometheus series) and `GET /health` on
 /// `addr`, for a role without an HTTP listener of its own.
-async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    tls: Option<std::sync::Arc<mpc_tls::ServerConfig>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use axum::routing::get;
     let app = axum::Router::new()
         .route("/metrics", get(|| async { mpc_telemetry::scrape() }))
@@ -174,9 +209,17 @@ async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::task
             }),
         );
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "party metrics at /metrics");
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "party metrics at /metrics");
+    let listener = match tls {
+        Some(tls) => Either::Left(mpc_tls::TlsListener::new(listener, tls)?),
+        None => Either::Right(listener),
+    };
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let result = match listener {
+            Either::Left(tls) => axum::serve(tls, app).await,
+            Either::Right(plain) => axum::serve(plain, app).await,
+        };
+        if let Err(e) = result {
             tracing::error!(error = %e, "metrics listener stopped");
         }
     }))

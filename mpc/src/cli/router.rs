@@ -39,6 +39,9 @@ pub struct RouterArgs {
     /// coordinators, which then fail its session (`party_disconnected`).
     #[arg(long, env = "MPC_ROUTER_DISCONNECT_GRACE_MS", default_value_t = DEFAULT_GRACE_MS)]
     pub disconnect_grace_ms: u64,
+    /// TLS: both listeners' certificate, Redis's CA.
+    #[command(flatten)]
+    pub tls: super::tls::TlsArgs,
 }
 
 /// The default of `--disconnect-grace-ms`.
@@ -59,13 +62,29 @@ impl RouterArgs {
         config.max_connections = self.max_connections;
         config.redis_url = self.redis_url;
         config.disconnect_grace = std::time::Duration::from_millis(self.disconnect_grace_ms);
+        config.tls = self.tls.server_config()?;
+        config.redis_ca_pem = self.tls.ca_pem()?;
         Ok(config)
+    }
+
+    /// Refuses plaintext off loopback (unless --insecure-plaintext): both
+    /// listeners and the Redis URL.
+    pub fn check_transport(&self) -> anyhow::Result<()> {
+        self.tls.check_listener("--listen", self.listen)?;
+        self.tls
+            .check_listener("--internal-listen", self.internal_listen)?;
+        if let Some(url) = &self.redis_url {
+            self.tls.check_urls("--redis-url", [url.as_str()])?;
+        }
+        Ok(())
     }
 }
 
 /// Runs the router until Ctrl-C.
 pub async fn run(args: RouterArgs) -> anyhow::Result<()> {
+    args.check_transport()?;
     let (listen, internal_listen) = (args.listen, args.internal_listen);
+    let tls = args.tls.tls_cert.is_some();
     let router = router::Router::new(args.into_config()?)?;
     let listeners = Listeners {
         public: tokio::net::TcpListener::bind(listen).await?,
@@ -74,6 +93,7 @@ pub async fn run(args: RouterArgs) -> anyhow::Result<()> {
     tracing::info!(
         public = %listeners.public.local_addr()?,
         internal = %listeners.internal.local_addr()?,
+        tls,
         "router listening"
     );
     router.serve(listeners, shutdown_signal()).await?;

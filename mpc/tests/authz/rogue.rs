@@ -150,6 +150,7 @@ impl World {
                 },
                 insecure_test_aux: Some(test_data()),
                 limits: Default::default(),
+                client_tls: None,
             };
             let party = ServerParty::open(config).await.unwrap();
             party

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+pub mod pki;
+
 use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
 use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
 use mpc::dev::{DevOptions, DevSystem};

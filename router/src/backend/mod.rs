@@ -199,7 +199,7 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
 /// the background by [`Backend::run`]), else memory.
 pub(crate) fn from_config(config: &crate::RouterConfig) -> Result<Arc<dyn Backend>, BackendError> {
     Ok(match &config.redis_url {
-        Some(url) => Arc::new(redis::RedisBackend::new(url)?),
+        Some(url) => Arc::new(redis::RedisBackend::new(url, config.redis_ca_pem.clone())?),
         None => Arc::new(memory::MemoryBackend::default()),
     })
 }

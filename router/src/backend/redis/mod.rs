@@ -119,13 +119,34 @@ fn ttl(expires_at: u64) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
+/// The Redis client of `url` (TLS for `rediss://`, see [`RedisBackend::new`]).
+pub(crate) fn client(url: &str, ca_pem: Option<Vec<u8>>) -> redis::RedisResult<redis::Client> {
+    match ca_pem {
+        Some(root_cert) if url.starts_with("rediss://") => {
+            mpc_tls::install_default_provider();
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            )
+        }
+        _ => {
+            mpc_tls::install_default_provider();
+            redis::Client::open(url)
+        }
+    }
+}
+
 impl RedisBackend {
     /// State over the Redis at `url`; connects in the background
-    /// ([`Backend::run`]).
-    pub(crate) fn new(url: &str) -> Result<Self, BackendError> {
+    /// ([`Backend::run`]). A `rediss://` URL speaks TLS, trusting only the
+    /// certificates of `ca_pem` when given (the Mozilla roots otherwise).
+    pub(crate) fn new(url: &str, ca_pem: Option<Vec<u8>>) -> Result<Self, BackendError> {
         Ok(Self {
             inner: Arc::new(Inner {
-                client: redis::Client::open(url)?,
+                client: client(url, ca_pem)?,
                 redis: OnceCell::new(),
                 instance: {
                     let mut id = [0u8; 16];
