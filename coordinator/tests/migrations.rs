@@ -169,7 +169,6 @@ async fn rows_survive_every_migration(url: String) {
         url,
         CoordinatorKey::from_secret_bytes(&[0x33; 32]).unwrap(),
         "http://127.0.0.1:1",
-        "internal-token",
     );
     let c = Coordinator::with_router(config, Arc::new(FakeRouter::new())).unwrap();
     c.wait_ready(WAIT).await.unwrap();

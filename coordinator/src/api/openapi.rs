@@ -29,6 +29,9 @@ use crate::Coordinator;
         super::admin::list_keys,
         super::admin::revoke_key,
         super::admin::aux_groups,
+        super::admin::enrol_party,
+        super::admin::list_enrolments,
+        super::admin::revoke_enrolment,
         super::policy::change_policy,
         super::policy::statement,
         super::parties::device_join,
@@ -46,7 +49,7 @@ use crate::Coordinator;
         (name = "sessions", description = "Key generation and signing sessions"),
         (name = "accounts", description = "Distributed keys"),
         (name = "devices", description = "Browser and device parties"),
-        (name = "admin", description = "API keys: tenants, scopes, revocation; party groups' aux info"),
+        (name = "admin", description = "API keys: tenants, scopes, revocation; server party enrolment; party groups' aux info"),
         (name = "service", description = "Health, readiness, metrics"),
     )
 )]

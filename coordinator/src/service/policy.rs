@@ -117,6 +117,9 @@ impl Coordinator {
                 .party(&p.party_id)
                 .await?
                 .map_or(DeviceType::Server, |r| r.device_type);
+            if !device_type.is_device() {
+                self.ensure_enrolled(&p.party_id).await?;
+            }
             if device_type.is_device() {
                 devices.push(DeviceSlot {
                     position: u16::try_from(pos).unwrap_or(u16::MAX),
