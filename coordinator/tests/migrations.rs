@@ -214,6 +214,19 @@ async fn rows_survive_every_migration(url: String) {
         store.aux_group_state("group-1").await.unwrap(),
         coordinator::store::AuxGroupState::Ready { fingerprint: None }
     );
+    // Server parties registered before enrolment existed are enrolled with
+    // the keys they registered (0009), so an upgrade keeps them working.
+    for k in 1u8..=3 {
+        let e = store
+            .enrolment(&format!("server-party-{k}"))
+            .await
+            .unwrap()
+            .expect("enrolled by 0009");
+        assert!(e.active());
+        assert_eq!(e.ed25519, identity(k).public().ed25519);
+        assert_eq!(e.x25519, Some(identity(k).public().x25519));
+        assert_eq!(e.enrolled_by, "migration");
+    }
     // And through the REST API, with the key made at v1.
     let req = Request::builder()
         .uri(format!("/api/v1/mpc/accounts/{ACCOUNT}"))

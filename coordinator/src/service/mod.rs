@@ -39,7 +39,6 @@ pub mod validate;
 use mpc_api::error::ErrorCode;
 
 use crate::store::StoreError;
-use crate::Coordinator;
 
 pub use create::{Created, MAX_PARTIES};
 pub use descriptors::DescriptorCache;
