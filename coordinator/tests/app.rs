@@ -435,7 +435,11 @@ async fn register_party_errors() {
         ),
         (bad_nonce, 400, "invalid_json"),
         // A registered party with a key that is not its enrolled one.
-        (signed("server-party-1", "server", &id), 403, "enrolment_mismatch"),
+        (
+            signed("server-party-1", "server", &id),
+            403,
+            "enrolment_mismatch",
+        ),
     ] {
         let (s, a) = t.register(&b).await;
         assert_eq!(s, status, "{b} -> {a}");

@@ -73,7 +73,11 @@ async fn a_key_that_is_not_the_enrolled_one_is_refused_and_nothing_is_stored() {
     let r = t.register(&registration("server-party-1", &attacker)).await;
     assert_eq!(outcome(&r), (403, Some("enrolment_mismatch")), "{}", r.1);
     let rec = t.c.store().party("server-party-1").await.unwrap().unwrap();
-    assert_eq!(rec.identity, t.servers[0].public(), "the binding is unchanged");
+    assert_eq!(
+        rec.identity,
+        t.servers[0].public(),
+        "the binding is unchanged"
+    );
     assert_eq!(nonces(&t).await, 3, "only the three setup registrations");
 }
 
@@ -170,8 +174,10 @@ async fn the_old_shared_token_alone_registers_nothing() {
         "/internal/v1/parties",
         json!({ "party_id": "p-t", "device_type": "server", "identity": id.public() }).to_string(),
     );
-    req.headers_mut()
-        .insert("x-internal-token", "app-test-internal-token".parse().unwrap());
+    req.headers_mut().insert(
+        "x-internal-token",
+        "app-test-internal-token".parse().unwrap(),
+    );
     let r = send(&t.c, req).await;
     assert_eq!(outcome(&r), (400, Some("invalid_json")), "{}", r.1);
     // With every field but a real signature: refused the same way with or
@@ -179,8 +185,10 @@ async fn the_old_shared_token_alone_registers_nothing() {
     let mut body = registration("p-t", &id);
     body["signature"] = json!(hex::encode([0u8; 64]));
     let mut req = json_request("POST", "/internal/v1/parties", body.to_string());
-    req.headers_mut()
-        .insert("x-internal-token", "app-test-internal-token".parse().unwrap());
+    req.headers_mut().insert(
+        "x-internal-token",
+        "app-test-internal-token".parse().unwrap(),
+    );
     let r = send(&t.c, req).await;
     assert_eq!(outcome(&r), (401, Some("bad_signature")), "{}", r.1);
     assert!(!t.registered("p-t").await);
@@ -214,7 +222,12 @@ async fn only_operator_keys_enrol_list_and_revoke() {
         assert_eq!(outcome(&r), (403, Some("insufficient_scope")), "{}", r.1);
     }
     assert!(t.c.store().enrolment("p-evil").await.unwrap().is_none());
-    let e = t.c.store().enrolment("server-party-1").await.unwrap().unwrap();
+    let e =
+        t.c.store()
+            .enrolment("server-party-1")
+            .await
+            .unwrap()
+            .unwrap();
     assert!(e.active(), "not revoked");
     assert_eq!(e.ed25519, t.servers[0].public().ed25519, "not replaced");
 }
@@ -224,7 +237,12 @@ async fn enrolment_requests_are_checked() {
     let Some(t) = setup(|_| {}).await else { return };
     let other = new_identity();
     for (party, body, status, code) in [
-        ("p-1", json!({ "ed25519": "zz" }), 400, "invalid_identity_key"),
+        (
+            "p-1",
+            json!({ "ed25519": "zz" }),
+            400,
+            "invalid_identity_key",
+        ),
         (
             "p-1",
             json!({ "ed25519": hex::encode([0u8; 32]) }),

@@ -350,7 +350,12 @@ impl DevSystem {
         let enrolled = store.enrolment(&party_id).await?;
         if enrolled.is_none_or(|e| e.ed25519 != identity.ed25519) {
             store
-                .enrol_party(&party_id, identity.ed25519, Some(identity.x25519), "mpc-dev")
+                .enrol_party(
+                    &party_id,
+                    identity.ed25519,
+                    Some(identity.x25519),
+                    "mpc-dev",
+                )
                 .await?;
         }
         let p = party.clone();

@@ -107,20 +107,20 @@ impl Coordinator {
             reg.issued_at,
             &reg.nonce,
         );
-        reg.identity
-            .verify(&message, &reg.signature)
-            .map_err(|_| {
-                refused(
-                    ErrorCode::BadSignature,
-                    "the registration is not signed by its identity key",
-                )
-            })?;
+        reg.identity.verify(&message, &reg.signature).map_err(|_| {
+            refused(
+                ErrorCode::BadSignature,
+                "the registration is not signed by its identity key",
+            )
+        })?;
         let now = now();
         if reg.issued_at.abs_diff(now) > REGISTRATION_WINDOW {
             tracing::warn!(party_id = %reg.party_id, issued_at = reg.issued_at, now, "stale party registration refused");
             return Err(refused(
                 ErrorCode::RequestStale,
-                format!("issued_at must be within {REGISTRATION_WINDOW} s of the coordinator's clock"),
+                format!(
+                    "issued_at must be within {REGISTRATION_WINDOW} s of the coordinator's clock"
+                ),
             ));
         }
         let enrolment = self

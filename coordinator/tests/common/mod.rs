@@ -155,7 +155,12 @@ impl TestApp {
         .await
     }
     /// `PUT /admin/parties/{party_id}` with `key` and `body`.
-    pub async fn put_enrolment(&self, key: &str, party_id: &str, body: &Value) -> (StatusCode, Value) {
+    pub async fn put_enrolment(
+        &self,
+        key: &str,
+        party_id: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
         let mut req = json_request(
             "PUT",
             &format!("/api/v1/mpc/admin/parties/{party_id}"),

@@ -156,8 +156,7 @@ impl CoordinatorArgs {
         );
         let routers = comma_list(&self.router_internal_url);
         let first = routers.first().cloned().unwrap_or_default();
-        let mut config =
-            CoordinatorConfig::new(self.database_url, key, &first);
+        let mut config = CoordinatorConfig::new(self.database_url, key, &first);
         config.router_internal_urls = routers;
         config.router_internal_token = self.router_internal_token;
         config.bootstrap_api_keys = self.api_key.into_iter().collect();

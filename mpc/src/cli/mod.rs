@@ -275,8 +275,22 @@ mod tests {
         // Parties hold no shared secret: the token they once registered
         // with is no longer an option of either role.
         for role in [
-            &["coordinator", "--router-internal-token", "r", "--signing-key", "00"][..],
-            &["party", "--party-id", "p", "--master-key", "00", "--coordinator-public-key", "00"][..],
+            &[
+                "coordinator",
+                "--router-internal-token",
+                "r",
+                "--signing-key",
+                "00",
+            ][..],
+            &[
+                "party",
+                "--party-id",
+                "p",
+                "--master-key",
+                "00",
+                "--coordinator-public-key",
+                "00",
+            ][..],
         ] {
             let mut args = vec!["mpc"];
             args.extend_from_slice(role);
