@@ -211,6 +211,7 @@ mod tests {
         };
         assert_eq!(dev.coordinator, c.settings);
         assert_eq!(dev.party, p.settings);
+        assert!(!p.print_identity, "a party runs unless asked to print");
         assert_eq!(c.settings.presign_pool, 2);
         // Limits are on by default, `mpc dev` included.
         assert_eq!(

@@ -65,3 +65,61 @@ pub async fn run(args: PartiesArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::client::path_segment;
+
+    fn parse(args: &[&str]) -> Option<PartiesCommand> {
+        match Cli::try_parse_from(std::iter::once("mpc").chain(args.iter().copied())) {
+            Ok(Cli {
+                command: Command::Parties(p),
+            }) => Some(p.command),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_parties_subcommands_parse() {
+        let enrol = parse(&[
+            "parties",
+            "--api-key",
+            "k",
+            "enrol",
+            "server-party-1",
+            "--ed25519",
+            "aa",
+            "--x25519",
+            "bb",
+        ]);
+        assert!(
+            matches!(&enrol, Some(PartiesCommand::Enrol { party_id, ed25519, x25519: Some(x) })
+                if party_id == "server-party-1" && ed25519 == "aa" && x == "bb"),
+            "{enrol:?}"
+        );
+        // The Ed25519 key is required; the X25519 key is not.
+        assert!(parse(&["parties", "--api-key", "k", "enrol", "p"]).is_none());
+        assert!(matches!(
+            parse(&["parties", "--api-key", "k", "enrol", "p", "--ed25519", "aa"]),
+            Some(PartiesCommand::Enrol { x25519: None, .. })
+        ));
+        assert!(matches!(
+            parse(&["parties", "--api-key", "k", "list"]),
+            Some(PartiesCommand::List)
+        ));
+        assert!(matches!(
+            parse(&["parties", "--api-key", "k", "revoke", "p"]),
+            Some(PartiesCommand::Revoke { party_id }) if party_id == "p"
+        ));
+    }
+
+    #[test]
+    fn a_party_id_is_one_path_segment() {
+        assert_eq!(path_segment("server-party_1.x~"), "server-party_1.x~");
+        assert_eq!(path_segment("a/b c?#%"), "a%2Fb%20c%3F%23%25");
+    }
+}
