@@ -5,7 +5,8 @@
 //! keys of their own tenant; admin keys of the default tenant (the
 //! operator's, e.g. the bootstrap key of `mpc dev`) also create, list and
 //! revoke the keys of other tenants, which is how a tenant gets its first
-//! key.
+//! key. Operator keys also enrol server parties ([`PartyEnrol`]): the
+//! identity key each party id may register with.
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -182,6 +183,52 @@ pub struct AuxGroupView {
 pub struct AuxGroupList {
     /// Inconsistent groups first, then the others by group id.
     pub groups: Vec<AuxGroupView>,
+}
+
+/// `PUT /api/v1/mpc/admin/parties/{party_id}`: the operator enrols a server
+/// party, pinning its identity key (and optionally its X25519 key). Only a
+/// party registering with this key is accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartyEnrol {
+    /// The party's Ed25519 identity key, 64 hex digits (`mpc party
+    /// --print-identity` prints it).
+    pub ed25519: String,
+    /// Its X25519 key, 64 hex digits; when given, a registration must carry
+    /// exactly this one.
+    #[serde(default)]
+    pub x25519: Option<String>,
+}
+
+/// An enrolled server party.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartyEnrolment {
+    /// Party id.
+    pub party_id: String,
+    /// The enrolled Ed25519 identity key, hex.
+    pub ed25519: String,
+    /// The pinned X25519 key, hex, if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x25519: Option<String>,
+    /// Unix seconds.
+    pub enrolled_at: u64,
+    /// Who enrolled it: an API key id (`migration` for parties registered
+    /// before enrolment existed).
+    pub enrolled_by: String,
+    /// Unix seconds; absent while the enrolment is in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+    /// Whether the party has registered (with the enrolled key).
+    pub registered: bool,
+}
+
+/// `GET /api/v1/mpc/admin/parties`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartyEnrolmentList {
+    /// By party id.
+    pub parties: Vec<PartyEnrolment>,
 }
 
 #[cfg(test)]

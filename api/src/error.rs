@@ -55,12 +55,17 @@ pub enum ErrorCode {
     /// `request_id` / `not_after` missing.
     MalformedApproval,
     // 401
-    /// Missing or unknown API key / internal token.
+    /// Missing or unknown API key.
     Unauthorized,
     /// A join token that is not valid for this session.
     InvalidToken,
     /// A signature that does not verify under the claimed identity.
     BadSignature,
+    /// A signed party request whose nonce was already used.
+    RequestReplayed,
+    /// A signed party request whose `issued_at` is too far from the
+    /// coordinator's clock (±120 s).
+    RequestStale,
     // 403
     /// The caller's address is not in the allowlist.
     Forbidden,
@@ -90,6 +95,12 @@ pub enum ErrorCode {
     /// A device's session does not sign what its user approved (a party's
     /// refusal).
     NotWhatWasApproved,
+    /// A server party that no operator enrolled, or whose enrolment was
+    /// revoked: it may not register, and no new session names it.
+    PartyNotEnrolled,
+    /// A party registration signed by a key other than the enrolled one
+    /// (Ed25519, or the pinned X25519 key).
+    EnrolmentMismatch,
     // 404
     /// No such route, session, account or party.
     NotFound,
@@ -202,11 +213,11 @@ impl ErrorCode {
             | InvalidPolicy
             | MalformedApproval
             | UnknownParticipant => 400,
-            Unauthorized | InvalidToken | BadSignature => 401,
+            Unauthorized | InvalidToken | BadSignature | RequestReplayed | RequestStale => 401,
             Forbidden | InsufficientScope | ApprovalRequired | ApprovalQuorumNotMet
             | UnknownApprover | DuplicateApproval | BadApprovalSignature | ApprovalHashMismatch
             | DigestNotAllowed | BareHashNotAllowed | ApprovalExpired | RequestIdReused
-            | NotWhatWasApproved => 403,
+            | NotWhatWasApproved | PartyNotEnrolled | EnrolmentMismatch => 403,
             NotFound | UnknownSession | UnknownAccount | UnknownApiKey => 404,
             Conflict
             | NoPresignature
@@ -262,6 +273,10 @@ impl ErrorCode {
             ApprovalExpired => "approval_expired",
             RequestIdReused => "request_id_reused",
             NotWhatWasApproved => "not_what_was_approved",
+            PartyNotEnrolled => "party_not_enrolled",
+            EnrolmentMismatch => "enrolment_mismatch",
+            RequestReplayed => "request_replayed",
+            RequestStale => "request_stale",
             SessionReplayed => "session_replayed",
             PolicyChangeRefused => "policy_change_refused",
             AuxInfoInProgress => "aux_info_in_progress",
@@ -328,6 +343,8 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::InvalidToken,
         ErrorCode::BadSignature,
+        ErrorCode::RequestReplayed,
+        ErrorCode::RequestStale,
         ErrorCode::Forbidden,
         ErrorCode::InsufficientScope,
         ErrorCode::ApprovalRequired,
@@ -341,6 +358,8 @@ impl ErrorCode {
         ErrorCode::ApprovalExpired,
         ErrorCode::RequestIdReused,
         ErrorCode::NotWhatWasApproved,
+        ErrorCode::PartyNotEnrolled,
+        ErrorCode::EnrolmentMismatch,
         ErrorCode::NotFound,
         ErrorCode::UnknownSession,
         ErrorCode::UnknownParticipant,
@@ -434,6 +453,10 @@ mod tests {
             (ErrorCode::AuxInfoMismatch, "aux_info_mismatch", 409),
             (ErrorCode::AuxInfoInconsistent, "aux_info_inconsistent", 409),
             (ErrorCode::PartyBusy, "party_busy", 503),
+            (ErrorCode::PartyNotEnrolled, "party_not_enrolled", 403),
+            (ErrorCode::EnrolmentMismatch, "enrolment_mismatch", 403),
+            (ErrorCode::RequestReplayed, "request_replayed", 401),
+            (ErrorCode::RequestStale, "request_stale", 401),
         ];
         for (c, name, status) in pinned {
             assert_eq!((c.as_str(), c.status()), (name, status));

@@ -1,6 +1,7 @@
 //! What parties send the coordinator, apart from their signed reports
 //! (`party_core::wire::SignedReport`, a protocol format shared with wasm):
-//! server party registration and the device join.
+//! server party registration (signed by the party's identity key) and the
+//! device join.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,7 +19,11 @@ pub struct Identity {
 }
 
 /// `POST /internal/v1/parties`: a server party registers (or confirms) its
-/// identity.
+/// identity, signed by that identity's Ed25519 key over
+/// `party_core::wire::party_register_message` (party id, device type, both
+/// public keys, `issued_at`, `nonce`). The coordinator accepts it only for
+/// the key an operator enrolled for the party id, within ±120 s of its
+/// clock, and once per nonce.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterParty {
@@ -28,6 +33,12 @@ pub struct RegisterParty {
     pub device_type: String,
     /// Its identity keys.
     pub identity: Identity,
+    /// When the request was made, Unix seconds.
+    pub issued_at: u64,
+    /// 16 random bytes, 32 hex digits: the request is accepted once.
+    pub nonce: String,
+    /// Ed25519 signature by the identity, 128 hex digits.
+    pub signature: String,
 }
 
 /// `POST /api/v1/mpc/sessions/{id}/join`: a device presents its join token

@@ -21,8 +21,6 @@ use mini_moka::sync::Cache;
 use mpc_api::admin::{Scope, DEFAULT_TENANT};
 use mpc_api::error::ErrorCode;
 use rand_core::{OsRng, RngCore};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::AppError;
@@ -254,24 +252,4 @@ pub async fn require_allowed(
 ) -> Result<Response, AppError> {
     check_allowlist(&c, &req)?;
     Ok(next.run(req).await)
-}
-
-/// Internal API guard: `X-Internal-Token` must match (constant time).
-pub fn check_internal(c: &Coordinator, headers: &axum::http::HeaderMap) -> Result<(), AppError> {
-    let given = headers
-        .get("x-internal-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let want = c.config().internal_token.as_bytes();
-    let ok = !want.is_empty()
-        && bool::from(Sha256::digest(given.as_bytes()).ct_eq(&Sha256::digest(want)));
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "invalid internal token",
-        ))
-    }
 }

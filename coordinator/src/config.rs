@@ -67,12 +67,10 @@ pub struct CoordinatorConfig {
     pub router_internal_urls: Vec<String>,
     /// Router WebSocket URL given to device parties, e.g. `ws://127.0.0.1:8081/ws`.
     pub router_public_ws_url: String,
-    /// Shared secret of the coordinator's own internal API (party
-    /// registration): server parties hold it.
-    pub internal_token: String,
     /// The routers' internal API credential, which only coordinators hold
-    /// (never the same as `internal_token`). `new` leaves it empty, which
-    /// every router refuses: set it.
+    /// (parties have no shared secret: they sign their registration with
+    /// their enrolled identity key). `new` leaves it empty, which every
+    /// router refuses: set it.
     pub router_internal_token: String,
     /// Deadline of a keygen that generates aux info.
     pub keygen_aux_timeout: Duration,
@@ -120,14 +118,13 @@ impl std::fmt::Debug for CoordinatorConfig {
 }
 
 impl CoordinatorConfig {
-    /// Defaults for everything but the database, key, router and secret.
+    /// Defaults for everything but the database, key and router.
     /// `router_url` is a router's internal listener; the public WebSocket URL
     /// is guessed from it (same host and port) until set.
     pub fn new(
         database_url: impl Into<String>,
         signing_key: CoordinatorKey,
         router_url: &str,
-        internal_token: impl Into<String>,
     ) -> Self {
         let router_url = router_url.trim_end_matches('/');
         Self {
@@ -138,7 +135,6 @@ impl CoordinatorConfig {
             max_body_bytes: 64 * 1024,
             router_internal_urls: vec![router_url.to_string()],
             router_public_ws_url: format!("{}/ws", router_url.replacen("http", "ws", 1)),
-            internal_token: internal_token.into(),
             router_internal_token: String::new(),
             keygen_aux_timeout: DEFAULT_KEYGEN_AUX_TIMEOUT,
             keygen_timeout: DEFAULT_KEYGEN_TIMEOUT,

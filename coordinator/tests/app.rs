@@ -14,7 +14,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
-use common::{join_body, json_request, parties, send, setup, signed_report, API_KEY};
+use common::{
+    join_body, json_request, parties, send, setup, signed_registration, signed_report, unix_now,
+    API_KEY,
+};
 use mpc_db::sqlx::{self, Row as _};
 use party_core::identity::PartyIdentity;
 use party_core::wire::ReportBody;
@@ -399,40 +402,23 @@ async fn callers_outside_the_allowlist_get_403() {
 async fn register_party_errors() {
     let Some(t) = setup(|_| {}).await else { return };
     let id = PartyIdentity::generate(&mut rand_core::OsRng);
-    let body = |party: &str, device: &str, key: &PartyIdentity| json!({ "party_id": party, "device_type": device, "identity": key.public() });
-    // The internal token.
-    let req = json_request(
-        "POST",
-        "/internal/v1/parties",
-        body("p-new", "server", &id).to_string(),
-    );
-    let (s, a) = send(&t.c, req).await;
-    assert_eq!(
-        (s.as_u16(), a["code"].as_str()),
-        (401, Some("unauthorized"))
-    );
-    let mut req = json_request(
-        "POST",
-        "/internal/v1/parties",
-        body("p-new", "server", &id).to_string(),
-    );
-    req.headers_mut()
-        .insert("x-internal-token", "wrong".parse().unwrap());
-    let (s, a) = send(&t.c, req).await;
-    assert_eq!(
-        (s.as_u16(), a["code"].as_str()),
-        (401, Some("unauthorized"))
-    );
+    t.enrol("p-new", &id).await;
+    let signed = |party: &str, device: &str, key: &PartyIdentity| {
+        let mut nonce = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        signed_registration(party, device, key, key.public(), unix_now(), nonce)
+    };
+    let mut bad_nonce = signed("p-new", "server", &id);
+    bad_nonce["nonce"] = json!("zz");
     for (b, status, code) in [
-        (body("", "server", &id), 400, "invalid_party_id"),
+        (signed("", "server", &id), 400, "invalid_party_id"),
         (
-            body(&"p".repeat(129), "server", &id),
+            signed(&"p".repeat(129), "server", &id),
             400,
             "invalid_party_id",
         ),
-        (body("server-party-1", "server", &id), 409, "conflict"),
         (
-            body("p-new", "toaster", &id),
+            signed("p-new", "toaster", &id),
             422,
             "unsupported_device_type",
         ),
@@ -442,31 +428,34 @@ async fn register_party_errors() {
             "invalid_json",
         ),
         (
-            json!({ "party_id": "p-new", "device_type": "server", "identity": { "ed25519": "zz", "x25519": "00" } }),
+            json!({ "party_id": "p-new", "device_type": "server", "identity": { "ed25519": "zz", "x25519": "00" },
+                    "issued_at": 1, "nonce": "00", "signature": "00" }),
             400,
             "invalid_json",
         ),
+        (bad_nonce, 400, "invalid_json"),
+        // A registered party with a key that is not its enrolled one.
+        (
+            signed("server-party-1", "server", &id),
+            403,
+            "enrolment_mismatch",
+        ),
     ] {
-        let (s, a) = t.internal_post("/internal/v1/parties", &b).await;
+        let (s, a) = t.register(&b).await;
         assert_eq!(s, status, "{b} -> {a}");
         assert_eq!(a["code"], code, "{b} -> {a}");
     }
-    // A registered key under another party id.
+    // A registered key under another (enrolled) party id.
+    t.enrol("p-other", &t.servers[0]).await;
     let (s, a) = t
-        .internal_post(
-            "/internal/v1/parties",
-            &body("p-other", "server", &t.servers[0]),
-        )
+        .register(&signed("p-other", "server", &t.servers[0]))
         .await;
     assert_eq!((s.as_u16(), a["code"].as_str()), (409, Some("conflict")));
     assert!(!t.registered("p-new").await);
     assert!(!t.registered("p-other").await);
     // Registering again with the same key is fine.
     let (s, _) = t
-        .internal_post(
-            "/internal/v1/parties",
-            &body("server-party-1", "server", &t.servers[0]),
-        )
+        .register(&signed("server-party-1", "server", &t.servers[0]))
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 }

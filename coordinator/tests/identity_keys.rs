@@ -93,10 +93,14 @@ async fn all_zero_and_low_order_x25519_keys_are_refused_with_400() {
         );
         // Registration refuses it the same way.
         let (s, a) = t
-            .internal_post(
-                "/internal/v1/parties",
-                &json!({ "party_id": "p-weak", "device_type": "server", "identity": identity }),
-            )
+            .register(&signed_registration(
+                "p-weak",
+                "server",
+                &device,
+                identity,
+                unix_now(),
+                [9; 16],
+            ))
             .await;
         assert_eq!(
             (s.as_u16(), a["code"].as_str()),

@@ -192,7 +192,6 @@ async fn rows_survive_every_migration(url: String) {
         url,
         CoordinatorKey::from_secret_bytes(&[0x33; 32]).unwrap(),
         "http://127.0.0.1:1",
-        "internal-token",
     );
     let c = Coordinator::with_router(config, Arc::new(FakeRouter::new())).unwrap();
     c.wait_ready(WAIT).await.unwrap();
@@ -264,6 +263,19 @@ async fn rows_survive_every_migration(url: String) {
         .accusations;
     assert_eq!(accused.len(), 1);
     assert_eq!(accused[0].accused.as_deref(), Some("server-party-2"));
+    // Server parties registered before enrolment existed are enrolled with
+    // the keys they registered (0009), so an upgrade keeps them working.
+    for k in 1u8..=3 {
+        let e = store
+            .enrolment(&format!("server-party-{k}"))
+            .await
+            .unwrap()
+            .expect("enrolled by 0009");
+        assert!(e.active());
+        assert_eq!(e.ed25519, identity(k).public().ed25519);
+        assert_eq!(e.x25519, Some(identity(k).public().x25519));
+        assert_eq!(e.enrolled_by, "migration");
+    }
     // And through the REST API, with the key made at v1.
     let req = Request::builder()
         .uri(format!("/api/v1/mpc/accounts/{ACCOUNT}"))

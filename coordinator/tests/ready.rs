@@ -34,7 +34,6 @@ fn config(url: &str) -> CoordinatorConfig {
         url,
         CoordinatorKey::generate(&mut rand_core::OsRng),
         "http://127.0.0.1:1",
-        "internal",
     )
 }
 

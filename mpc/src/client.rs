@@ -3,10 +3,27 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mpc_api::admin::{ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView};
+use mpc_api::admin::{
+    ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView, PartyEnrol, PartyEnrolment,
+    PartyEnrolmentList,
+};
 use mpc_api::error::ErrorBody;
 use mpc_api::rest::{AccountView, KeygenRequest, SessionCreated, SessionView, SignRequest};
 use serde_json::Value;
+
+/// `s` as one URL path segment: every byte but `A-Z a-z 0-9 - . _ ~`
+/// percent-encoded.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 /// REST API client.
 #[derive(Clone)]
@@ -92,6 +109,24 @@ impl Client {
             .http
             .delete(format!("{}{path}", self.base))
             .header("X-API-Key", &self.api_key)
+            .send()
+            .await
+            .context("API unreachable")?;
+        Self::answer(resp).await
+    }
+
+    /// PUT a typed request (an `mpc-api` type) to `path`.
+    pub async fn put_typed<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> anyhow::Result<Answer> {
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .header("X-API-Key", &self.api_key)
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_string(body)?)
             .send()
             .await
             .context("API unreachable")?;
@@ -211,6 +246,30 @@ impl Client {
     /// `DELETE /admin/keys/{id}`.
     pub async fn revoke_key(&self, id: &str) -> anyhow::Result<ApiKeyView> {
         let a = self.delete(&format!("/api/v1/mpc/admin/keys/{id}")).await?;
+        Self::typed(a, &[200]).await
+    }
+
+    /// `PUT /admin/parties/{party_id}`: enrols a server party's identity key.
+    pub async fn enrol_party(
+        &self,
+        party_id: &str,
+        req: &PartyEnrol,
+    ) -> anyhow::Result<PartyEnrolment> {
+        let path = format!("/api/v1/mpc/admin/parties/{}", path_segment(party_id));
+        let a = self.put_typed(&path, req).await?;
+        Self::typed(a, &[200]).await
+    }
+
+    /// `GET /admin/parties`.
+    pub async fn list_enrolments(&self) -> anyhow::Result<PartyEnrolmentList> {
+        let a = self.get("/api/v1/mpc/admin/parties").await?;
+        Self::typed(a, &[200]).await
+    }
+
+    /// `DELETE /admin/parties/{party_id}`.
+    pub async fn revoke_enrolment(&self, party_id: &str) -> anyhow::Result<PartyEnrolment> {
+        let path = format!("/api/v1/mpc/admin/parties/{}", path_segment(party_id));
+        let a = self.delete(&path).await?;
         Self::typed(a, &[200]).await
     }
 

@@ -153,7 +153,6 @@ pub struct DevSystem {
     /// The coordinator.
     pub coordinator: Coordinator,
     options: DevOptions,
-    internal_token: String,
     coordinator_key: CoordinatorKey,
     router_service: Option<Service>,
     coordinator_service: Option<Service>,
@@ -213,9 +212,10 @@ impl DevSystem {
             .map_err(|e| anyhow::anyhow!("coordinator.key: {e}"))?;
         let (api_key, api_key_is_new) =
             read_or_create(&dir.join("api-key"), coordinator::auth::new_api_key)?;
-        // Parties register with the coordinator using `internal_token`; only
-        // the coordinator holds the router's own credential.
-        let internal_token = coordinator::auth::new_api_key();
+        // Parties register with the coordinator by signing with their
+        // identity key, which `start_party` enrols (this process made the
+        // parties, so it knows their keys); only the coordinator holds the
+        // router's own credential.
         let router_token = coordinator::auth::new_api_key();
 
         let router_listeners = router::Listeners {
@@ -248,7 +248,6 @@ impl DevSystem {
                 .unwrap_or_else(|| format!("sqlite://{}", dir.join("coordinator.db").display())),
             coordinator_key.clone(),
             &router_internal_url,
-            internal_token.clone(),
         );
         config.router_internal_token = router_token;
         config.router_public_ws_url = format!("ws://{router_addr}/ws");
@@ -300,7 +299,6 @@ impl DevSystem {
             router,
             coordinator,
             options: options.clone(),
-            internal_token,
             coordinator_key,
             router_service: Some(router_service),
             coordinator_service: Some(coordinator_service),
@@ -339,7 +337,6 @@ impl DevSystem {
             coordinator_urls: vec![self.api_url.clone()],
             coordinator_public_key: self.coordinator_key.public(),
             router_ws_urls: vec![format!("{}/ws", self.router_url.replacen("http", "ws", 1))],
-            internal_token: self.internal_token.clone(),
             primes: crate::cli::party::prime_source(
                 self.options.insecure_test_primes.as_ref(),
                 k - 1,
@@ -356,9 +353,25 @@ impl DevSystem {
         })
     }
 
-    /// Starts (or restarts) party `k` (1-based).
+    /// Starts (or restarts) party `k` (1-based), enrolling its identity key
+    /// with the coordinator first if it is not enrolled yet (an operator's
+    /// revocation of a party whose key did not change is kept).
     pub async fn start_party(&mut self, k: usize) -> anyhow::Result<()> {
         let party = ServerParty::open(self.party_config(k)?).await?;
+        let identity = party.public_identity();
+        let party_id = Self::party_id(k);
+        let store = self.coordinator.store();
+        let enrolled = store.enrolment(&party_id).await?;
+        if enrolled.is_none_or(|e| e.ed25519 != identity.ed25519) {
+            store
+                .enrol_party(
+                    &party_id,
+                    identity.ed25519,
+                    Some(identity.x25519),
+                    "mpc-dev",
+                )
+                .await?;
+        }
         let p = party.clone();
         let service = Service::spawn(move |rx| async move {
             p.run(async move {

@@ -33,7 +33,6 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row as _};
 
 const API_KEY: &str = "mpc_kill_matrix_test_key_0123456789";
-const INTERNAL: &str = "kill-internal-token";
 const ROUTER_TOKEN: &str = "kill-router-internal-token";
 /// Deadlines (seconds): a keygen here is a DKG only (test aux info).
 const KEYGEN_TIMEOUT: u64 = 6;
@@ -240,8 +239,6 @@ impl Topology {
                 format!("http://127.0.0.1:{internal_port}"),
                 s("--router-internal-token"),
                 s(ROUTER_TOKEN),
-                s("--internal-token"),
-                s(INTERNAL),
                 s("--sign-timeout-secs"),
                 SIGN_TIMEOUT.to_string(),
                 s("--keygen-timeout-secs"),
@@ -278,8 +275,6 @@ impl Topology {
                     hex::encode(key.public()),
                     s("--router-ws-url"),
                     format!("ws://127.0.0.1:{ws_port}/ws"),
-                    s("--internal-token"),
-                    s(INTERNAL),
                     s("--prime-pool"),
                     s("0"),
                     s("--insecure-test-data"),
@@ -292,11 +287,16 @@ impl Topology {
         let (mut router, mut coordinator) = (router, coordinator);
         router.start(None);
         coordinator.start(None);
+        let http = reqwest::Client::new();
+        wait_ready(&http, &api, &[&router, &coordinator]).await;
+        // The operator enrols each party's identity key before it starts.
+        let operator = Client::new(&api, API_KEY);
+        for p in &parties {
+            common::enrol(&operator, &common::print_identity(&p.args).await).await;
+        }
         for p in &mut parties {
             p.start(None);
         }
-        let http = reqwest::Client::new();
-        wait_ready(&http, &api, &[&router, &coordinator]).await;
         let coordinator_db = pool(&urls[0]).await;
         let mut party_dbs = Vec::new();
         for url in &urls[1..=2] {

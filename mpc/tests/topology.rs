@@ -10,9 +10,12 @@
 //! a router killed (SIGKILL) mid-session; a coordinator killed mid-session and
 //! restarted; accounts and sessions surviving; no session left open; the
 //! routers' internal API only on its own listener, only with the
-//! coordinators' credential (the parties' token gets 401), and a completed
-//! session refused if registered again; a client that trusts another CA,
-//! and a plaintext client, are refused by the services.
+//! coordinators' credential (another gets 401), and a completed session
+//! refused if registered again; a client that trusts another CA, and a
+//! plaintext client, are refused by the services. Parties hold no shared
+//! secret: each prints its public identity (`mpc party --print-identity`),
+//! the operator enrols it through the admin API, and the party's signed
+//! registration succeeds.
 //! Uses the PUBLIC test primes and aux info (explicit test switches) so the
 //! run takes seconds. Needs PostgreSQL and Redis: skipped with a printed
 //! reason outside CI when they are down, a failure in CI.
@@ -32,8 +35,9 @@ use party_core::seal::MasterKey;
 use serde_json::{json, Value};
 
 const API_KEY: &str = "mpc_topology_test_key_0123456789";
-/// What parties register with the coordinators with.
-const INTERNAL: &str = "topology-internal-token";
+/// A credential that is not the routers' (parties hold none: they sign
+/// their registration with their enrolled identity key).
+const NOT_ROUTER_TOKEN: &str = "topology-some-other-token";
 /// The routers' internal credential: coordinators only.
 const ROUTER_TOKEN: &str = "topology-router-internal-token";
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -230,8 +234,6 @@ async fn two_coordinators_two_routers_survive_crashes() {
                 hex::encode(key.public()),
                 s("--router-ws-url"),
                 routers,
-                s("--internal-token"),
-                s(INTERNAL),
                 s("--prime-pool"),
                 s("0"),
                 s("--insecure-test-data"),
@@ -262,8 +264,6 @@ async fn two_coordinators_two_routers_survive_crashes() {
                 routers,
                 s("--router-internal-token"),
                 s(ROUTER_TOKEN),
-                s("--internal-token"),
-                s(INTERNAL),
                 s("--sign-timeout-secs"),
                 SIGN_TIMEOUT.to_string(),
                 // No background presign sessions: every session here is one
@@ -307,6 +307,12 @@ async fn two_coordinators_two_routers_survive_crashes() {
     let mut router_a = router("router-a", ra, ia);
     let mut router_b = router("router-b", rb, ib);
 
+    // Each party prints its public identity (creating it in its database)
+    // for the operator to enrol, as docs/operations.md describes.
+    let mut identities = Vec::new();
+    for p in &parties {
+        identities.push(common::print_identity(&p.args).await);
+    }
     // Reverse dependency order: everyone retries until its peers are up.
     for p in &mut parties {
         p.start();
@@ -353,6 +359,11 @@ async fn two_coordinators_two_routers_survive_crashes() {
             "{plain} answered plaintext"
         );
     }
+    // The operator enrols the parties (through either coordinator: they
+    // share the database); the parties' registrations then succeed.
+    for id in &identities {
+        common::enrol(&b, id).await;
+    }
 
     // The routers' internal API: not on the public listener, and not for
     // the token every party holds.
@@ -383,7 +394,7 @@ async fn two_coordinators_two_routers_survive_crashes() {
     for (public, internal) in [(ra, ia), (rb, ib)] {
         let (status, body) = post(
             format!("{}/internal/v1/sessions", c_url(internal)),
-            INTERNAL,
+            NOT_ROUTER_TOKEN,
             registration(&probe),
         )
         .await;

@@ -154,6 +154,35 @@ pub fn device_join_message(session_id: &Uuid, token: &str, identity: &PartyPubli
     m
 }
 
+/// Domain tag of a party's signed registration with the coordinator.
+pub const PARTY_REGISTER_DOMAIN: &[u8] = b"mpc/coordinator/party-register/v1";
+
+/// The bytes a party signs to register its identity with the coordinator:
+/// `"mpc/coordinator/party-register/v1" || len(party_id) (u32 BE) ||
+/// party_id || len(device_type) (u32 BE) || device_type || Ed25519 key ||
+/// X25519 key || issued_at (Unix seconds, u64 BE) || nonce (16 bytes)`.
+/// The identity signs both of its keys, so neither can be swapped, and the
+/// time and nonce make each request usable once.
+pub fn party_register_message(
+    party_id: &str,
+    device_type: &str,
+    identity: &PartyPublicKey,
+    issued_at: u64,
+    nonce: &[u8; 16],
+) -> Vec<u8> {
+    let mut m = PARTY_REGISTER_DOMAIN.to_vec();
+    for field in [party_id, device_type] {
+        let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend_from_slice(field.as_bytes());
+    }
+    m.extend_from_slice(&identity.ed25519);
+    m.extend_from_slice(&identity.x25519);
+    m.extend_from_slice(&issued_at.to_be_bytes());
+    m.extend_from_slice(nonce);
+    m
+}
+
 /// The bytes a server party signs to open its control connection.
 pub fn control_message(nonce: &[u8; 32], party_id: &str) -> Vec<u8> {
     let mut m = b"mpc/router/control/v1".to_vec();
@@ -301,5 +330,30 @@ pub(crate) mod opt_hex32 {
             .try_into()
             .map(Some)
             .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registration bytes are length-prefixed: moving a character
+    /// between the party id and the device type changes them, and they end
+    /// with the time (big-endian) and the nonce.
+    #[test]
+    fn registration_bytes_are_unambiguous() {
+        let id = PartyPublicKey {
+            ed25519: [1; 32],
+            x25519: [2; 32],
+        };
+        let a = party_register_message("party-1s", "erver", &id, 7, &[3; 16]);
+        let b = party_register_message("party-1", "server", &id, 7, &[3; 16]);
+        assert_ne!(a, b);
+        assert!(b.starts_with(PARTY_REGISTER_DOMAIN));
+        let tail = &b[b.len() - 24..];
+        assert_eq!(&tail[..8], &7u64.to_be_bytes());
+        assert_eq!(&tail[8..], &[3; 16]);
+        let len = PARTY_REGISTER_DOMAIN.len() + 4 + 7 + 4 + 6 + 32 + 32 + 8 + 16;
+        assert_eq!(b.len(), len);
     }
 }

@@ -1,7 +1,8 @@
 //! # server-party
 //!
 //! A native party daemon. It keeps its identity and sealed shares in its own
-//! database ([`store`]), registers its identity with the coordinator, keeps a
+//! database ([`store`]), registers its identity with the coordinator (a
+//! request signed by that identity, whose key an operator enrolled), keeps a
 //! control connection to the router through which it receives invitations,
 //! and runs each invited session ([`runner`]): it refuses descriptors not
 //! signed by its coordinator, refuses to sign for accounts it holds no share
@@ -75,8 +76,6 @@ pub struct PartyConfig {
     /// Router WebSocket URLs; tried in turn, the next one after a failure, so
     /// a party moves to another router instance when its router goes away.
     pub router_ws_urls: Vec<String>,
-    /// Internal token for registration.
-    pub internal_token: String,
     /// Primes for aux info.
     pub primes: PrimeSource,
     /// TEST/DEV ONLY: the test-data directory whose aux info is used for a
@@ -399,17 +398,41 @@ async fn refill_prime_pool(state: Arc<PartyState>, target: usize) {
     }
 }
 
-async fn register(state: &PartyState) {
+/// The party's registration, signed by its identity key over
+/// `party_core::wire::party_register_message` with the current time and a
+/// fresh nonce (the coordinator accepts each once, while fresh).
+fn signed_registration(state: &PartyState) -> mpc_api::party::RegisterParty {
+    use rand_core::RngCore as _;
     let c = &state.config;
     let identity = state.identity.public();
-    let body = mpc_api::party::RegisterParty {
+    let device_type = mpc_api::rest::DeviceType::Server.as_str();
+    let issued_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut nonce = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    let message = party_core::wire::party_register_message(
+        &c.party_id,
+        device_type,
+        &identity,
+        issued_at,
+        &nonce,
+    );
+    mpc_api::party::RegisterParty {
         party_id: c.party_id.clone(),
-        device_type: mpc_api::rest::DeviceType::Server.as_str().to_owned(),
+        device_type: device_type.to_owned(),
         identity: mpc_api::party::Identity {
             ed25519: hex::encode(identity.ed25519),
             x25519: hex::encode(identity.x25519),
         },
-    };
+        issued_at,
+        nonce: hex::encode(nonce),
+        signature: hex::encode(state.identity.sign(&message)),
+    }
+}
+
+async fn register(state: &PartyState) {
+    let c = &state.config;
     let mut backoff = Duration::from_millis(100);
     loop {
         let (index, base) = state.coordinators.current();
@@ -419,8 +442,7 @@ async fn register(state: &PartyState) {
                 "{}/internal/v1/parties",
                 base.trim_end_matches('/')
             ))
-            .header("X-Internal-Token", &c.internal_token)
-            .json(&body)
+            .json(&signed_registration(state))
             .send()
             .await;
         match r {
@@ -429,8 +451,21 @@ async fn register(state: &PartyState) {
                 return;
             }
             Ok(resp) => {
-                tracing::error!(party_id = %c.party_id, status = %resp.status(), "coordinator refused registration");
-                state.coordinators.failed(index);
+                let status = resp.status();
+                let code = resp
+                    .json::<mpc_api::error::ErrorBody>()
+                    .await
+                    .map(|b| b.code.as_str())
+                    .unwrap_or("unknown");
+                if code == "party_not_enrolled" || code == "enrolment_mismatch" {
+                    let identity = state.identity.public();
+                    tracing::error!(party_id = %c.party_id, %status, code,
+                        ed25519 = %hex::encode(identity.ed25519), x25519 = %hex::encode(identity.x25519),
+                        "coordinator refused registration: an operator must enrol this identity (`mpc parties enrol`)");
+                } else {
+                    tracing::error!(party_id = %c.party_id, %status, code, "coordinator refused registration");
+                    state.coordinators.failed(index);
+                }
             }
             Err(e) => {
                 tracing::warn!(party_id = %c.party_id, error = %e.without_url(), "coordinator not reachable yet");

@@ -1,6 +1,7 @@
 //! The admin API (`admin` scope): `POST /admin/keys`, `GET /admin/keys`,
 //! `DELETE /admin/keys/{id}`, `GET /admin/aux-groups`,
-//! `POST /admin/aux-groups/{group_id}/regenerate`.
+//! `POST /admin/aux-groups/{group_id}/regenerate`, and the party
+//! enrolments `PUT|DELETE /admin/parties/{party_id}`, `GET /admin/parties`.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -8,6 +9,7 @@ use axum::response::Response;
 use axum::{Extension, Json};
 use mpc_api::admin::{
     ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyView, AuxGroupList, AuxGroupQuery, KeyListQuery,
+    PartyEnrol, PartyEnrolment, PartyEnrolmentList,
 };
 use mpc_api::error::ErrorBody;
 use mpc_api::rest::{SessionCreated, WaitQuery};
@@ -157,4 +159,75 @@ pub(super) async fn regenerate_aux(
         create,
     )
     .await
+}
+
+/// Enrols a server party (operator keys only: admin keys of the default
+/// tenant): pins the Ed25519 identity key (and optionally the X25519 key)
+/// its registrations must be signed with. Enrolling again replaces the keys
+/// (refused with `conflict` once the party has registered with other keys)
+/// and lifts a revocation.
+#[utoipa::path(put, path = "/api/v1/mpc/admin/parties/{party_id}", tag = "admin",
+    params(("party_id" = String, Path, description = "Party id")),
+    request_body = PartyEnrol,
+    responses(
+        (status = 200, description = "The enrolment", body = PartyEnrolment),
+        (status = 400, description = "Invalid party id or key", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, or not an operator key (admin scope, default tenant)", body = ErrorBody),
+        (status = 409, description = "The party is registered with other keys", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "Over the key's request rate", body = ErrorBody),
+        (status = 503, description = "Not ready", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn enrol_party(
+    State(c): State<Coordinator>,
+    Extension(caller): Extension<Caller>,
+    Path(party_id): Path<String>,
+    StrictJson(req): StrictJson<PartyEnrol>,
+) -> Result<Json<PartyEnrolment>, AppError> {
+    Ok(Json(c.enrol_party(&caller, &party_id, req).await?))
+}
+
+/// Every enrolled server party, in force or revoked, and whether it has
+/// registered (operator keys only).
+#[utoipa::path(get, path = "/api/v1/mpc/admin/parties", tag = "admin",
+    responses(
+        (status = 200, description = "Enrolments by party id", body = PartyEnrolmentList),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, or not an operator key (admin scope, default tenant)", body = ErrorBody),
+        (status = 429, description = "Over the key's request rate", body = ErrorBody),
+        (status = 503, description = "Not ready", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn list_enrolments(
+    State(c): State<Coordinator>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<PartyEnrolmentList>, AppError> {
+    Ok(Json(PartyEnrolmentList {
+        parties: c.list_enrolments(&caller).await?,
+    }))
+}
+
+/// Revokes a server party's enrolment (operator keys only): from now on its
+/// registrations are refused and no new session (keygen, sign, policy
+/// change, presignature) names it; sessions already running finish.
+#[utoipa::path(delete, path = "/api/v1/mpc/admin/parties/{party_id}", tag = "admin",
+    params(("party_id" = String, Path, description = "Party id")),
+    responses(
+        (status = 200, description = "The enrolment, revoked", body = PartyEnrolment),
+        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 403, description = "Caller address not allowed, or not an operator key (admin scope, default tenant)", body = ErrorBody),
+        (status = 404, description = "No enrolment for this party", body = ErrorBody),
+        (status = 429, description = "Over the key's request rate", body = ErrorBody),
+        (status = 503, description = "Not ready", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn revoke_enrolment(
+    State(c): State<Coordinator>,
+    Extension(caller): Extension<Caller>,
+    Path(party_id): Path<String>,
+) -> Result<Json<PartyEnrolment>, AppError> {
+    Ok(Json(c.revoke_enrolment(&caller, &party_id).await?))
 }

@@ -6,11 +6,12 @@
 //!   each route needs a scope of the key, and sees only the key's tenant):
 //!   [`sessions`] (keygen, sign, session status, waits, `Idempotency-Key`),
 //!   [`accounts`], [`policy`] (policy changes, approval statements),
-//!   [`admin`] (API keys, party groups' aux info).
+//!   [`admin`] (API keys, party enrolments, party groups' aux info).
 //! - Device join `/api/v1/mpc/sessions/{id}/join` (join token + identity
 //!   signature) and the internal API under `/internal/v1` (party reports are
-//!   authenticated by the party's signature, party registration by the
-//!   internal token): [`parties`].
+//!   authenticated by the party's signature, party registration by a
+//!   fresh, once-only request signed with the party's enrolled identity
+//!   key): [`parties`].
 //! - `/health`, `/ready`, `/metrics`, `/openapi.json`, `/docs`; every other
 //!   path answers a JSON 404.
 
@@ -25,7 +26,7 @@ mod views;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::{middleware, Json, Router};
 use mpc_api::admin::Scope;
 use mpc_api::error::{ErrorBody, ErrorCode};
@@ -72,6 +73,17 @@ pub fn app(c: Coordinator) -> Router {
         .route(
             "/api/v1/mpc/admin/keys/{id}",
             scoped(Scope::Admin, delete(admin::revoke_key)),
+        )
+        .route(
+            "/api/v1/mpc/admin/parties",
+            scoped(Scope::Admin, get(admin::list_enrolments)),
+        )
+        .route(
+            "/api/v1/mpc/admin/parties/{party_id}",
+            scoped(
+                Scope::Admin,
+                put(admin::enrol_party).delete(admin::revoke_enrolment),
+            ),
         )
         .route(
             "/api/v1/mpc/admin/aux-groups",

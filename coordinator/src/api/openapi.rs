@@ -30,6 +30,9 @@ use crate::Coordinator;
         super::admin::revoke_key,
         super::admin::aux_groups,
         super::admin::regenerate_aux,
+        super::admin::enrol_party,
+        super::admin::list_enrolments,
+        super::admin::revoke_enrolment,
         super::policy::change_policy,
         super::policy::statement,
         super::parties::device_join,
@@ -47,7 +50,7 @@ use crate::Coordinator;
         (name = "sessions", description = "Key generation and signing sessions"),
         (name = "accounts", description = "Distributed keys"),
         (name = "devices", description = "Browser and device parties"),
-        (name = "admin", description = "API keys: tenants, scopes, revocation; party groups' aux info"),
+        (name = "admin", description = "API keys: tenants, scopes, revocation; server party enrolment; party groups' aux info"),
         (name = "service", description = "Health, readiness, metrics"),
     )
 )]

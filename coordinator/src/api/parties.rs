@@ -1,8 +1,8 @@
 //! What parties call: the device join, signed reports and server party
-//! registration.
+//! registration (signed by the party's enrolled identity key).
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use mpc_api::error::{ErrorBody, ErrorCode};
 use mpc_api::party::{DeviceJoinRequest, DeviceJoinStatus, DeviceJoined, Identity, RegisterParty};
@@ -30,23 +30,30 @@ pub(super) async fn report(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A server party's registration, signed by its identity key
+/// ([`crate::service::enrolment`]); no other credential.
 pub(super) async fn register_party(
     State(c): State<Coordinator>,
-    headers: HeaderMap,
     StrictJson(req): StrictJson<RegisterParty>,
 ) -> Result<StatusCode, AppError> {
-    crate::auth::check_internal(&c, &headers)?;
-    if req.party_id.is_empty() || req.party_id.len() > 128 {
-        return Err(AppError::bad_request(
-            "invalid_party_id",
-            "party_id must be 1..128 characters",
-        ));
-    }
     let identity = identity(&req.identity).ok_or_else(|| {
         AppError::bad_request("invalid_json", "identity keys must be 32 bytes of hex each")
     })?;
-    c.register_party(&req.party_id, &req.device_type, identity)
-        .await?;
+    let mut nonce = [0u8; 16];
+    hex::decode_to_slice(&req.nonce, &mut nonce)
+        .map_err(|_| AppError::bad_request("invalid_json", "nonce must be 16 bytes of hex"))?;
+    let mut signature = [0u8; 64];
+    hex::decode_to_slice(&req.signature, &mut signature)
+        .map_err(|_| AppError::bad_request("invalid_json", "signature must be 64 bytes of hex"))?;
+    c.register_party(crate::service::SignedRegistration {
+        party_id: req.party_id,
+        device_type: req.device_type,
+        identity,
+        issued_at: req.issued_at,
+        nonce,
+        signature,
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -227,6 +227,9 @@ impl Coordinator {
                 .party(&a.party_id)
                 .await?
                 .map_or(DeviceType::Server, |p| p.device_type);
+            if !device_type.is_device() {
+                self.ensure_enrolled(&a.party_id).await?;
+            }
             if device_type.is_device() {
                 devices.push(DeviceSlot {
                     position: u16::try_from(pos).unwrap_or(u16::MAX),
@@ -414,6 +417,9 @@ impl Coordinator {
                     ),
                 ));
             }
+        }
+        if !rec.device_type.is_device() {
+            self.ensure_enrolled(&rec.party_id).await?;
         }
         Ok((rec.party_id, rec.device_type, Some(rec.identity)))
     }

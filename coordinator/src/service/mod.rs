@@ -12,6 +12,8 @@
 //! - [`devices`] — the device join and the launch of pending keygens.
 //! - [`disconnects`] — sessions failed early on the router's disconnect
 //!   notices.
+//! - [`enrolment`] — party credentials: the operator's enrolments and the
+//!   parties' signed registrations.
 //! - [`keys`] — API keys of the admin API (tenants, scopes, revocation).
 //! - [`descriptors`] — the bounded cache of parsed signed descriptors.
 //! - [`validate`] — request validation shared by the above.
@@ -26,6 +28,7 @@ pub mod create;
 pub mod descriptors;
 pub mod devices;
 pub mod disconnects;
+pub mod enrolment;
 pub mod keys;
 pub mod launch;
 pub mod policy;
@@ -35,14 +38,13 @@ pub mod results;
 pub mod validate;
 
 use mpc_api::error::ErrorCode;
-use party_core::identity::PartyPublicKey;
 
 use crate::store::StoreError;
-use crate::Coordinator;
 
 pub use create::{Created, MAX_PARTIES};
 pub use descriptors::DescriptorCache;
 pub use devices::{DeviceJoin, Joined};
+pub use enrolment::SignedRegistration;
 pub use launch::Owner;
 pub use results::signature_view;
 pub use validate::parse_hash;
@@ -118,27 +120,4 @@ impl From<StoreError> for ServiceError {
 /// `unknown_account`: no such account in the caller's tenant.
 pub fn unknown_account() -> ServiceError {
     ServiceError::new(ErrorCode::UnknownAccount, "account not found")
-}
-
-impl Coordinator {
-    /// Registers (or confirms) a party's identity (`POST /internal/v1/parties`).
-    pub async fn register_party(
-        &self,
-        party_id: &str,
-        device_type: &str,
-        identity: PartyPublicKey,
-    ) -> Result<(), ServiceError> {
-        if party_id.is_empty() || party_id.len() > validate::MAX_PARTY_ID {
-            return Err(ServiceError::new(
-                ErrorCode::InvalidPartyId,
-                "party_id must be 1..128 characters",
-            ));
-        }
-        let device_type = validate::parse_device_type(device_type)?;
-        devices::check_identity(&identity)?;
-        Ok(self
-            .store()
-            .register_party(party_id, device_type, identity)
-            .await?)
-    }
 }

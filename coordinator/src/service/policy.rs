@@ -113,6 +113,9 @@ impl Coordinator {
         let mut devices = Vec::new();
         for (pos, p) in parties.iter().enumerate() {
             let device_type = self.store().device_type_of(&p.party_id).await?;
+            if !device_type.is_device() {
+                self.ensure_enrolled(&p.party_id).await?;
+            }
             if device_type.is_device() {
                 devices.push(DeviceSlot {
                     position: u16::try_from(pos).unwrap_or(u16::MAX),

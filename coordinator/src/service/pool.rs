@@ -68,6 +68,8 @@ impl Coordinator {
                 return Ok(());
             }
             let mut servers_only = true;
+            // Parties whose enrolment was revoked: no signer set with one.
+            let mut revoked = Vec::new();
             for p in &account.parties {
                 let device_type = self
                     .store()
@@ -75,6 +77,9 @@ impl Coordinator {
                     .await?
                     .map(|r| r.device_type);
                 servers_only &= device_type == Some(DeviceType::Server);
+                if self.ensure_enrolled(&p.party_id).await.is_err() {
+                    revoked.push(p.party_id.as_str());
+                }
             }
             if !servers_only {
                 continue;
@@ -85,7 +90,10 @@ impl Coordinator {
                 if running >= max_running {
                     return Ok(());
                 }
-                if set.iter().any(|p| busy.contains(&p.party_id)) {
+                if set
+                    .iter()
+                    .any(|p| busy.contains(&p.party_id) || revoked.contains(&p.party_id.as_str()))
+                {
                     continue;
                 }
                 let key = signers_key(&set);

@@ -11,6 +11,8 @@
 //! - [`keys`] — API keys (hashes, tenants, scopes, revocation) and the
 //!   per-key request windows of the rate limit.
 //! - [`parties`] — registered parties and aux-info party groups.
+//! - [`enrolments`] — the identity key an operator enrolled per server
+//!   party, and the nonces of signed party requests.
 //! - [`accounts`] — accounts (distributed keys).
 //! - [`aux`] — aux-info agreement: the exclusive claim on a group's aux
 //!   generation, agreed fingerprints, inconsistent groups.
@@ -30,6 +32,7 @@ pub mod accounts;
 pub mod aux;
 pub mod blame;
 pub mod devices;
+pub mod enrolments;
 pub mod events;
 pub mod idempotency;
 pub mod keys;
@@ -47,6 +50,7 @@ use uuid::Uuid;
 pub use accounts::{Account, AccountParty};
 pub use aux::{AuxClaim, AuxGroupRow, AuxGroupState, AuxRecord};
 pub use devices::{DeviceSlot, DeviceSlotRow};
+pub use enrolments::EnrolmentRecord;
 pub use keys::{hash_api_key, ApiKeyRecord};
 pub use mpc_api::rest::{DeviceType, SessionKind, SessionStatus};
 pub use parties::PartyRecord;

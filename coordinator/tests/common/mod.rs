@@ -1,6 +1,7 @@
 //! The harness of `app.rs`: a ready coordinator over a fresh database
 //! (SQLite, or PostgreSQL with `MPC_TEST_DB=postgres`) and the fake router,
-//! with three registered server parties, and requests sent through `app()`
+//! with three enrolled and registered server parties (signed registrations),
+//! and requests sent through `app()`
 //! with `tower::ServiceExt::oneshot`.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -22,7 +23,6 @@ use tower::ServiceExt as _;
 use uuid::Uuid;
 
 pub const API_KEY: &str = "mpc_app_test_key";
-pub const INTERNAL: &str = "app-test-internal-token";
 /// The aux info fingerprint the fake parties report (all the same).
 pub const TEST_AUX_FINGERPRINT: [u8; 32] = [0xa5; 32];
 
@@ -51,7 +51,6 @@ pub async fn setup(tune: impl FnOnce(&mut CoordinatorConfig)) -> Option<TestApp>
         url,
         CoordinatorKey::generate(&mut rand_core::OsRng),
         "http://127.0.0.1:1",
-        INTERNAL,
     );
     config.bootstrap_api_keys = vec![API_KEY.into()];
     config.insecure_test_aux = true;
@@ -68,12 +67,13 @@ pub async fn setup(tune: impl FnOnce(&mut CoordinatorConfig)) -> Option<TestApp>
         dir,
     };
     for (k, id) in t.servers.iter().enumerate() {
-        let (status, body) = t
-            .internal_post(
-                "/internal/v1/parties",
-                &json!({ "party_id": server(k + 1), "device_type": "server", "identity": id.public() }),
-            )
-            .await;
+        // Enrolled through the store: the harness may run with an allowlist
+        // that the admin API would apply (the admin routes have their tests).
+        t.c.store()
+            .enrol_party(&server(k + 1), id.public().ed25519, None, "test")
+            .await
+            .unwrap();
+        let (status, body) = t.register(&registration(&server(k + 1), id)).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     }
     Some(t)
@@ -146,12 +146,39 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.get_with_key(Some(API_KEY), path).await
     }
-    /// An internal POST with the internal token.
-    pub async fn internal_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let mut req = json_request("POST", path, body.to_string());
-        req.headers_mut()
-            .insert("x-internal-token", INTERNAL.parse().unwrap());
+    /// A party registration (no credential but its signature).
+    pub async fn register(&self, body: &Value) -> (StatusCode, Value) {
+        send(
+            &self.c,
+            json_request("POST", "/internal/v1/parties", body.to_string()),
+        )
+        .await
+    }
+    /// `PUT /admin/parties/{party_id}` with `key` and `body`.
+    pub async fn put_enrolment(
+        &self,
+        key: &str,
+        party_id: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let mut req = json_request(
+            "PUT",
+            &format!("/api/v1/mpc/admin/parties/{party_id}"),
+            body.to_string(),
+        );
+        req.headers_mut().insert("x-api-key", key.parse().unwrap());
         send(&self.c, req).await
+    }
+    /// Enrols `id`'s Ed25519 key for `party_id` with the operator key.
+    pub async fn enrol(&self, party_id: &str, id: &PartyIdentity) {
+        let (status, body) = self
+            .put_enrolment(
+                API_KEY,
+                party_id,
+                &json!({ "ed25519": hex::encode(id.public().ed25519) }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
     /// A device join (no API key).
     pub async fn join(&self, session: &str, body: &Value) -> (StatusCode, Value) {
@@ -280,6 +307,47 @@ pub fn signed_report(
         .unwrap(),
     )
     .unwrap()
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A server party's registration signed by `id` now, with a fresh nonce.
+pub fn registration(party_id: &str, id: &PartyIdentity) -> Value {
+    let mut nonce = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    signed_registration(party_id, "server", id, id.public(), unix_now(), nonce)
+}
+
+/// A registration of `identity` signed by `signer`, as given.
+pub fn signed_registration(
+    party_id: &str,
+    device_type: &str,
+    signer: &PartyIdentity,
+    identity: party_core::identity::PartyPublicKey,
+    issued_at: u64,
+    nonce: [u8; 16],
+) -> Value {
+    let message = party_core::wire::party_register_message(
+        party_id,
+        device_type,
+        &identity,
+        issued_at,
+        &nonce,
+    );
+    json!({
+        "party_id": party_id,
+        "device_type": device_type,
+        "identity": identity,
+        "issued_at": issued_at,
+        "nonce": hex::encode(nonce),
+        "signature": hex::encode(signer.sign(&message)),
+    })
 }
 
 pub fn join_body(id: &PartyIdentity, session: &str, token: &str) -> Value {

@@ -137,10 +137,6 @@ pub struct CoordinatorArgs {
     /// `MPC_ROUTER_INTERNAL_TOKEN`); only coordinators hold it.
     #[arg(long, env = "MPC_ROUTER_INTERNAL_TOKEN", hide_env_values = true)]
     pub router_internal_token: String,
-    /// Shared secret of the coordinator's party registration API, which
-    /// server parties hold. Must differ from `--router-internal-token`.
-    #[arg(long, env = "MPC_INTERNAL_TOKEN", hide_env_values = true)]
-    pub internal_token: String,
     /// Settings shared with `mpc dev`.
     #[command(flatten)]
     pub settings: CoordinatorSettings,
@@ -161,15 +157,9 @@ impl CoordinatorArgs {
             !self.router_internal_token.trim().is_empty(),
             "--router-internal-token (MPC_ROUTER_INTERNAL_TOKEN) must not be empty"
         );
-        anyhow::ensure!(
-            self.router_internal_token != self.internal_token,
-            "--router-internal-token must differ from --internal-token: parties hold the \
-             latter, and only coordinators may call the routers' internal API"
-        );
         let routers = comma_list(&self.router_internal_url);
         let first = routers.first().cloned().unwrap_or_default();
-        let mut config =
-            CoordinatorConfig::new(self.database_url, key, &first, self.internal_token);
+        let mut config = CoordinatorConfig::new(self.database_url, key, &first);
         config.router_internal_urls = routers;
         config.router_internal_token = self.router_internal_token;
         config.bootstrap_api_keys = self.api_key.into_iter().collect();

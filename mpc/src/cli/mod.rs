@@ -23,6 +23,7 @@ pub mod coordinator;
 pub mod dev;
 pub mod insecure;
 pub mod keys;
+pub mod parties;
 pub mod party;
 pub mod router;
 pub mod tls;
@@ -85,6 +86,9 @@ pub enum Command {
     },
     /// Create, list and revoke API keys (an admin key).
     Keys(keys::KeysArgs),
+    /// Enrol, list and revoke server parties' identity keys (an operator
+    /// key: admin scope, default tenant).
+    Parties(parties::PartiesArgs),
 }
 
 impl Command {
@@ -118,6 +122,7 @@ impl Command {
             Command::Session { api, id } => client::session(api, id).await,
             Command::Accounts { api, id } => client::accounts(api, id).await,
             Command::Keys(args) => keys::run(args).await,
+            Command::Parties(args) => parties::run(args).await,
         }
     }
 }
@@ -187,8 +192,6 @@ mod tests {
         };
         let Command::Coordinator(c) = parse(&[
             "coordinator",
-            "--internal-token",
-            "t",
             "--router-internal-token",
             "r",
             "--signing-key",
@@ -200,8 +203,6 @@ mod tests {
             "party",
             "--party-id",
             "p",
-            "--internal-token",
-            "t",
             "--master-key",
             "00",
             "--coordinator-public-key",
@@ -211,6 +212,7 @@ mod tests {
         };
         assert_eq!(dev.coordinator, c.settings);
         assert_eq!(dev.party, p.settings);
+        assert!(!p.print_identity, "a party runs unless asked to print");
         assert_eq!(c.settings.presign_pool, 2);
         // Limits are on by default, `mpc dev` included.
         assert_eq!(
@@ -290,8 +292,6 @@ mod tests {
             "party",
             "--party-id",
             "p",
-            "--internal-token",
-            "t",
             "--master-key",
             "00",
             "--coordinator-public-key",
@@ -311,8 +311,6 @@ mod tests {
             "coordinator",
             "--listen",
             "127.0.0.1:0",
-            "--internal-token",
-            "t",
             "--router-internal-token",
             "r",
             "--signing-key",
@@ -341,15 +339,10 @@ mod tests {
         assert!(r.check_transport().is_ok());
     }
 
-    fn coordinator_with(
-        internal: &str,
-        router: &str,
-    ) -> anyhow::Result<coordinator::CoordinatorArgs> {
+    fn coordinator_with(router: &str) -> anyhow::Result<coordinator::CoordinatorArgs> {
         let key = hex::encode([7u8; 32]);
         match parse(&[
             "coordinator",
-            "--internal-token",
-            internal,
             "--router-internal-token",
             router,
             "--signing-key",
@@ -362,23 +355,38 @@ mod tests {
 
     #[test]
     #[allow(clippy::unwrap_used, clippy::expect_used)]
-    fn the_routers_credential_is_not_the_parties_token() {
-        // The same secret for both roles is refused at start.
-        let same = coordinator_with("shared", "shared").unwrap().into_config();
-        let Err(err) = same else {
-            panic!("one token for both roles was accepted")
-        };
-        assert!(err.to_string().contains("must differ"), "{err}");
-        assert!(coordinator_with("parties", " ")
-            .unwrap()
-            .into_config()
-            .is_err());
-        let config = coordinator_with("parties", "coordinators-only")
+    fn the_routers_credential_is_the_coordinators_only_secret() {
+        assert!(coordinator_with(" ").unwrap().into_config().is_err());
+        let config = coordinator_with("coordinators-only")
             .unwrap()
             .into_config()
             .unwrap();
         assert_eq!(config.router_internal_token, "coordinators-only");
-        assert_eq!(config.internal_token, "parties");
+        // Parties hold no shared secret: the token they once registered
+        // with is no longer an option of either role.
+        for role in [
+            &[
+                "coordinator",
+                "--router-internal-token",
+                "r",
+                "--signing-key",
+                "00",
+            ][..],
+            &[
+                "party",
+                "--party-id",
+                "p",
+                "--master-key",
+                "00",
+                "--coordinator-public-key",
+                "00",
+            ][..],
+        ] {
+            let mut args = vec!["mpc"];
+            args.extend_from_slice(role);
+            args.extend_from_slice(&["--internal-token", "t"]);
+            assert!(Cli::try_parse_from(args).is_err(), "{role:?}");
+        }
         // By default the coordinator calls a router's internal listener,
         // which listens on loopback.
         assert_eq!(config.router_internal_urls, vec!["http://127.0.0.1:8091"]);

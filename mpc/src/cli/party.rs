@@ -101,9 +101,11 @@ pub struct PartyArgs {
         default_value = "ws://127.0.0.1:8081/ws"
     )]
     pub router_ws_url: String,
-    /// Shared secret of the internal APIs.
-    #[arg(long, env = "MPC_INTERNAL_TOKEN", hide_env_values = true)]
-    pub internal_token: String,
+    /// Print the party's public identity keys as JSON (creating the
+    /// identity on first use) and exit, for an operator to enrol them
+    /// (`mpc parties enrol`). Prints public keys only.
+    #[arg(long)]
+    pub print_identity: bool,
     /// Settings shared with `mpc dev`.
     #[command(flatten)]
     pub settings: PartySettings,
@@ -158,7 +160,6 @@ impl PartyArgs {
             coordinator_urls: comma_list(&self.coordinator_url),
             coordinator_public_key,
             router_ws_urls: comma_list(&self.router_ws_url),
-            internal_token: self.internal_token,
             primes: prime_source(
                 self.insecure_test_data.dir().as_ref(),
                 self.insecure_test_index.index(),
@@ -171,9 +172,35 @@ impl PartyArgs {
     }
 }
 
-/// Runs the party until Ctrl-C.
+/// What `mpc party --print-identity` prints: the party id and its public
+/// keys, the body of an enrolment.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PrintedIdentity {
+    /// Party id.
+    pub party_id: String,
+    /// Ed25519 identity key, hex.
+    pub ed25519: String,
+    /// X25519 key, hex.
+    pub x25519: String,
+}
+
+/// Runs the party until Ctrl-C (or, with `--print-identity`, prints its
+/// public identity and returns).
 pub async fn run(args: PartyArgs) -> anyhow::Result<()> {
     args.check_transport()?;
+    if args.print_identity {
+        let party_id = args.party_id.clone();
+        let identity = ServerParty::open(args.into_config()?)
+            .await?
+            .public_identity();
+        let printed = PrintedIdentity {
+            party_id,
+            ed25519: hex::encode(identity.ed25519),
+            x25519: hex::encode(identity.x25519),
+        };
+        println!("{}", serde_json::to_string(&printed)?);
+        return Ok(());
+    }
     mpc_telemetry::init();
     let metrics = match args.metrics_addr {
         Some(addr) => Some(serve_metrics(addr, args.tls.server_config()?).await?),

@@ -21,8 +21,8 @@ pub struct RouterArgs {
     /// keep it on loopback or a private network, never published.
     #[arg(long, env = "MPC_ROUTER_INTERNAL_LISTEN", default_value = DEFAULT_INTERNAL_LISTEN)]
     pub internal_listen: SocketAddr,
-    /// The internal API's credential. Only coordinators hold it: it is not
-    /// the token parties register with (`MPC_INTERNAL_TOKEN`).
+    /// The internal API's credential. Only coordinators hold it (parties
+    /// hold no shared secret).
     #[arg(long, env = "MPC_ROUTER_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: String,
     /// Most connections open at once on the public listener; past it a

@@ -73,7 +73,6 @@ impl World {
     /// each party's pool, to count).
     pub async fn start(name: &str, n: usize) -> Self {
         let dir = TempDir::new(name);
-        let token = coordinator::auth::new_api_key();
         let mut stops = Vec::new();
 
         let listeners = router::Listeners {
@@ -141,7 +140,6 @@ impl World {
                 coordinator_urls: vec![coordinator_url.clone()],
                 coordinator_public_key: key.public(),
                 router_ws_urls: vec![format!("ws://{router_addr}/ws")],
-                internal_token: token.clone(),
                 // Only taken from the pool (which holds one public set); a
                 // keygen here reuses the public test aux info.
                 primes: PrimeSource::Generate {

@@ -116,3 +116,37 @@ pub fn verify(sig: &Value, hash: &[u8; 32], public_key_hex: &str) {
         k_sig
     );
 }
+
+/// Runs `mpc <party_args> --print-identity` (a party's own arguments) and
+/// returns the public identity it prints, for an operator to enrol.
+pub async fn print_identity(party_args: &[String]) -> mpc::cli::party::PrintedIdentity {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mpc"))
+        .args(party_args)
+        .arg("--print-identity")
+        .env_remove("MPC_DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "--print-identity failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Enrols a printed identity through the admin API (an operator key), as
+/// `mpc parties enrol` does.
+pub async fn enrol(client: &mpc::client::Client, id: &mpc::cli::party::PrintedIdentity) {
+    let enrolment = client
+        .enrol_party(
+            &id.party_id,
+            &mpc_api::admin::PartyEnrol {
+                ed25519: id.ed25519.clone(),
+                x25519: Some(id.x25519.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(enrolment.ed25519, id.ed25519);
+}
