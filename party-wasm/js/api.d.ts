@@ -84,6 +84,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/mpc/admin/aux-groups/{group_id}/regenerate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Starts an aux-info session for a party group (operator keys only): every
+         *     party generates new aux info and keeps it beside the current one; when
+         *     all report the same fingerprint, the group's later keygens use it and an
+         *     inconsistent group is usable again. Existing wallets are not changed.
+         *     The group's parties are those of the session that recorded the group.
+         * @description With a wait (`?wait_ms=N` or `Prefer: wait=S`) the answer comes when the
+         *     session has ended (or the wait is over).
+         */
+        post: operations["regenerate_aux"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/mpc/admin/keys": {
         parameters: {
             query?: never;
@@ -594,7 +619,7 @@ export interface components {
          * @description Every error code of the coordinator's and the router's HTTP APIs.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "invalid_identity_key" | "invalid_key_request" | "invalid_policy" | "malformed_approval" | "unauthorized" | "invalid_token" | "bad_signature" | "request_replayed" | "request_stale" | "forbidden" | "insufficient_scope" | "approval_required" | "approval_quorum_not_met" | "unknown_approver" | "duplicate_approval" | "bad_approval_signature" | "approval_hash_mismatch" | "digest_not_allowed" | "bare_hash_not_allowed" | "approval_expired" | "request_id_reused" | "not_what_was_approved" | "party_not_enrolled" | "enrolment_mismatch" | "not_found" | "unknown_session" | "unknown_participant" | "unknown_account" | "unknown_api_key" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_replayed" | "policy_change_refused" | "aux_info_in_progress" | "aux_info_mismatch" | "aux_info_inconsistent" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "rate_limited" | "too_many_sessions" | "signing_rate_limited" | "internal" | "not_ready" | "router_unavailable" | "party_disconnected" | "unavailable";
+        ErrorCode: "invalid_json" | "invalid_query" | "bad_request" | "invalid_message_hash" | "invalid_message" | "invalid_participants" | "duplicate_participant" | "invalid_threshold" | "invalid_party_id" | "invalid_report" | "invalid_session" | "invalid_wait" | "invalid_idempotency_key" | "invalid_identity_key" | "invalid_key_request" | "invalid_policy" | "malformed_approval" | "unauthorized" | "invalid_token" | "bad_signature" | "request_replayed" | "request_stale" | "forbidden" | "insufficient_scope" | "approval_required" | "approval_quorum_not_met" | "unknown_approver" | "duplicate_approval" | "bad_approval_signature" | "approval_hash_mismatch" | "digest_not_allowed" | "bare_hash_not_allowed" | "approval_expired" | "request_id_reused" | "not_what_was_approved" | "party_not_enrolled" | "enrolment_mismatch" | "not_found" | "unknown_session" | "unknown_participant" | "unknown_account" | "unknown_api_key" | "conflict" | "no_presignature" | "session_not_started" | "token_bound" | "party_bound" | "identity_in_use" | "idempotency_key_in_flight" | "session_replayed" | "policy_change_refused" | "aux_info_in_progress" | "aux_info_mismatch" | "aux_info_inconsistent" | "session_closed" | "payload_too_large" | "unsupported_media_type" | "unsupported_device_type" | "idempotency_key_reused" | "rate_limited" | "too_many_sessions" | "signing_rate_limited" | "internal" | "not_ready" | "router_unavailable" | "party_disconnected" | "party_busy" | "unavailable";
         /** @description `GET /health`. */
         Health: {
             /** @description The service. */
@@ -844,7 +869,7 @@ export interface components {
          * @description What a session does.
          * @enum {string}
          */
-        SessionKind: "keygen" | "sign" | "presign" | "policy_change";
+        SessionKind: "keygen" | "sign" | "presign" | "policy_change" | "aux_info";
         /** @description One participant of a session. */
         SessionParty: {
             /** @description Device type. */
@@ -868,6 +893,13 @@ export interface components {
             account_id?: string | null;
             /** @description EIP-55 Ethereum address (keygen). */
             address?: string | null;
+            /**
+             * @description The fingerprint of the group's new aux info, the same at every
+             *     party (aux info), hex.
+             */
+            aux_fingerprint?: string | null;
+            /** @description The party group (aux info). */
+            group_id?: string | null;
             /** @description The presignature made (presign). */
             presignature_id?: string | null;
             /** @description Compressed SEC1 public key, hex (keygen). */
@@ -1325,6 +1357,98 @@ export interface operations {
                 };
             };
             /** @description Not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    regenerate_aux: {
+        parameters: {
+            query?: {
+                /** @description Milliseconds to wait for the session to end (0..=30000). */
+                wait_ms?: number;
+            };
+            header?: {
+                /** @description `wait=S`: wait up to S seconds (at most 30) for the session to end */
+                Prefer?: string | null;
+            };
+            path: {
+                /** @description Party group id (from `GET /admin/aux-groups`) */
+                group_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Aux-info session created (finished, if it ended within the wait) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionCreated"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Caller address not allowed, or not an operator key (admin scope, default tenant) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such party group */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Another session is generating the group's aux info (`aux_info_in_progress`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The group has device parties (`unsupported_device_type`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the key's request rate or open sessions */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not ready, or no router */
             503: {
                 headers: {
                     [name: string]: unknown;
