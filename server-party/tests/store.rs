@@ -219,7 +219,9 @@ async fn test_data_records_are_marked_and_refused_where_test_data_is_not_accepte
         .await
         .unwrap();
     const SHARE: &str = "SELECT sealed FROM key_shares WHERE account_id = $1";
-    const AUX: &str = "SELECT sealed FROM aux_infos WHERE group_id = $1";
+    // A keygen's new aux info is kept as a version of the group's aux info.
+    const AUX: &str = "SELECT sealed FROM aux_info_versions WHERE group_id = $1";
+    let fp = party_core::aux_fingerprint::aux_fingerprint(&public_test_aux());
     assert_eq!(
         sealed_of(&store, SHARE, "acct-test").await[1],
         RecordKind::KeyShare as u8 | 0x80
@@ -235,7 +237,11 @@ async fn test_data_records_are_marked_and_refused_where_test_data_is_not_accepte
     // With test data accepted they open, and say what they are.
     let (_, p) = store.key_share_marked("acct-test").await.unwrap().unwrap();
     assert_eq!(p, Provenance::TestData);
-    let (_, p) = store.aux_info_marked("group-test").await.unwrap().unwrap();
+    let (_, p) = store
+        .aux_info_named_marked("group-test", &fp)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(p, Provenance::TestData);
     let (_, p) = store.key_share_marked("acct-real").await.unwrap().unwrap();
     assert_eq!(p, Provenance::Production);
@@ -246,7 +252,9 @@ async fn test_data_records_are_marked_and_refused_where_test_data_is_not_accepte
     assert!(!store.accepts_test_data());
     let before = sealed_of(&store, SHARE, "acct-test").await;
     assert!(is_test_data_refusal(store.key_share("acct-test").await));
-    assert!(is_test_data_refusal(store.aux_info("group-test").await));
+    assert!(is_test_data_refusal(
+        store.aux_info_named("group-test", &fp).await
+    ));
     assert!(store.key_share("acct-real").await.unwrap().is_some());
     assert_eq!(sealed_of(&store, SHARE, "acct-test").await, before);
     // A pooled public prime set is never handed out (the row is taken out
@@ -273,5 +281,9 @@ async fn test_data_records_are_marked_and_refused_where_test_data_is_not_accepte
         }
     }
     // A test build opens the test aux info again: nothing was lost.
-    assert!(store.aux_info("group-test").await.unwrap().is_some());
+    assert!(store
+        .aux_info_named("group-test", &fp)
+        .await
+        .unwrap()
+        .is_some());
 }
