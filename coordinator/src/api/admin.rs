@@ -126,6 +126,7 @@ pub(super) async fn aux_groups(
     ),
     responses(
         (status = 201, description = "Aux-info session created (finished, if it ended within the wait)", body = SessionCreated),
+        (status = 400, description = "Invalid query or `Prefer` header", body = ErrorBody),
         (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
         (status = 403, description = "Caller address not allowed, or not an operator key (admin scope, default tenant)", body = ErrorBody),
         (status = 404, description = "No such party group", body = ErrorBody),
