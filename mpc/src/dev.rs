@@ -71,6 +71,9 @@ pub struct DevOptions {
     /// Repository root holding `web-demo/` and `party-wasm/`: serve the web
     /// demo at `/demo/` on the API address.
     pub demo_root: Option<PathBuf>,
+    /// The demo's vault: the browser party's store and workers on an origin
+    /// of their own (port 0 picks one; only with `demo_root`).
+    pub vault_addr: SocketAddr,
     /// Per-API-key request rate and open-session quota (on by default).
     pub limits: coordinator::config::Limits,
 }
@@ -101,6 +104,7 @@ impl DevOptions {
             presign_pool: 0,
             presign_concurrency: coordinator::config::DEFAULT_PRESIGN_CONCURRENCY,
             demo_root: None,
+            vault_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
             limits: coordinator::config::Limits::default(),
         }
     }
@@ -156,6 +160,9 @@ pub struct DevSystem {
     coordinator_key: CoordinatorKey,
     router_service: Option<Service>,
     coordinator_service: Option<Service>,
+    /// The demo vault's origin (`http://127.0.0.1:8082`), with `demo_root`.
+    pub vault_url: Option<String>,
+    vault_service: Option<Service>,
     parties: Vec<Option<(ServerParty, Service)>>,
 }
 
@@ -264,18 +271,45 @@ impl DevSystem {
         coordinator.wait_ready(DB_WAIT).await?;
         let api_listener = tokio::net::TcpListener::bind(options.api_addr).await?;
         let api_addr = api_listener.local_addr()?;
-        let demo = match &options.demo_root {
-            Some(root) => crate::demo::router(crate::demo::DemoConfig {
-                root: root.clone(),
-                api_url: format!("http://{api_addr}"),
-                api_key: api_key.clone(),
-                router_ws_url: format!("ws://{router_addr}/ws"),
-                coordinator_public_key: hex::encode(coordinator_key.public()),
-                insecure_test_primes: options.insecure_test_primes.clone(),
-                insecure_test_aux: options.insecure_test_aux.clone(),
-                allowed_hosts: crate::demo::hosts_for(api_addr),
-            }),
-            None => axum::Router::new(),
+        let (demo, vault_service, vault_url) = match &options.demo_root {
+            Some(root) => {
+                let vault_listener = tokio::net::TcpListener::bind(options.vault_addr).await?;
+                let vault_addr = vault_listener.local_addr()?;
+                let vault_origin = format!("http://{vault_addr}");
+                let allowed_hosts = crate::demo::hosts_for(api_addr);
+                let vault = crate::demo::vault::router(crate::demo::vault::VaultConfig {
+                    root: root.clone(),
+                    allowed_hosts: crate::demo::hosts_for(vault_addr),
+                    parent_origins: crate::demo::vault::origins(&allowed_hosts),
+                    coordinator: coordinator.app(),
+                    coordinator_public_key: hex::encode(coordinator_key.public()),
+                    router_ws_url: format!("ws://{router_addr}/ws"),
+                    insecure_test_primes: options.insecure_test_primes.clone(),
+                    insecure_test_aux: options.insecure_test_aux.clone(),
+                });
+                let vault_service = Service::spawn(move |rx| async move {
+                    let app = vault.into_make_service_with_connect_info::<SocketAddr>();
+                    if let Err(e) = axum::serve(vault_listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = rx.await;
+                        })
+                        .await
+                    {
+                        tracing::error!(error = %e, "demo vault stopped");
+                    }
+                });
+                let demo = crate::demo::router(crate::demo::DemoConfig {
+                    root: root.clone(),
+                    api_url: format!("http://{api_addr}"),
+                    api_key: api_key.clone(),
+                    insecure_test_primes: options.insecure_test_primes.clone(),
+                    insecure_test_aux: options.insecure_test_aux.clone(),
+                    allowed_hosts,
+                    vault_origin: vault_origin.clone(),
+                });
+                (demo, Some(vault_service), Some(vault_origin))
+            }
+            None => (axum::Router::new(), None, None),
         };
         let c = coordinator.clone();
         let coordinator_service = Service::spawn(move |rx| async move {
@@ -302,6 +336,8 @@ impl DevSystem {
             coordinator_key,
             router_service: Some(router_service),
             coordinator_service: Some(coordinator_service),
+            vault_url,
+            vault_service,
             parties: Vec::new(),
         };
         for k in 1..=options.parties {
@@ -431,6 +467,9 @@ impl DevSystem {
             self.kill_party(k).await;
         }
         if let Some(s) = self.coordinator_service.take() {
+            s.stop().await;
+        }
+        if let Some(s) = self.vault_service.take() {
             s.stop().await;
         }
         if let Some(s) = self.router_service.take() {

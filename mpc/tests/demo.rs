@@ -4,7 +4,9 @@
 //! and sessions that browser created: a wallet made through the REST API
 //! cannot be signed with through the demo, with or without a cookie, and
 //! nothing is created by a refused call. Every demo answer carries the
-//! security headers.
+//! security headers. The browser party's vault has an origin of its own,
+//! may be framed by the demo page only, and hands the coordinator nothing
+//! but the device join and the reports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -195,10 +197,116 @@ async fn the_demo_acts_only_for_its_own_browser_and_wallets() {
         .await;
     assert_eq!(res.status(), 404, "another browser's session");
 
-    // Test mode (this system runs with the test aux info): the PUBLIC test aux
-    // info of a keygen index is served, and bad queries get a JSON 400.
-    let res = page
-        .get("/demo/api/test-aux?parties=3&index=1", Some(&cookie))
+    // The vault: the browser party's own origin (another port), framed by
+    // the page and by nothing else.
+    let vault = sys.vault_url.clone().expect("--demo serves a vault");
+    let vault_host = vault.trim_start_matches("http://").to_string();
+    assert_ne!(vault_host, page.host, "the vault has an origin of its own");
+    let res = page.get("/demo/", Some(&cookie)).await;
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains(&format!("frame-src {vault};")), "{csp}");
+    assert!(
+        !csp.contains("wasm-unsafe-eval") && !csp.contains("ws:"),
+        "the page runs no party: {csp}"
+    );
+    let vault_page = Page {
+        http: page.http.clone(),
+        base: vault.clone(),
+        host: vault_host.clone(),
+    };
+    let res = vault_page.get("/", None).await;
+    assert_eq!(res.status(), 200);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let ancestors = csp.split("frame-ancestors ").nth(1).unwrap();
+    assert!(
+        ancestors.split(' ').all(|a| a.starts_with("http://")) && ancestors.contains(&origin),
+        "{csp}"
+    );
+    assert!(!ancestors.contains('*'), "{csp}");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        res.headers().get("set-cookie").is_none(),
+        "the vault sets no cookie"
+    );
+    let config: Value = vault_page
+        .get("/config.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        config["coordinator_public_key"],
+        sys.coordinator_public_key.as_str()
+    );
+    assert!(
+        config["parent_origins"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(origin)),
+        "{config}"
+    );
+    // Only the device join and the reports reach the coordinator through
+    // the vault's origin: the REST API is not served there, with or without
+    // the API key, and nothing is created.
+    for (method, path) in [
+        ("POST", "/api/v1/mpc/keygen"),
+        ("GET", "/api/v1/mpc/accounts"),
+        ("GET", "/api/v1/mpc/sessions"),
+    ] {
+        let res = page
+            .http
+            .request(method.parse().unwrap(), format!("{vault}{path}"))
+            .header("x-api-key", &sys.api_key)
+            .header("origin", format!("http://{vault_host}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(res.status().as_u16(), 404 | 405),
+            "{method} {path}: {}",
+            res.status()
+        );
+    }
+    let join = format!("/api/v1/mpc/sessions/{session}/join");
+    let (status, body) = vault_page
+        .post(&join, None, Some("http://evil.example"), &json!({}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("bad_origin")));
+    let (status, body) = vault_page
+        .post(
+            &join,
+            None,
+            Some(&format!("http://{vault_host}")),
+            &json!({}),
+        )
+        .await;
+    assert!(
+        (400..500).contains(&status) && body["code"].is_string(),
+        "the coordinator answers the join itself: {status} {body}"
+    );
+    let res = vault_page
+        .http
+        .get(format!("{vault}/"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "DNS rebinding onto the vault");
+    assert_eq!(
+        count_sessions(&sys).await,
+        before + 1,
+        "nothing more was created"
+    );
+
+    // Test mode (this system runs with the test aux info): the vault serves
+    // the PUBLIC test aux info of a keygen index, and bad queries get a JSON
+    // 400.
+    let res = vault_page
+        .get("/api/test-aux?parties=3&index=1", None)
         .await;
     assert_eq!(res.status(), 200);
     let served = res.json::<Value>().await.unwrap();
@@ -212,9 +320,7 @@ async fn the_demo_acts_only_for_its_own_browser_and_wallets() {
     .unwrap();
     assert_eq!(served["aux_info"], file["aux"][1]);
     for bad in ["parties=3&index=3", "parties=1&index=0", "parties=x", ""] {
-        let res = page
-            .get(&format!("/demo/api/test-aux?{bad}"), Some(&cookie))
-            .await;
+        let res = vault_page.get(&format!("/api/test-aux?{bad}"), None).await;
         assert_eq!(res.status(), 400, "{bad}");
         assert_eq!(
             res.json::<Value>().await.unwrap()["code"],

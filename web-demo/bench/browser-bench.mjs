@@ -24,16 +24,19 @@ try {
   const page = browser.pages()[0] ?? (await browser.newPage());
   await page.goto(`${sys.demo}?primes=generate`);
   await page.waitForSelector('body[data-ready=true]');
+  // The party runs in the vault (its own origin, framed by the page).
+  const vault = page.frameLocator('#vault');
+  const vaultFrame = page.frames().find((f) => f.url().startsWith(new URL(sys.vault).origin));
   const workers = await page.evaluate(() => navigator.hardwareConcurrency);
   console.error(`generating primes in the browser (${workers} hardware threads)...`);
-  await page.waitForSelector('#primes-status[data-state=ready]', { timeout: 3_600_000 });
-  const primes = await page.evaluate(() => window.__app.pool.stats);
+  await vault.locator('#primes-status[data-state=ready]').waitFor({ timeout: 3_600_000 });
+  const primes = await vaultFrame.evaluate(() => window.__vault.pool.stats);
   console.error(`primes: ${JSON.stringify(primes)}; keygen with aux info...`);
   await page.click('#create-wallet');
   await page.waitForSelector('#wallet[data-state=ready]', { timeout: 3_600_000 });
   await page.click('#sign-browser');
-  // The page shows what will be signed; it signs on the user's approval.
-  await page.click('#approve-sign');
+  // The vault shows what will be signed; it signs on the user's approval there.
+  await vault.locator('#approve-sign').click();
   await page.waitForSelector('#sig-browser[data-state=verified]', { timeout: 600_000 });
   const t = await page.evaluate(() => window.__timings);
   console.log(JSON.stringify({

@@ -1,19 +1,11 @@
-// The demo page: a browser party (party-wasm in Web Workers) co-signs with
-// the server parties of `mpc dev`. The page talks to the demo backend
-// (/demo/api/..., which holds the API key) to create sessions; the party
-// worker talks to the coordinator (device join, signed reports) and the
-// router itself.
-//
-// Trust: the coordinator key the party checks descriptors with is pinned on
-// first use in this browser's store (or set as a page constant in
-// trust.js) and shown; a different key offered later is refused. A signing
-// runs only after the user saw the message, digest and hash and clicked
-// "Approve and sign"; what was shown is what the party is told to accept.
-import { loadWasm } from './wasm.js';
-import { COORDINATOR_PUBLIC_KEY } from './trust.js';
-import { PartyStore } from './store.js';
-import { PrimePool } from './primes.js';
-
+// The demo page: a browser party co-signs with the server parties of `mpc
+// dev`. The page talks to the demo backend (/demo/api/..., which holds the
+// API key) to create sessions. The party itself runs in the vault, an
+// iframe on an origin of its own (web-demo/vault/): its store, keys and
+// workers are out of this page's reach, and the page asks it for work with
+// the vault's fixed set of messages (init, keygen, review, sign, verify).
+// A signing runs only after the user approved it in the vault; what the
+// vault showed is what its party accepts.
 const $ = (id) => document.getElementById(id);
 const timings = (window.__timings = {});
 
@@ -69,156 +61,85 @@ function keygenPercent(p) {
   return 0;
 }
 
-/** An Error with a stable code (shown and asserted by the tests). */
-function coded(code, message) {
-  return Object.assign(new Error(`${code}: ${message}`), { code });
-}
+/**
+ * The page's side of the vault: requests `{ id, type, ... }` posted to the
+ * vault's origin only; answers taken only from that frame and origin.
+ */
+class VaultClient {
+  constructor(frame, origin) {
+    this.frame = frame;
+    this.origin = origin;
+    this.next = 1;
+    this.calls = new Map();
+    this.onEvent = () => {};
+    window.addEventListener('message', (ev) => {
+      if (ev.source !== frame.contentWindow || ev.origin !== origin) return;
+      const m = ev.data ?? {};
+      const call = this.calls.get(m.id);
+      if (m.type === 'event') return call ? call.onEvent(m) : this.onEvent(m);
+      if (!call) return;
+      this.calls.delete(m.id);
+      if (m.type === 'result') call.resolve(m.result);
+      else call.reject(Object.assign(new Error(m.message ?? 'vault error'), { code: m.code ?? null }));
+    });
+  }
 
-/** The EIP-191 `personal_sign` bytes of a message: what its Keccak-256 hash signs. */
-function eip191Bytes(message) {
-  const m = new TextEncoder().encode(message);
-  const prefix = new TextEncoder().encode(`\x19Ethereum Signed Message:\n${m.length}`);
-  const out = new Uint8Array(prefix.length + m.length);
-  out.set(prefix, 0);
-  out.set(m, prefix.length);
-  return out;
+  /** Loads the vault; resolves once its document is there. */
+  load(url) {
+    return new Promise((resolve, reject) => {
+      this.frame.onload = () => resolve();
+      this.frame.onerror = () => reject(new Error('the vault did not load'));
+      this.frame.src = url;
+    });
+  }
+
+  call(type, body = {}, onEvent = () => {}) {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.calls.set(id, { resolve, reject, onEvent });
+      this.frame.contentWindow.postMessage({ ...body, id, type }, this.origin);
+    });
+  }
 }
 
 class App {
   async init() {
     this.config = await demoApi('GET', 'config');
-    this.wasm = await loadWasm();
-    this.store = await PartyStore.open(this.wasm);
-    await this.pinCoordinatorKey();
-    this.partyId = await this.store.get('party-id');
-    if (!this.partyId) {
-      const identity = this.wasm.Identity.generate();
-      this.partyId = `browser-${identity.publicKey().ed25519.slice(0, 16)}`;
-      const seed = identity.seed();
-      await this.store.putSecret(this.partyId, 'identity', '', seed);
-      seed.fill(0);
-      await this.store.put('party-id', this.partyId);
-      log(`new browser party ${this.partyId} (identity sealed in IndexedDB)`);
-    } else {
-      log(`browser party ${this.partyId} loaded from IndexedDB`);
-    }
-    $('party-id').textContent = this.partyId;
-    // Test mode needs both the server's offer and a wasm build made for
-    // tests: a production page ignores a server that asks for it.
-    const testBuild = this.wasm.insecureTestBuild();
-    const offered = this.config.insecure_test_primes || this.config.insecure_test_aux;
-    this.config = {
-      ...this.config,
-      insecure_test_primes: Boolean(this.config.insecure_test_primes && testBuild),
-      insecure_test_aux: Boolean(this.config.insecure_test_aux && testBuild),
-    };
-    if (offered && !testBuild) {
-      log('the server offers PUBLIC test data, but this page is not a test build: ignored (this browser makes its own primes and aux info)');
-    } else if (offered) {
+    const vaultUrl = new URL(this.config.vault_url);
+    this.vault = new VaultClient($('vault'), vaultUrl.origin);
+    this.vault.onEvent = (m) => this.vaultEvent(m);
+    await this.vault.load(vaultUrl.href);
+    // ?primes=generate: the vault generates real primes even when the
+    // server is in test mode (the browser benchmark measures them this way).
+    const primes = new URLSearchParams(location.search).get('primes') === 'generate' ? 'generate' : undefined;
+    // The one timeout of the page: a vault that never answers (it failed
+    // to load, or refused to start before it could say why).
+    let timer;
+    const silent = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error('vault_unavailable: the vault did not answer')), 60_000);
+    });
+    const ready = await Promise.race([this.vault.call('init', { primes }, (m) => this.vaultEvent(m)), silent]).finally(() => clearTimeout(timer));
+    this.partyId = ready.party_id;
+    this.wallets = ready.wallets;
+    if (ready.test_mode) {
       $('test-mode').hidden = false;
       console.warn('INSECURE TEST MODE: this demo uses PUBLIC test data (primes or aux info)');
     }
-    // ?primes=generate: generate real primes even when the server is in
-    // test mode (the browser benchmark measures prime generation this way).
-    const forceGenerate = new URLSearchParams(location.search).get('primes') === 'generate';
-    if (forceGenerate) log('?primes=generate: this browser generates its own primes');
-    this.pool = new PrimePool({
-      wasm: this.wasm,
-      store: this.store,
-      partyId: this.partyId,
-      config: { ...this.config, insecure_test_primes: this.config.insecure_test_primes && !forceGenerate },
-      log,
-      onProgress: (p) => this.showPrimes(p),
-    });
-    this.wallets = (await this.store.get('wallets')) ?? [];
-    // Primes are needed only for a new party group: start at once, before
-    // the user asks for a wallet, unless this browser already has one.
-    if (this.wallets.length === 0) {
-      this.pool.start().catch((e) => log(`prime generation failed: ${e.message}`));
-    } else {
-      setStatus($('primes-status'), 'not-needed', 'not needed: aux info for the wallet group is stored');
-    }
+    log(`browser party ${this.partyId}; coordinator key ${ready.coordinator_key} (${ready.how})`);
     this.renderWallet();
     $('create-wallet').onclick = () => this.guard(() => this.createWallet());
-    $('sign-browser').onclick = () => this.review('browser');
-    $('sign-servers').onclick = () => this.review('servers');
-    $('approve-sign').onclick = () => {
-      const approved = this.pending;
-      this.closeReview();
-      if (approved) this.guard(() => this.sign(approved));
-    };
-    $('cancel-sign').onclick = () => {
-      this.closeReview();
-      log('signing cancelled: nothing was signed');
-    };
-    $('export').onclick = () => this.guard(() => this.exportBackup());
-    $('import').onchange = (ev) => this.guard(() => this.importBackup(ev.target.files[0]));
+    $('sign-browser').onclick = () => this.guard(() => this.sign('browser'));
+    $('sign-servers').onclick = () => this.guard(() => this.sign('servers'));
     document.body.dataset.ready = 'true';
   }
 
-  /**
-   * The coordinator key this party trusts: the page constant, else the one
-   * pinned in this browser's store, else (first use) the one the demo
-   * backend offers, pinned now. Shown on the page. A different key offered
-   * later is refused: the page stops, nothing runs with it.
-   */
-  async pinCoordinatorKey() {
-    const el = $('coordinator-key');
-    const offered = String(this.config.coordinator_public_key ?? '').toLowerCase();
-    let pinned = await this.store.get('coordinator-key');
-    let how = 'pinned in this browser';
-    const refuse = (text, error) => {
-      el.dataset.state = 'changed';
-      el.textContent = text;
-      document.querySelectorAll('button').forEach((b) => (b.disabled = true));
-      throw error;
-    };
-    if (COORDINATOR_PUBLIC_KEY) {
-      const configured = COORDINATOR_PUBLIC_KEY.toLowerCase();
-      if (pinned && pinned !== configured) {
-        refuse(`${pinned} (pinned) ≠ ${configured} (page constant)`, coded('coordinator_key_changed', 'the page constant names another coordinator key than the one pinned in this browser'));
-      }
-      pinned = configured;
-      await this.store.put('coordinator-key', pinned);
-      how = 'configured with the page';
-    } else if (!pinned) {
-      if (!/^[0-9a-f]{64}$/.test(offered)) throw coded('no_coordinator_key', 'the demo backend offers no valid coordinator key to pin');
-      pinned = offered;
-      await this.store.put('coordinator-key', pinned);
-      how = 'pinned on first use';
-      log(`coordinator key ${pinned} pinned on first use: this browser checks every session with it from now on`);
+  vaultEvent(m) {
+    if (m.kind === 'log') log(`vault: ${m.message}`);
+    else if (m.kind === 'wallets') {
+      this.partyId = m.party_id;
+      this.wallets = m.wallets;
+      this.renderWallet();
     }
-    if (offered && offered !== pinned) {
-      refuse(
-        `${pinned} (${how}) — the server now offers ${offered}`,
-        coded('coordinator_key_changed', `the server offers coordinator key ${offered}, not the pinned ${pinned}: this browser refuses to take part (clear this site's data only if the coordinator's key was rotated on purpose)`),
-      );
-    }
-    el.dataset.state = 'pinned';
-    el.dataset.key = pinned;
-    el.textContent = `${pinned} (${how})`;
-  }
-
-  /** Shows what a signing would sign; it runs only on "Approve and sign". */
-  review(signers) {
-    const w = this.wallets.at(-1);
-    if (!w) return;
-    const message = $('message').value;
-    const hash = this.wasm.personalMessageHash(message);
-    // Exactly what is shown: the party refuses a session for anything else.
-    this.pending = { signers, message, hash, approved: { message: eip191Bytes(message), digest: 'keccak256' } };
-    $('review-signers').textContent = signers === 'browser' ? 'this browser + server-party-1' : 'server-party-1 + server-party-2 (no browser)';
-    $('review-message').textContent = message;
-    $('review-digest').textContent = 'EIP-191 personal_sign: Keccak-256 of "\\x19Ethereum Signed Message:\\n" + length + message';
-    $('review-hash').textContent = `0x${hash}`;
-    $('review').dataset.hash = hash;
-    $('review').hidden = false;
-    log(`review: ${signers} signing of 0x${hash}, waiting for approval`);
-  }
-
-  closeReview() {
-    this.pending = null;
-    $('review').hidden = true;
   }
 
   async guard(fn) {
@@ -234,56 +155,14 @@ class App {
     }
   }
 
-  showPrimes(p) {
-    $('primes-bar').value = p.found;
-    const secs = p.elapsedMs !== undefined ? ` — ${(p.elapsedMs / 1000).toFixed(0)} s` : '';
-    const text = p.note ?? (p.state === 'checking' ? 'checking the 4 primes' : `${p.found}/4 safe primes found (${p.workers} workers)${secs}`);
-    setStatus($('primes-status'), p.state, p.state === 'ready' && !p.note ? `ready: 4 primes sealed${secs}` : text);
-    if (p.state === 'running' && !this.primeTimer) {
-      const t0 = performance.now() - (p.elapsedMs ?? 0);
-      this.primeTimer = setInterval(() => {
-        if ($('primes-status').dataset.state !== 'running') return clearInterval(this.primeTimer);
-        $('primes-status').textContent = `${$('primes-bar').value}/4 safe primes found (${p.workers} workers) — ${((performance.now() - t0) / 1000).toFixed(0)} s`;
-      }, 1000);
-    }
-  }
-
   renderWallet() {
-    const w = this.wallets.at(-1);
+    const w = this.wallets?.at(-1);
     $('wallet').dataset.state = w ? 'ready' : 'none';
     $('address').textContent = w?.address ?? '—';
     $('public-key').textContent = w?.public_key ?? '—';
     $('account-id').textContent = w?.account_id ?? '—';
     $('sign-browser').disabled = !w;
     $('sign-servers').disabled = !w;
-  }
-
-  /** Runs this browser's side of a session in a Web Worker. */
-  runParty(sessionId, joinToken, onProgress, approved = undefined) {
-    return new Promise((resolve, reject) => {
-      const worker = new Worker(new URL('./party-worker.js', import.meta.url), { type: 'module' });
-      worker.onmessage = async (ev) => {
-        const m = ev.data;
-        if (m.type === 'progress') onProgress(m.progress, m.ms);
-        else if (m.type === 'log') log(m.message);
-        else if (m.type === 'need-primes') {
-          log('this keygen generates aux info: waiting for the prime pool');
-          const id = await this.pool.take();
-          worker.postMessage({ type: 'primes-ready', id });
-        } else if (m.type === 'done') {
-          worker.terminate();
-          resolve(m);
-        } else if (m.type === 'error') {
-          worker.terminate();
-          reject(Object.assign(new Error(m.message), { code: m.code }));
-        }
-      };
-      worker.onerror = (e) => {
-        worker.terminate();
-        reject(new Error(`party worker failed: ${e.message}`));
-      };
-      worker.postMessage({ config: this.config, sessionId, joinToken, coordinatorUrl: location.origin, approved });
-    });
   }
 
   async createWallet() {
@@ -294,31 +173,47 @@ class App {
     log(`keygen session ${created.session_id} created`);
     const started = performance.now();
     let auxStarted = null;
-    const mine = this.runParty(created.session_id, created.join_tokens[this.partyId], (p, ms) => {
+    const mine = this.vault.call('keygen', { session_id: created.session_id, join_token: created.join_tokens[this.partyId] }, (m) => {
+      if (m.kind === 'log') return log(`vault: ${m.message}`);
+      const { progress: p, ms } = m;
       if (p.stage === 'aux_info' && auxStarted === null) auxStarted = ms;
       if (p.stage === 'keygen' && auxStarted !== null && timings.aux_info_ms === undefined) timings.aux_info_ms = ms - auxStarted;
       bar.value = keygenPercent(p);
       $('keygen-status').textContent = `this browser: ${p.stage}${p.round ? ` round ${p.round}` : ''}`;
     });
     const servers = waitSession(created.session_id, (s) => ($('keygen-parties').textContent = partiesLine(s)));
-    const { result } = await mine;
+    const wallet = await mine;
     const session = await servers;
     if (session.status !== 'completed') throw new Error(`keygen ${session.status}: ${session.error?.reason ?? ''}`);
     const account = await demoApi('GET', `accounts/${session.result.account_id}`);
-    if (account.public_key !== result.public_key) throw new Error('the coordinator and this browser disagree on the public key');
+    if (account.public_key !== wallet.public_key) throw new Error('the coordinator and this browser disagree on the public key');
     timings.keygen_ms = performance.now() - started;
     bar.value = 100;
-    this.wallets.push({ account_id: account.account_id, address: account.address, public_key: account.public_key });
-    await this.store.put('wallets', this.wallets);
+    this.wallets.push(wallet);
     $('keygen-status').textContent = `done in ${(timings.keygen_ms / 1000).toFixed(1)} s${timings.aux_info_ms ? ` (aux info ${(timings.aux_info_ms / 1000).toFixed(1)} s)` : ''}`;
     setStatus($('status'), 'ok', `wallet ${account.address} created`);
     log(`wallet ${account.address} (account ${account.account_id})`);
   }
 
-  /** Runs a signing the user approved (`review`): `{signers, message, hash, approved}`. */
-  async sign({ signers, message, hash, approved }) {
+  /** A signing: reviewed and approved in the vault first, then run. */
+  async sign(signers) {
     const w = this.wallets.at(-1);
+    const message = $('message').value;
     const out = $(signers === 'browser' ? 'sig-browser' : 'sig-servers');
+    $('review-note').hidden = false;
+    log(`review: ${signers} signing put up in the vault, waiting for approval`);
+    let hash;
+    try {
+      ({ hash } = await this.vault.call('review', { message, signers }));
+    } catch (e) {
+      if (e.code === 'cancelled') {
+        log('signing cancelled in the vault: nothing was signed');
+        return;
+      }
+      throw e;
+    } finally {
+      $('review-note').hidden = true;
+    }
     setStatus(out, 'busy', signers === 'browser' ? 'signing: this browser + server-party-1…' : 'signing: server-party-1 + server-party-2…');
     const created = await demoApi('POST', 'sign', {
       account_id: w.account_id,
@@ -328,13 +223,11 @@ class App {
     });
     out.dataset.sessionId = created.session_id;
     const started = performance.now();
-    if (signers === 'browser') log(`signing session ${created.session_id}: this browser accepts only 0x${hash}`);
     const mine =
       signers === 'browser'
-        ? await this.runParty(created.session_id, created.join_tokens[this.partyId], () => {}, approved).then(
-            (r) => ({ result: r.result }),
-            (error) => ({ error }),
-          )
+        ? await this.vault
+            .call('sign', { session_id: created.session_id, join_token: created.join_tokens[this.partyId] }, (m) => m.kind === 'log' && log(`vault: ${m.message}`))
+            .then((result) => ({ result }), (error) => ({ error }))
         : null;
     if (mine?.error) {
       out.dataset.state = 'refused';
@@ -343,11 +236,12 @@ class App {
       throw mine.error;
     }
     const session = await waitSession(created.session_id);
-    const browserResult = mine ? mine.result : null;
     const ms = performance.now() - started;
     if (session.status !== 'completed') throw new Error(`signing ${session.status}: ${session.error?.reason ?? ''}`);
     const sig = session.result.signature;
-    const ok = this.wasm.verifySignature(hash, w.public_key, sig.r, sig.s, sig.v) && (!browserResult || `0x${browserResult.r}` === sig.r);
+    const ok =
+      (await this.vault.call('verify', { hash, public_key: w.public_key, r: sig.r, s: sig.s, v: sig.v })) &&
+      (!mine || `0x${mine.result.r}` === sig.r);
     timings[`sign_${signers}_ms`] = ms;
     out.dataset.state = ok ? 'verified' : 'failed';
     out.dataset.r = sig.r;
@@ -375,26 +269,6 @@ class App {
     log(`${signers === 'browser' ? 'browser + server' : 'servers-only'} signature ${ok ? 'verified' : 'FAILED'} in ${(ms / 1000).toFixed(1)} s`);
     setStatus($('status'), ok ? 'ok' : 'error', ok ? 'signature verified' : 'signature failed');
   }
-
-  async exportBackup() {
-    const pass = $('passphrase').value;
-    if (pass.length < 12) throw new Error('use a passphrase of at least 12 characters');
-    const backup = await this.store.exportBackup(this.partyId, pass);
-    const a = document.createElement('a');
-    a.href = URL.createObjectURL(new Blob([JSON.stringify(backup, null, 1)], { type: 'application/json' }));
-    a.download = `${this.partyId}-backup.json`;
-    a.click();
-    log('encrypted backup exported (PBKDF2-SHA256, 600 000 iterations, AES-256-GCM)');
-  }
-
-  async importBackup(file) {
-    if (!file) return;
-    const backup = JSON.parse(await file.text());
-    this.partyId = await this.store.importBackup(backup, $('passphrase').value);
-    this.wallets = (await this.store.get('wallets')) ?? [];
-    $('party-id').textContent = this.partyId;
-    log(`backup of ${this.partyId} imported and re-sealed under this browser's key`);
-  }
 }
 
 const app = new App();
@@ -402,4 +276,5 @@ window.__app = app;
 app.init().catch((e) => {
   log(`start-up failed: ${e.message}`);
   setStatus($('status'), 'error', e.message);
+  document.querySelectorAll('button').forEach((b) => (b.disabled = true));
 });

@@ -47,15 +47,80 @@ async function checkSignature(page, id, publicKey) {
   return d;
 }
 
-/** Clicks a sign button, checks the review shows `message` and its hash, approves. */
+/** Clicks a sign button, checks the vault's review shows `message` and its hash, approves it in the vault. */
 async function approveSigning(page, button) {
+  const vault = page.frameLocator('#vault');
   await page.click(`#${button}`);
-  await page.waitForSelector('#review:not([hidden])');
+  await vault.locator('#review:not([hidden])').waitFor();
   const message = await page.locator('#message').inputValue();
-  assert.equal(await page.locator('#review-message').textContent(), message, 'the review shows the message');
-  assert.equal(await page.locator('#review-hash').textContent(), `0x${eip191(message)}`, 'the review shows its EIP-191 hash');
-  await page.click('#approve-sign');
+  assert.equal(await vault.locator('#review-message').textContent(), message, 'the vault\'s review shows the message');
+  assert.equal(await vault.locator('#review-hash').textContent(), `0x${eip191(message)}`, 'the vault\'s review shows its EIP-191 hash');
+  await vault.locator('#approve-sign').click();
   return message;
+}
+
+/** The vault's hex of the share of its (only) account: read with the vault's own rights, as the tests may. */
+async function vaultShareHex(vaultFrame) {
+  return vaultFrame.evaluate(async () => {
+    const v = window.__vault;
+    const key = (await v.store.keys()).map(String).find((k) => k.startsWith('key_share:'));
+    const bytes = await v.store.getSecret(v.partyId, 'key_share', key.slice('key_share:'.length));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  });
+}
+
+/**
+ * What a script running in the page (injected or compromised) can get at:
+ * the page origin's IndexedDB, the vault's window and globals, and every
+ * answer the vault gives to forged and out-of-turn messages.
+ */
+async function pageScriptAttempt(vaultOrigin) {
+  const out = { databases: (await indexedDB.databases()).map((d) => d.name) };
+  out.pageStores = await new Promise((resolve) => {
+    const r = indexedDB.open('mpc-browser-party');
+    r.onsuccess = () => {
+      resolve([...r.result.objectStoreNames]);
+      r.result.close();
+    };
+    r.onerror = () => resolve(`error: ${r.error}`);
+  });
+  const frame = document.getElementById('vault').contentWindow;
+  for (const [what, reach] of [
+    ['indexedDB', () => frame.indexedDB.databases()],
+    ['vault', () => frame.__vault.store],
+    ['document', () => frame.document.body.innerHTML],
+  ]) {
+    try {
+      await reach();
+      out[what] = 'reached';
+    } catch (e) {
+      out[what] = e.name;
+    }
+  }
+  const forged = [
+    { id: 9001, type: 'export', passphrase: 'a passphrase the page knows' },
+    { id: 9002, type: 'getSecret', kind: 'key_share' },
+    { id: 9003, type: 'sign', session_id: 'a-session', join_token: 'a-token' },
+    { id: 9004, type: '__proto__' },
+    { id: 9005, type: 'constructor' },
+    { id: 9006, type: 'runParty' },
+    { id: 9007, type: 'exportBackup', passphrase: 'a passphrase the page knows' },
+    { id: 9008, type: 'init' },
+  ];
+  out.answers = await new Promise((resolve) => {
+    const answers = [];
+    const listener = (ev) => {
+      if (ev.origin !== vaultOrigin || ev.data?.type === 'event') return;
+      answers.push(ev.data);
+      if (answers.length === forged.length) {
+        window.removeEventListener('message', listener);
+        resolve(answers);
+      }
+    };
+    window.addEventListener('message', listener);
+    for (const m of forged) frame.postMessage(m, vaultOrigin);
+  });
+  return out;
 }
 
 test('the demo page creates a wallet, co-signs, and signs again after a reload', { timeout: 1_200_000 }, async (t) => {
@@ -77,7 +142,10 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   const proxy = await startCuttingProxy(sys.routerWs, { cuts: 0 });
   t.after(() => proxy.close());
   const page = browser.pages()[0] ?? (await browser.newPage());
-  await page.route('**/demo/api/config', async (route) => {
+  const vault = page.frameLocator('#vault');
+  const vaultOrigin = new URL(sys.vault).origin;
+  const vaultFrame = () => page.frames().find((f) => f.url().startsWith(vaultOrigin));
+  await page.route('**/config.json', async (route) => {
     const response = await route.fetch();
     const json = await response.json();
     await route.fulfill({ response, json: { ...json, router_ws_url: proxy.wsUrl } });
@@ -113,10 +181,10 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   await page.goto(sys.demo);
   await page.waitForSelector('body[data-ready=true]', { timeout: 60_000 });
   assert.ok(await page.locator('#test-mode').isVisible(), 'the test-mode banner is shown');
-  const partyId = await page.locator('#party-id').textContent();
+  const partyId = await vault.locator('#party-id').textContent();
   assert.match(partyId, /^browser-[0-9a-f]{16}$/);
-  assert.equal(await page.locator('#coordinator-key').getAttribute('data-key'), sys.coordinatorKey, 'the pinned coordinator key is shown');
-  await page.waitForSelector('#primes-status[data-state=ready]', { timeout: 60_000 });
+  assert.equal(await vault.locator('#coordinator-key').getAttribute('data-key'), sys.coordinatorKey, 'the pinned coordinator key is shown');
+  await vault.locator('#primes-status[data-state=ready]').waitFor({ timeout: 60_000 });
 
   // 1. Keygen: the DKG (with MPC_BROWSER_REAL_AUX=1, aux info in wasm first).
   let started = Date.now();
@@ -158,8 +226,10 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   const signRequests = [];
   page.on('request', (r) => r.url().endsWith('/demo/api/sign') && signRequests.push(r.url()));
   await page.click('#sign-browser');
-  await page.click('#cancel-sign');
-  assert.ok(await page.locator('#review').isHidden(), 'the review is closed');
+  await vault.locator('#review:not([hidden])').waitFor();
+  await vault.locator('#cancel-sign').click();
+  await page.waitForFunction(() => document.getElementById('log').textContent.includes('signing cancelled in the vault'));
+  assert.ok(await vault.locator('#review').isHidden(), 'the review is closed');
   assert.deepEqual(signRequests, [], 'no signing was asked for');
 
   // 3b. The backend (or the coordinator) turns the approved signing into a
@@ -181,12 +251,12 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   assert.equal(refusedSession.status, 'failed', JSON.stringify(refusedSession));
   assert.match(JSON.stringify(refusedSession), new RegExp(`${partyId} refused \\(not_what_was_approved\\)`), 'the refusal report reached the coordinator');
   assert.equal(
-    await page.evaluate((id) => window.__app.store.get(`admitted:${id}`), refused.sessionId),
+    await vaultFrame().evaluate((id) => window.__vault.store.get(`admitted:${id}`), refused.sessionId),
     undefined,
     'a refused session is not recorded',
   );
   assert.notEqual(
-    await page.evaluate((id) => window.__app.store.get(`admitted:${id}`), first.sessionId),
+    await vaultFrame().evaluate((id) => window.__vault.store.get(`admitted:${id}`), first.sessionId),
     undefined,
     'the signed session was recorded before it ran',
   );
@@ -201,13 +271,13 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
     route.fulfill({ status: 200, contentType: 'application/json', body: replayed }),
   );
   const beforeReplay = proxy.connections();
-  const replayCode = await page.evaluate(
+  const replayCode = await vaultFrame().evaluate(
     async ({ id, message }) => {
       const m = new TextEncoder().encode(message);
       const prefix = new TextEncoder().encode(`\x19Ethereum Signed Message:\n${m.length}`);
       const approved = { message: new Uint8Array([...prefix, ...m]), digest: 'keccak256' };
       try {
-        await window.__app.runParty(id, 'replayed-token', () => {}, approved);
+        await window.__vault.runParty(id, 'replayed-token', () => {}, approved);
         return 'ran';
       } catch (e) {
         return e.code ?? e.message;
@@ -224,7 +294,7 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   // 4. Reload: the wallet and the sealed share come back from IndexedDB.
   await page.reload();
   await page.waitForSelector('body[data-ready=true]', { timeout: 60_000 });
-  assert.equal(await page.locator('#party-id').textContent(), partyId);
+  assert.equal(await vault.locator('#party-id').textContent(), partyId);
   assert.equal(await page.locator('#address').textContent(), address);
   await page.fill('#message', '{"type":"transfer","to":"0x000000000000000000000000000000000000b0b0","amount":"3 USDC","nonce":2}');
   started = Date.now();
@@ -234,9 +304,9 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   assert.notEqual(again.hash, first.hash, 'a new message was signed');
   console.log(`browser + server sign after reload: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
-  // The share never left the browser in the clear: IndexedDB holds only sealed records.
-  const stored = await page.evaluate(async () => {
-    const s = window.__app.store;
+  // The share never left the browser in the clear: the vault's IndexedDB holds only sealed records.
+  const stored = await vaultFrame().evaluate(async () => {
+    const s = window.__vault.store;
     const keys = (await s.keys()).map(String);
     const share = await s.get(keys.find((k) => k.startsWith('key_share:')));
     return { keys, kind: share[0] === 1 ? share[1] : -1, masterKeyExtractable: (await s.get('master-key')).extractable };
@@ -246,6 +316,30 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   assert.equal(stored.kind, 1, 'the share is a sealed key_share record');
   assert.equal(stored.masterKeyExtractable, false, 'the WebCrypto key is non-extractable');
   assert.deepEqual(leaks, [], 'the API key never reached the page');
+
+  // 5. A script in the page (injected, or a compromised dependency) cannot
+  // read or use a stored share: the page's origin has no party store, the
+  // vault's window is another origin, and the vault answers forged and
+  // out-of-turn messages with typed refusals that carry nothing secret.
+  const share = await vaultShareHex(vaultFrame());
+  assert.ok(share.length >= 64, 'the vault holds a share');
+  const shareB64 = Buffer.from(share, 'hex').toString('base64');
+  const attempt = await page.evaluate(pageScriptAttempt, vaultOrigin);
+  assert.ok(!attempt.databases.includes('mpc-browser-party'), `the page's origin has no party store: ${attempt.databases}`);
+  assert.deepEqual(attempt.pageStores, [], 'opening the store name on the page origin finds an empty database');
+  for (const what of ['indexedDB', 'vault', 'document']) {
+    assert.equal(attempt[what], 'SecurityError', `the vault's ${what} is out of the page's reach`);
+  }
+  const byId = Object.fromEntries(attempt.answers.map((a) => [a.id, a]));
+  for (const id of [9001, 9002, 9004, 9005, 9006, 9007]) {
+    assert.equal(byId[id]?.type, 'error', JSON.stringify(byId[id]));
+    assert.equal(byId[id].code, 'unknown_message', JSON.stringify(byId[id]));
+  }
+  assert.equal(byId[9003].code, 'not_approved', 'a signing nobody approved in the vault is refused');
+  assert.equal(byId[9008].type, 'result', 'init answers public data only');
+  assert.deepEqual(Object.keys(byId[9008].result).sort(), ['coordinator_key', 'how', 'party_id', 'test_mode', 'wallets']);
+  const answered = JSON.stringify(attempt.answers);
+  assert.ok(!answered.includes(share) && !answered.includes(shareB64), 'no answer carries the share');
 
   await page.screenshot({ path: join(ROOT, 'target/web-demo-screenshot.png'), fullPage: true });
 });

@@ -1,9 +1,10 @@
 // The coordinator key a browser party trusts is pinned on first use in its
-// own store and shown, never taken afresh from the server it checks: headless
-// Chromium opens the demo page (the key is pinned and shown), then the demo
-// backend offers another key (a compromised or swapped server) and the page
-// refuses to take part with `coordinator_key_changed`: every button
-// disabled, the pinned key unchanged. No keygen: cheap.
+// vault's store and shown, never taken afresh from the server it checks:
+// headless Chromium opens the demo page (the vault pins and shows the key),
+// then the vault's config offers another key (a compromised or swapped
+// server) and the vault refuses to take part with `coordinator_key_changed`:
+// every button of the page and the vault disabled, the pinned key
+// unchanged. No keygen: cheap.
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -37,11 +38,13 @@ test('the demo page pins the coordinator key on first use and refuses a changed 
   await page.waitForSelector('body[data-ready=true]', { timeout: 60_000 }).catch((e) => {
     throw new Error(`${e.message}${dump()}`);
   });
-  const key = page.locator('#coordinator-key');
+  const vault = page.frameLocator('#vault');
+  const vaultFrame = () => page.frames().find((f) => f.url().startsWith(sys.vault));
+  const key = vault.locator('#coordinator-key');
   assert.equal(await key.getAttribute('data-state'), 'pinned');
   assert.equal(await key.getAttribute('data-key'), sys.coordinatorKey);
   assert.match(await key.textContent(), new RegExp(`^${sys.coordinatorKey} \\(pinned on first use\\)`));
-  assert.equal(await page.evaluate(() => window.__app.store.get('coordinator-key')), sys.coordinatorKey, 'pinned in the store');
+  assert.equal(await vaultFrame().evaluate(() => window.__vault.store.get('coordinator-key')), sys.coordinatorKey, 'pinned in the vault store');
 
   // A reload with the same key: still trusted, now from the store.
   await page.reload();
@@ -50,7 +53,7 @@ test('the demo page pins the coordinator key on first use and refuses a changed 
 
   // The server now offers another key: refused, nothing can run.
   const other = randomBytes(32).toString('hex');
-  await page.route('**/demo/api/config', async (route) => {
+  await page.route('**/config.json', async (route) => {
     const response = await route.fetch();
     const json = await response.json();
     await route.fulfill({ response, json: { ...json, coordinator_public_key: other } });
@@ -61,8 +64,11 @@ test('the demo page pins the coordinator key on first use and refuses a changed 
   assert.equal(await key.getAttribute('data-state'), 'changed');
   assert.match(await key.textContent(), new RegExp(`${sys.coordinatorKey}.*server now offers ${other}`));
   assert.equal(await page.locator('body[data-ready=true]').count(), 0, 'the page did not start');
-  for (const id of ['create-wallet', 'sign-browser', 'sign-servers', 'approve-sign']) {
+  for (const id of ['create-wallet', 'sign-browser', 'sign-servers']) {
     assert.ok(await page.locator(`#${id}`).isDisabled(), `#${id} is disabled`);
   }
-  assert.equal(await page.evaluate(() => window.__app.store.get('coordinator-key')), sys.coordinatorKey, 'the pinned key is unchanged');
+  for (const id of ['approve-sign', 'export']) {
+    assert.ok(await vault.locator(`#${id}`).isDisabled(), `the vault's #${id} is disabled`);
+  }
+  assert.equal(await vaultFrame().evaluate(() => window.__vault.store.get('coordinator-key')), sys.coordinatorKey, 'the pinned key is unchanged');
 });

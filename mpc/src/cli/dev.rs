@@ -42,6 +42,11 @@ pub struct DevArgs {
     /// Allow --demo on a non-loopback --api address.
     #[arg(long, requires = "demo")]
     pub demo_public: bool,
+    /// The demo vault's address: the browser party's store, keys and
+    /// workers on an origin of their own, framed by the demo page (port 0:
+    /// any free port).
+    #[arg(long, default_value = "127.0.0.1:8082", requires = "demo")]
+    pub demo_vault: SocketAddr,
     /// The coordinator's settings (as `mpc coordinator`).
     #[command(flatten)]
     pub coordinator: CoordinatorSettings,
@@ -105,9 +110,18 @@ impl DevArgs {
             None => None,
         };
         anyhow::ensure!(
-            o.demo_root.is_none() || self.api.ip().is_loopback() || self.demo_public,
-            "--demo serves on a loopback --api address only, unless --demo-public"
+            o.demo_root.is_none()
+                || (self.api.ip().is_loopback() && self.demo_vault.ip().is_loopback())
+                || self.demo_public,
+            "--demo serves on loopback --api and --demo-vault addresses only, unless --demo-public"
         );
+        anyhow::ensure!(
+            self.demo_vault.ip().is_loopback() || self.insecure_plaintext,
+            "--demo-vault {} is not loopback: `mpc dev` serves plaintext only; pass \
+             --insecure-plaintext to allow it",
+            self.demo_vault
+        );
+        o.vault_addr = self.demo_vault;
         Ok(o)
     }
 }
@@ -124,6 +138,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  coordinator key: {}", sys.coordinator_public_key);
     if has_demo {
         println!("  demo:    {}/demo/", sys.api_url);
+        if let Some(vault) = &sys.vault_url {
+            println!(
+                "  demo vault: {vault}/   (the browser party's own origin, framed by the demo)"
+            );
+        }
     }
     if sys.api_key_is_new {
         println!(

@@ -117,21 +117,30 @@ pub struct Guard {
     pub allowed_hosts: Vec<String>,
     /// The browsers.
     pub browsers: Browsers,
+    csp: HeaderValue,
 }
 
-/// The Content-Security-Policy of every demo answer. WebSockets may go to
-/// any host (the router's URL is the page's config; a test puts a proxy in
-/// front of it); scripts and workers stay the origin's own.
-const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; \
-                   connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
-                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// The Content-Security-Policy of every demo answer: the page's own
+/// scripts and calls (no wasm, no workers, no WebSockets: the party runs in
+/// the vault), and one frame, the vault's origin.
+fn page_csp(vault_origin: &str) -> HeaderValue {
+    let value = format!(
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; frame-src {vault_origin}; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'"
+    );
+    HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"))
+}
 
 impl Guard {
-    /// A guard for the demo answering to the `Host` values `allowed_hosts`.
-    pub fn new(allowed_hosts: Vec<String>) -> Self {
+    /// A guard for the demo answering to the `Host` values `allowed_hosts`,
+    /// framing the vault at `vault_origin`.
+    pub fn new(allowed_hosts: Vec<String>, vault_origin: &str) -> Self {
         Self {
             allowed_hosts,
             browsers: Browsers::default(),
+            csp: page_csp(vault_origin),
         }
     }
 }
@@ -152,9 +161,9 @@ fn cookie_of(headers: &HeaderMap) -> Option<BrowserId> {
         })
 }
 
-fn secure_headers(mut res: Response) -> Response {
+fn secure_headers(g: &Guard, mut res: Response) -> Response {
     let h = res.headers_mut();
-    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(CONTENT_SECURITY_POLICY, g.csp.clone());
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -170,21 +179,23 @@ pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
         .unwrap_or("")
         .to_ascii_lowercase();
     if !g.allowed_hosts.contains(&host) {
-        return secure_headers(error(
-            StatusCode::FORBIDDEN,
-            "bad_host",
-            "unexpected Host header",
-        ));
+        return secure_headers(
+            &g,
+            error(StatusCode::FORBIDDEN, "bad_host", "unexpected Host header"),
+        );
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let origin = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok());
         let expected = format!("http://{host}");
         if origin != Some(expected.as_str()) {
-            return secure_headers(error(
-                StatusCode::FORBIDDEN,
-                "bad_origin",
-                "requests must come from the demo page itself",
-            ));
+            return secure_headers(
+                &g,
+                error(
+                    StatusCode::FORBIDDEN,
+                    "bad_origin",
+                    "requests must come from the demo page itself",
+                ),
+            );
         }
     }
     let browser = cookie_of(req.headers()).filter(|b| g.browsers.knows(*b));
@@ -193,11 +204,14 @@ pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
     let browser = match browser {
         Some(b) => b,
         None if is_api => {
-            return secure_headers(error(
-                StatusCode::UNAUTHORIZED,
-                "no_demo_session",
-                "open the demo page first (no demo session cookie)",
-            ));
+            return secure_headers(
+                &g,
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "no_demo_session",
+                    "open the demo page first (no demo session cookie)",
+                ),
+            );
         }
         None => {
             let mut secret = [0u8; 32];
@@ -219,7 +233,7 @@ pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
     if let Some(c) = new_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         res.headers_mut().append(SET_COOKIE, c);
     }
-    secure_headers(res)
+    secure_headers(&g, res)
 }
 
 /// The `Host` values a demo served on `addr` answers to: the address itself,

@@ -1,23 +1,27 @@
-//! The web demo that `mpc dev` serves at `/demo/`: the static page
-//! (`web-demo/static/`), the party-wasm package (`party-wasm/pkg`, `party-wasm/js`)
-//! and a tiny demo backend under `/demo/api/`.
+//! The web demo that `mpc dev --demo` serves at `/demo/`: the static page
+//! (`web-demo/static/`) and a tiny demo backend under `/demo/api/`; and, on
+//! an origin of its own, the browser party's vault ([`vault`]:
+//! `web-demo/vault/` and the party-wasm package), which the page frames.
 //!
 //! The backend stands for the application server a real deployment would
 //! have: it holds the API key and makes only the calls the demo needs
 //! (create a 2-of-3 wallet with the browser and two server parties, sign
 //! with the browser and a server party or with the two server parties, read
-//! sessions and accounts). The page never sees the API key. The browser
-//! party itself talks to the coordinator only through the token-
-//! authenticated device join and its signed reports, and to the router.
+//! sessions and accounts). The page never sees the API key, and never the
+//! party's secrets: those live in the vault, which talks to the page only
+//! through a fixed set of `postMessage` messages and to the coordinator
+//! only through the token-authenticated device join and its signed
+//! reports, and to the router.
 //!
-//! The demo is off unless `mpc dev --demo` asks for it, and serves on a
-//! loopback address unless told otherwise. [`guard`] keeps its backend to
+//! The demo is off unless `mpc dev --demo` asks for it, and serves on
+//! loopback addresses unless told otherwise. [`guard`] keeps its backend to
 //! the browser that opened the page: Host and Origin checks, a per-browser
 //! session cookie, and each browser acts only on the wallets and sessions
 //! it created itself (a wallet made through the REST API is not the
 //! demo's to sign with).
 
 mod guard;
+pub mod vault;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,19 +56,18 @@ pub struct DemoConfig {
     pub api_url: String,
     /// The API key (stays on the server).
     pub api_key: String,
-    /// Router WebSocket URL for browsers.
-    pub router_ws_url: String,
-    /// The coordinator's descriptor-signing public key (hex), offered to
-    /// the page for pinning on first use (the page never trusts it afresh).
-    pub coordinator_public_key: String,
-    /// TEST ONLY: directory of the PUBLIC test primes, served to the page.
+    /// TEST ONLY: directory of the PUBLIC test primes (the vault serves them;
+    /// the page shows the test-mode banner).
     pub insecure_test_primes: Option<PathBuf>,
-    /// TEST ONLY: directory of the PUBLIC test aux info, served to the page
+    /// TEST ONLY: directory of the PUBLIC test aux info, served by the vault
     /// (set when the coordinator runs with `--insecure-test-aux`: no keygen
     /// generates aux info then, every party takes the test set of its index).
     pub insecure_test_aux: Option<PathBuf>,
     /// `Host` header values the demo answers to ([`hosts_for`]).
     pub allowed_hosts: Vec<String>,
+    /// The vault's origin (`http://127.0.0.1:8082`): the page frames it
+    /// ([`vault`]), and nothing else.
+    pub vault_origin: String,
 }
 
 impl std::fmt::Debug for DemoConfig {
@@ -98,7 +101,10 @@ pub fn router(config: DemoConfig) -> Router {
     }
     let root = config.root.clone();
     let client = Client::new(&config.api_url, &config.api_key);
-    let guard = Arc::new(Guard::new(config.allowed_hosts.clone()));
+    let guard = Arc::new(Guard::new(
+        config.allowed_hosts.clone(),
+        &config.vault_origin,
+    ));
     let state = Arc::new(Demo {
         config,
         client,
@@ -107,21 +113,11 @@ pub fn router(config: DemoConfig) -> Router {
     Router::new()
         .route("/demo", get(|| async { Redirect::permanent("/demo/") }))
         .route("/demo/api/config", get(demo_config))
-        .route("/demo/api/test-primes", get(test_primes))
-        .route("/demo/api/test-aux", get(test_aux))
         .route("/demo/api/wallets", post(create_wallet))
         .route("/demo/api/sign", post(sign))
         .route("/demo/api/sessions/{id}", get(session))
         .route("/demo/api/accounts/{id}", get(account))
         .with_state(state)
-        .nest_service(
-            "/demo/party-wasm/pkg",
-            ServeDir::new(root.join("party-wasm/pkg")),
-        )
-        .nest_service(
-            "/demo/party-wasm/js",
-            ServeDir::new(root.join("party-wasm/js")),
-        )
         .nest_service("/demo/", ServeDir::new(root.join("web-demo/static")))
         .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
 }
@@ -145,102 +141,16 @@ fn relay(a: anyhow::Result<crate::client::Answer>) -> Response {
     }
 }
 
-/// The page's settings. `coordinator_public_key` is an offer, not a trust
-/// root: the page pins the first key it sees in its own store (unless the
-/// page was built with one, `web-demo/static/trust.js`), shows it, and
-/// refuses to take part if a different key is offered later; its party
-/// checks every descriptor against the pinned key only.
+/// The page's settings: the vault to frame, the demo's server parties and
+/// whether the system runs on test data (the banner). The coordinator key
+/// and the router are the vault's own settings, from its own origin.
 async fn demo_config(State(d): State<Arc<Demo>>) -> Json<Value> {
     Json(json!({
-        "router_ws_url": d.config.router_ws_url,
-        "coordinator_public_key": d.config.coordinator_public_key,
         "servers": DEMO_SERVERS,
+        "vault_url": format!("{}/", d.config.vault_origin),
         "insecure_test_primes": d.config.insecure_test_primes.is_some(),
         "insecure_test_aux": d.config.insecure_test_aux.is_some(),
     }))
-}
-
-async fn test_primes(State(d): State<Arc<Demo>>) -> Response {
-    let Some(dir) = &d.config.insecure_test_primes else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "test primes are served only in test mode",
-        );
-    };
-    let parsed = std::fs::read_to_string(dir.join("primes.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-    match parsed
-        .as_ref()
-        .and_then(|v| v["parties"][BROWSER_TEST_PRIMES_INDEX].as_str())
-    {
-        Some(hex) => Json(json!({
-            "warning": "INSECURE: PUBLIC test primes, for tests only",
-            "prime_set": hex,
-        }))
-        .into_response(),
-        None => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "test primes unavailable",
-        ),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TestAuxQuery {
-    parties: u16,
-    index: u16,
-}
-
-/// TEST ONLY: the PUBLIC test aux info of keygen index `index` in a group of
-/// `parties` (`aux-n{parties}.json`). A page accepts it only when it runs a
-/// wasm build made for tests (`insecureTestBuild()`).
-async fn test_aux(
-    State(d): State<Arc<Demo>>,
-    q: Result<axum::extract::Query<TestAuxQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Some(dir) = &d.config.insecure_test_aux else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "test aux info is served only in test mode",
-        );
-    };
-    let Ok(axum::extract::Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "expected ?parties=N&index=I",
-        );
-    };
-    if !(2..=16).contains(&q.parties) || q.index >= q.parties {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "index must be below parties (2..=16)",
-        );
-    }
-    let parsed = std::fs::read_to_string(dir.join(format!("aux-n{}.json", q.parties)))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-    match parsed
-        .as_ref()
-        .and_then(|v| v["aux"][usize::from(q.index)].as_str())
-    {
-        Some(hex) => Json(json!({
-            "warning": "INSECURE: PUBLIC test aux info, for tests only",
-            "aux_info": hex,
-        }))
-        .into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no test aux info for this group size",
-        ),
-    }
 }
 
 #[derive(Debug, Deserialize)]

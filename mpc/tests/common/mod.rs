@@ -64,6 +64,7 @@ impl TempDir {
         }
         o.api_addr = "127.0.0.1:0".parse().unwrap();
         o.router_addr = "127.0.0.1:0".parse().unwrap();
+        o.vault_addr = "127.0.0.1:0".parse().unwrap();
         o.parties = parties;
         o.insecure_test_aux = Some(test_data());
         o.insecure_test_primes = Some(test_data());

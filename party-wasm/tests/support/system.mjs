@@ -17,12 +17,12 @@ export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--
 
 /**
  * Starts `mpc dev` with `args`; resolves once it printed its addresses.
- * Returns { api, router, routerWs, coordinatorKey, apiKey, demo, stop() }.
+ * Returns { api, router, routerWs, coordinatorKey, apiKey, demo, vault, stop() }.
  */
 export async function startSystem(args = [], { timeoutMs = 120_000 } = {}) {
   const bin = process.env.MPC_BIN ?? join(ROOT, 'target/debug/mpc');
   const dataDir = mkdtempSync(join(tmpdir(), 'mpc-js-'));
-  const child = spawn(bin, ['dev', '--data-dir', dataDir, '--api', '127.0.0.1:0', '--router', '127.0.0.1:0', '--demo', ROOT, ...args], {
+  const child = spawn(bin, ['dev', '--data-dir', dataDir, '--api', '127.0.0.1:0', '--router', '127.0.0.1:0', '--demo', ROOT, '--demo-vault', '127.0.0.1:0', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
@@ -39,11 +39,11 @@ export async function startSystem(args = [], { timeoutMs = 120_000 } = {}) {
     child.stdout.on('data', (d) => {
       out += d;
       const get = (label) => out.match(new RegExp(`${label}:\\s+(\\S+)`))?.[1];
-      const api = get('API'), router = get('router'), key = get('API key'), ck = get('coordinator key'), demo = get('demo');
+      const api = get('API'), router = get('router'), key = get('API key'), ck = get('coordinator key'), demo = get('demo'), vault = get('demo vault');
       // "parties:" is the last line mpc dev prints.
       if (api && router && key && ck && /parties:/.test(out)) {
         clearTimeout(timer);
-        resolvePromise({ api, router, apiKey: key, coordinatorKey: ck, demo });
+        resolvePromise({ api, router, apiKey: key, coordinatorKey: ck, demo, vault });
       }
     });
   });
