@@ -104,7 +104,7 @@ impl DevOptions {
             presign_pool: 0,
             presign_concurrency: coordinator::config::DEFAULT_PRESIGN_CONCURRENCY,
             demo_root: None,
-            vault_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            vault_addr: SocketAddr::from(([127, 0, 0, 1], 8088)),
             limits: coordinator::config::Limits::default(),
         }
     }
@@ -160,7 +160,7 @@ pub struct DevSystem {
     coordinator_key: CoordinatorKey,
     router_service: Option<Service>,
     coordinator_service: Option<Service>,
-    /// The demo vault's origin (`http://127.0.0.1:8082`), with `demo_root`.
+    /// The demo vault's origin (`http://127.0.0.1:8088`), with `demo_root`.
     pub vault_url: Option<String>,
     vault_service: Option<Service>,
     parties: Vec<Option<(ServerParty, Service)>>,

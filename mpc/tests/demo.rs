@@ -254,7 +254,9 @@ async fn the_demo_acts_only_for_its_own_browser_and_wallets() {
     for (method, path) in [
         ("POST", "/api/v1/mpc/keygen"),
         ("GET", "/api/v1/mpc/accounts"),
-        ("GET", "/api/v1/mpc/sessions"),
+        ("GET", &format!("/api/v1/mpc/sessions/{session}")),
+        ("POST", "/internal/v1/parties"),
+        ("GET", "/openapi.json"),
     ] {
         let res = page
             .http

@@ -78,6 +78,11 @@ export function approvedJson(approved) {
  *   signs anything else is refused (`not_what_was_approved`) before any
  *   router connection. Absent: the device approves no signing content
  *   (keygen, or a device that signs whatever its coordinator asks).
+ * @param {string[]} [o.kinds] the session kinds the caller asked for
+ *   (`keygen`, `sign`, ...): a verified descriptor of another kind is
+ *   refused (`unexpected_session_kind`) before any input is read, any
+ *   admission record is written or any router connection is made (a host
+ *   asked to run "a keygen" never signs). Absent: any kind.
  * @param {object} o.admission the device's durable admission store:
  *   `policy(accountId)` → its stored policy JSON or null (no policy);
  *   `record({session_id, approved})` → null once recorded durably, or the
@@ -113,6 +118,9 @@ export async function runDeviceSession(o) {
   // Verified against the configured coordinator key, never trusted as sent.
   const info = wasm.verifyDescriptor(descriptorJson, coordinatorPublicKey, identity);
   log(`session ${info.session_id}: ${info.kind}, position ${info.position}`);
+  if (o.kinds && !o.kinds.includes(info.kind)) {
+    throw new PartyError('unexpected_session_kind', `the session is a ${info.kind}; this device was asked for ${o.kinds.join(' or ')} only`);
+  }
   const host = new wasm.PartyHost(descriptorJson, coordinatorPublicKey, identity, routers, joinToken, coordinators.length, now(), approved);
 
   return new Promise((resolve, reject) => {

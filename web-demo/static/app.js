@@ -84,11 +84,10 @@ class VaultClient {
     });
   }
 
-  /** Loads the vault; resolves once its document is there. */
+  /** Loads the vault; resolves once its document is there (whatever it is: `init` tells). */
   load(url) {
-    return new Promise((resolve, reject) => {
+    return new Promise((resolve) => {
       this.frame.onload = () => resolve();
-      this.frame.onerror = () => reject(new Error('the vault did not load'));
       this.frame.src = url;
     });
   }
@@ -116,7 +115,7 @@ class App {
     // to load, or refused to start before it could say why).
     let timer;
     const silent = new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error('vault_unavailable: the vault did not answer')), 60_000);
+      timer = setTimeout(() => reject(new Error('vault_unavailable: the vault did not answer')), 30_000);
     });
     const ready = await Promise.race([this.vault.call('init', { primes }, (m) => this.vaultEvent(m)), silent]).finally(() => clearTimeout(timer));
     this.partyId = ready.party_id;
@@ -200,13 +199,18 @@ class App {
     const w = this.wallets.at(-1);
     const message = $('message').value;
     const out = $(signers === 'browser' ? 'sig-browser' : 'sig-servers');
+    // A new state at once: nothing of an earlier signing stays shown.
+    setStatus(out, 'reviewing', 'waiting for your approval in the vault…');
     $('review-note').hidden = false;
+    // The vault arms its approve button only while the user can see it.
+    $('vault').scrollIntoView({ block: 'nearest' });
     log(`review: ${signers} signing put up in the vault, waiting for approval`);
     let hash;
     try {
-      ({ hash } = await this.vault.call('review', { message, signers }));
+      ({ hash } = await this.vault.call('review', { message, signers, account_id: w.account_id }));
     } catch (e) {
       if (e.code === 'cancelled') {
+        setStatus(out, 'none', '');
         log('signing cancelled in the vault: nothing was signed');
         return;
       }

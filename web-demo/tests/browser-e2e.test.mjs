@@ -74,7 +74,7 @@ async function vaultShareHex(vaultFrame) {
  * the page origin's IndexedDB, the vault's window and globals, and every
  * answer the vault gives to forged and out-of-turn messages.
  */
-async function pageScriptAttempt(vaultOrigin) {
+async function pageScriptAttempt({ vaultOrigin, accountId, partyId }) {
   const out = { databases: (await indexedDB.databases()).map((d) => d.name) };
   out.pageStores = await new Promise((resolve) => {
     const r = indexedDB.open('mpc-browser-party');
@@ -107,19 +107,45 @@ async function pageScriptAttempt(vaultOrigin) {
     { id: 9007, type: 'exportBackup', passphrase: 'a passphrase the page knows' },
     { id: 9008, type: 'init' },
   ];
-  out.answers = await new Promise((resolve) => {
-    const answers = [];
-    const listener = (ev) => {
-      if (ev.origin !== vaultOrigin || ev.data?.type === 'event') return;
-      answers.push(ev.data);
-      if (answers.length === forged.length) {
-        window.removeEventListener('message', listener);
-        resolve(answers);
-      }
-    };
-    window.addEventListener('message', listener);
-    for (const m of forged) frame.postMessage(m, vaultOrigin);
+  // Every answer the vault gives, by request id (bounded: a request the
+  // vault never answers shows up as missing instead of hanging the test).
+  const answers = new Map();
+  const waiters = new Map();
+  window.addEventListener('message', (ev) => {
+    if (ev.origin !== vaultOrigin || ev.data?.type === 'event') return;
+    answers.set(ev.data.id, ev.data);
+    waiters.get(ev.data.id)?.();
   });
+  const answer = (id) =>
+    answers.has(id)
+      ? Promise.resolve(answers.get(id))
+      : Promise.race([
+          new Promise((resolve) => waiters.set(id, () => resolve(answers.get(id)))),
+          new Promise((resolve) => setTimeout(() => resolve({ id, type: 'no answer' }), 20_000)),
+        ]);
+  for (const m of forged) frame.postMessage(m, vaultOrigin);
+  out.answers = await Promise.all(forged.map((m) => answer(m.id)));
+
+  // A signing session the page itself asks the demo backend for (it holds
+  // the page's cookie), handed to the vault as "a keygen": the vault's party
+  // refuses a descriptor of another kind than it was asked for, before it
+  // reads the share or connects anywhere.
+  const created = await (
+    await fetch('api/sign', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ account_id: accountId, message_hash: `0x${'ab'.repeat(32)}`, signers: 'browser', party_id: partyId }),
+    })
+  ).json();
+  out.smuggledSession = created.session_id;
+  frame.postMessage({ id: 9101, type: 'keygen', session_id: created.session_id, join_token: created.join_tokens[partyId] }, vaultOrigin);
+  out.smuggled = await answer(9101);
+
+  // Two reviews one after the other: the first is cancelled, the second
+  // stays open in the vault (the test cancels it there).
+  frame.postMessage({ id: 9201, type: 'review', message: 'first review', signers: 'browser', account_id: accountId }, vaultOrigin);
+  frame.postMessage({ id: 9202, type: 'review', message: 'second review', signers: 'browser', account_id: accountId }, vaultOrigin);
+  out.firstReview = await answer(9201);
   return out;
 }
 
@@ -212,14 +238,18 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   started = Date.now();
   const connectionsBefore = proxy.connections();
   await approveSigning(page, 'sign-browser');
-  await page.waitForSelector('#sig-browser[data-state=verified], #sig-browser[data-state=failed], #sig-browser[data-state=refused]', { timeout: 300_000 });
+  await page.waitForSelector('#sig-browser[data-state=verified], #sig-browser[data-state=failed], #sig-browser[data-state=refused]', { timeout: 300_000 }).catch(async (e) => {
+    throw new Error(`${e.message}${await dump()}`);
+  });
   const first = await checkSignature(page, 'sig-browser', publicKey);
   assert.ok(proxy.connections() > connectionsBefore, 'the browser signed through the router (proxy)');
   console.log(`browser + server sign: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   // 3. The two server parties alone (the browser is not needed: threshold 2).
   await approveSigning(page, 'sign-servers');
-  await page.waitForSelector('#sig-servers[data-state=verified], #sig-servers[data-state=failed]', { timeout: 300_000 });
+  await page.waitForSelector('#sig-servers[data-state=verified], #sig-servers[data-state=failed]', { timeout: 300_000 }).catch(async (e) => {
+    throw new Error(`${e.message}${await dump()}`);
+  });
   await checkSignature(page, 'sig-servers', publicKey);
 
   // Cancel: nothing is signed, no session is created.
@@ -242,7 +272,9 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   });
   const beforeRefusal = proxy.connections();
   await approveSigning(page, 'sign-browser');
-  await page.waitForSelector('#sig-browser[data-state=refused], #sig-browser[data-state=verified], #sig-browser[data-state=failed]', { timeout: 300_000 });
+  await page.waitForSelector('#sig-browser[data-state=refused], #sig-browser[data-state=verified], #sig-browser[data-state=failed]', { timeout: 300_000 }).catch(async (e) => {
+    throw new Error(`${e.message}${await dump()}`);
+  });
   const refused = await page.locator('#sig-browser').evaluate((e) => ({ ...e.dataset }));
   assert.equal(refused.state, 'refused', `the browser refused: ${JSON.stringify(refused)}${await dump()}`);
   assert.equal(refused.code, 'not_what_was_approved');
@@ -272,18 +304,18 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   );
   const beforeReplay = proxy.connections();
   const replayCode = await vaultFrame().evaluate(
-    async ({ id, message }) => {
+    async ({ id, message, accountId }) => {
       const m = new TextEncoder().encode(message);
       const prefix = new TextEncoder().encode(`\x19Ethereum Signed Message:\n${m.length}`);
       const approved = { message: new Uint8Array([...prefix, ...m]), digest: 'keccak256' };
       try {
-        await window.__vault.runParty(id, 'replayed-token', () => {}, approved);
+        await window.__vault.runParty({ sessionId: id, joinToken: 'replayed-token', kind: 'sign', approved, accountId });
         return 'ran';
       } catch (e) {
         return e.code ?? e.message;
       }
     },
-    { id: first.sessionId, message: first.message },
+    { id: first.sessionId, message: first.message, accountId },
   );
   assert.equal(replayCode, 'session_replayed');
   assert.equal(proxy.connections(), beforeReplay, 'the replayed session never reached the router');
@@ -299,7 +331,9 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   await page.fill('#message', '{"type":"transfer","to":"0x000000000000000000000000000000000000b0b0","amount":"3 USDC","nonce":2}');
   started = Date.now();
   await approveSigning(page, 'sign-browser');
-  await page.waitForSelector('#sig-browser[data-state=verified], #sig-browser[data-state=failed], #sig-browser[data-state=refused]', { timeout: 300_000 });
+  await page.waitForSelector('#sig-browser[data-state=verified], #sig-browser[data-state=failed], #sig-browser[data-state=refused]', { timeout: 300_000 }).catch(async (e) => {
+    throw new Error(`${e.message}${await dump()}`);
+  });
   const again = await checkSignature(page, 'sig-browser', publicKey);
   assert.notEqual(again.hash, first.hash, 'a new message was signed');
   console.log(`browser + server sign after reload: ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -324,7 +358,8 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   const share = await vaultShareHex(vaultFrame());
   assert.ok(share.length >= 64, 'the vault holds a share');
   const shareB64 = Buffer.from(share, 'hex').toString('base64');
-  const attempt = await page.evaluate(pageScriptAttempt, vaultOrigin);
+  const beforeAttempt = proxy.connections();
+  const attempt = await page.evaluate(pageScriptAttempt, { vaultOrigin, accountId, partyId });
   assert.ok(!attempt.databases.includes('mpc-browser-party'), `the page's origin has no party store: ${attempt.databases}`);
   assert.deepEqual(attempt.pageStores, [], 'opening the store name on the page origin finds an empty database');
   for (const what of ['indexedDB', 'vault', 'document']) {
@@ -340,6 +375,16 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   assert.deepEqual(Object.keys(byId[9008].result).sort(), ['coordinator_key', 'how', 'party_id', 'test_mode', 'wallets']);
   const answered = JSON.stringify(attempt.answers);
   assert.ok(!answered.includes(share) && !answered.includes(shareB64), 'no answer carries the share');
+  assert.equal(attempt.smuggled.type, 'error', JSON.stringify(attempt.smuggled));
+  assert.equal(attempt.smuggled.code, 'unexpected_session_kind', 'a signing passed off as a keygen is refused');
+  assert.equal(proxy.connections(), beforeAttempt, 'the vault connected to the router for none of it');
+  const smuggled = (await c.get(`/api/v1/mpc/sessions/${attempt.smuggledSession}`)).body;
+  assert.notEqual(smuggled.status, 'completed', 'no signature came of it');
+  assert.equal(smuggled.result?.signature, undefined);
+  assert.equal(attempt.firstReview.code, 'cancelled', 'a review put up over another cancels it');
+  assert.equal(await vault.locator('#review-message').textContent(), 'second review', 'the later review is the one shown');
+  await vault.locator('#cancel-sign').click();
+  await vault.locator('#review').waitFor({ state: 'hidden' });
 
   await page.screenshot({ path: join(ROOT, 'target/web-demo-screenshot.png'), fullPage: true });
 });

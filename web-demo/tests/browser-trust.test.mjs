@@ -67,7 +67,7 @@ test('the demo page pins the coordinator key on first use and refuses a changed 
   for (const id of ['create-wallet', 'sign-browser', 'sign-servers']) {
     assert.ok(await page.locator(`#${id}`).isDisabled(), `#${id} is disabled`);
   }
-  for (const id of ['approve-sign', 'export']) {
+  for (const id of ['cancel-sign', 'export', 'import', 'passphrase']) {
     assert.ok(await vault.locator(`#${id}`).isDisabled(), `the vault's #${id} is disabled`);
   }
   assert.equal(await vaultFrame().evaluate(() => window.__vault.store.get('coordinator-key')), sys.coordinatorKey, 'the pinned key is unchanged');

@@ -1,11 +1,15 @@
-// A Web Worker that runs one session of this browser party: it opens the
-// sealed store itself, so the seed, the share, aux info and primes never
-// reach the page. The page gets progress and the public result only.
+// A Web Worker of the vault that runs one session of this browser party: it
+// opens the sealed store itself, so the seed, the share, aux info and primes
+// stay in the worker. The vault gets progress and the public result only.
 //
-// The coordinator key it checks descriptors with is the one pinned in this
-// browser's store (never the server's current offer), and a signing runs
-// only for what the page showed and the user approved (`approved`): the
-// session machine refuses anything else before connecting to the router.
+// The coordinator key it checks descriptors with is the one pinned in the
+// vault's store (never the server's current offer). It runs only the kind of
+// session the vault asked for (`kind`): a descriptor of another kind is
+// refused before any input is read or any connection made, so asking for "a
+// keygen" can never make it sign. A signing runs only for what the user
+// approved in the vault (`approved`), only for the account the approval
+// names (`accountId`): the session machine refuses anything else before
+// connecting to the router, and the share is read only then.
 import { loadWasm } from './wasm.js';
 import { PartyStore } from './store.js';
 import { runDeviceSession } from './party-wasm/js/host.mjs';
@@ -13,7 +17,7 @@ import { runDeviceSession } from './party-wasm/js/host.mjs';
 const post = (m) => self.postMessage(m);
 
 self.onmessage = async (ev) => {
-  const { config, sessionId, joinToken, coordinatorUrl, approved } = ev.data;
+  const { config, sessionId, joinToken, coordinatorUrl, approved, kind, accountId } = ev.data;
   try {
     const wasm = await loadWasm();
     const store = await PartyStore.open(wasm);
@@ -34,14 +38,21 @@ self.onmessage = async (ev) => {
       sessionId,
       joinToken,
       approved,
+      kinds: [kind],
       admission: store,
       onProgress: (p) => post({ type: 'progress', progress: p, ms: performance.now() - started }),
       log: (message) => post({ type: 'log', message }),
       inputs: async (i) => {
-        if (i.kind === 'sign') return { share: await store.getSecret(partyId, 'key_share', i.account_id) };
+        if (i.kind === 'sign') {
+          // Backstop of the kind check above: no approval, or an approval
+          // for another account, no share.
+          if (kind !== 'sign' || !approved) throw Object.assign(new Error('not_approved: no signing was approved in the vault'), { code: 'not_approved' });
+          if (i.account_id !== accountId) throw Object.assign(new Error('not_approved: the approval names another account'), { code: 'not_approved' });
+          return { share: await store.getSecret(partyId, 'key_share', i.account_id) };
+        }
         if (i.generate_aux) {
           post({ type: 'need-primes' });
-          // The page's prime pool hands over the id of a sealed prime set.
+          // The vault's prime pool hands over the id of a sealed prime set.
           const primesId = await new Promise((resolve) => {
             self.onmessage = (m) => m.data?.type === 'primes-ready' && resolve(m.data.id);
           });

@@ -1,13 +1,14 @@
-// The browser's prime pool: the four 1536-bit safe primes that aux info
-// needs, generated in Web Workers in parallel as soon as the page opens,
-// sealed in IndexedDB and used by the first keygen of a new party group.
+// The browser party's prime pool (in the vault): the four 1536-bit safe
+// primes that aux info needs, generated in Web Workers in parallel as soon as
+// the vault opens, sealed in its IndexedDB and used by the first keygen of a
+// new party group.
 //
-// TEST MODE (the server says so in /demo/api/config, only when `mpc dev` runs
-// with --insecure-test-data, AND this page runs a party-wasm build made for
-// tests, `insecureTestBuild()`): the PUBLIC test primes are fetched instead;
-// this is logged loudly on the page and in the console. A production build
-// ignores the server's offer: whoever runs the backend never chooses this
-// device's Paillier key.
+// TEST MODE (the vault's own config.json says so, only when `mpc dev` runs
+// with --insecure-test-data, AND the vault runs a party-wasm build made for
+// tests, `insecureTestBuild()`): the PUBLIC test primes are fetched from the
+// vault's origin instead; this is logged loudly and in the console. A
+// production build ignores the offer: whoever runs the backend never chooses
+// this device's Paillier key.
 
 export class PrimePool {
   constructor({ wasm, store, partyId, config, onProgress, log }) {

@@ -220,7 +220,11 @@ export class PartyStore {
   /** Imports a backup: every record re-sealed under this browser's key. */
   async importBackup(backup, passphrase) {
     if (backup.format !== 'mpc-browser-party-backup/v1') throw new Error('not a backup file');
-    if (backup.kdf?.name !== 'PBKDF2' || backup.kdf.iterations < PBKDF2_ITERATIONS) throw new Error('unsupported backup KDF');
+    // At least ours; at most 10x (a crafted file must not stall the vault).
+    const iterations = backup.kdf?.iterations;
+    if (backup.kdf?.name !== 'PBKDF2' || !Number.isInteger(iterations) || iterations < PBKDF2_ITERATIONS || iterations > 10 * PBKDF2_ITERATIONS) {
+      throw new Error('unsupported backup KDF');
+    }
     const key = await passphraseKey(passphrase, b64ToBytes(backup.kdf.salt), backup.kdf.iterations);
     let plain;
     try {

@@ -9,8 +9,9 @@
 //
 //   init   { primes?: 'generate' }          → { party_id, coordinator_key, how, test_mode, wallets }
 //   keygen { session_id, join_token }       → { account_id, public_key, address }
-//   review { message, signers }             → { hash }  once the user approved it HERE
-//   sign   { session_id, join_token }       → { r, s, v }  only the signing last approved here, once
+//   review { message, signers, account_id } → { hash }  once the user approved it HERE
+//   sign   { session_id, join_token }       → { r, s, v }  only the signing last approved here,
+//                                             once, for that account, within 5 minutes
 //   verify { hash, public_key, r, s, v }    → boolean   (public data only)
 //
 // Answers are `{ id, type: 'result', result }`, `{ id, type: 'error', code,
@@ -33,8 +34,16 @@ const $ = (id) => document.getElementById(id);
 const ID = /^[0-9A-Za-z-]{1,64}$/;
 const MAX_MESSAGE = 64 * 1024;
 const MAX_TOKEN = 1024;
-/** How long the approve button stays disabled after a review opens (no click carried over from the page). */
+/**
+ * How long after a review opens (and the tab is visible) its approve button
+ * is armed: a click meant for the page just before the review appeared does
+ * not land on it. The page decides where the frame is drawn; a page that
+ * hides or covers the vault can still redress a later click
+ * (docs/devices.md, "Clickjacking").
+ */
 const APPROVE_ARM_MS = 600;
+/** How long an approval stays good for its signing. */
+const APPROVAL_TTL_MS = 5 * 60_000;
 
 /** An Error with a stable code. */
 function coded(code, message) {
@@ -69,6 +78,7 @@ class Vault {
     this.parentOrigin = null;
     this.signing = null; // the one approved signing: { hash, approved }
     this.reviewing = null; // { resolve, reject } of the open review
+    this.reviews = 0; // the open review's number
     this.config = fetch('config.json').then((r) => {
       if (!r.ok) throw new Error(`vault config: ${r.status}`);
       return r.json();
@@ -135,7 +145,7 @@ class Vault {
     const refuse = (text, error) => {
       el.dataset.state = 'changed';
       el.textContent = text;
-      document.querySelectorAll('button').forEach((b) => (b.disabled = true));
+      document.querySelectorAll('button, input').forEach((b) => (b.disabled = true));
       throw error;
     };
     if (COORDINATOR_PUBLIC_KEY) {
@@ -184,6 +194,18 @@ class Vault {
     }
   }
 
+  /** The prime pool of this party (primes are sealed under its party id). */
+  #newPool() {
+    return new PrimePool({
+      wasm: this.wasm,
+      store: this.store,
+      partyId: this.partyId,
+      config: { insecure_test_primes: this.testMode.primes && !this.forceGenerate },
+      log: (message) => this.log(message),
+      onProgress: (p) => this.#showPrimes(p),
+    });
+  }
+
   async init(m) {
     if (this.created) this.log(`new browser party ${this.partyId} (identity sealed in the vault)`);
     this.created = false;
@@ -194,15 +216,8 @@ class Vault {
     }
     // ?primes=generate on the page: real primes even in test mode (the
     // browser benchmark measures prime generation this way).
-    const forceGenerate = m.primes === 'generate';
-    this.pool ??= new PrimePool({
-      wasm: this.wasm,
-      store: this.store,
-      partyId: this.partyId,
-      config: { insecure_test_primes: this.testMode.primes && !forceGenerate },
-      log: (message) => this.log(message),
-      onProgress: (p) => this.#showPrimes(p),
-    });
+    this.forceGenerate = m.primes === 'generate';
+    this.pool ??= this.#newPool();
     // Primes are needed only for a new party group: start at once, unless
     // this party already has a wallet.
     if (this.wallets.length === 0) {
@@ -222,7 +237,13 @@ class Vault {
 
   async keygen(m, onEvent) {
     const [sessionId, joinToken] = sessionArgs(m);
-    const { result } = await this.runParty(sessionId, joinToken, (progress, ms) => onEvent({ kind: 'progress', progress, ms }), undefined, onEvent);
+    const { result } = await this.runParty({
+      sessionId,
+      joinToken,
+      kind: 'keygen',
+      onProgress: (progress, ms) => onEvent({ kind: 'progress', progress, ms }),
+      onEvent,
+    });
     if (result.kind !== 'keygen') throw coded('unexpected_result', 'the session was not a keygen');
     const wallet = { account_id: sessionId, public_key: result.public_key, address: result.address };
     this.wallets.push(wallet);
@@ -234,29 +255,67 @@ class Vault {
   async review(m) {
     if (typeof m.message !== 'string' || m.message.length > MAX_MESSAGE) throw coded('invalid_request', 'message must be a string of at most 64 KiB');
     if (m.signers !== 'browser' && m.signers !== 'servers') throw coded('invalid_request', 'signers must be "browser" or "servers"');
+    const wallet = this.wallets.find((w) => w.account_id === m.account_id);
+    if (m.signers === 'browser' && !wallet) throw coded('unknown_account', 'this party holds no share of that account');
     this.reviewing?.reject(coded('cancelled', 'another signing was put up for review'));
     this.signing = null;
+    const number = ++this.reviews;
     const hash = this.wasm.personalMessageHash(m.message);
     $('review-signers').textContent = m.signers === 'browser' ? 'this browser + server-party-1' : 'server-party-1 + server-party-2 (no browser)';
+    $('review-account').textContent = wallet ? `${wallet.address} (account ${wallet.account_id})` : String(m.account_id ?? '—');
     $('review-message').textContent = m.message;
     $('review-digest').textContent = 'EIP-191 personal_sign: Keccak-256 of "\\x19Ethereum Signed Message:\\n" + length + message';
     $('review-hash').textContent = `0x${hash}`;
     $('review').dataset.hash = hash;
     $('review').hidden = false;
-    const approve = $('approve-sign');
-    approve.disabled = true;
-    const armed = setTimeout(() => (approve.disabled = false), APPROVE_ARM_MS);
+    const disarm = this.#arm($('approve-sign'));
     try {
       await new Promise((resolve, reject) => (this.reviewing = { resolve, reject }));
     } finally {
-      clearTimeout(armed);
-      this.reviewing = null;
-      $('review').hidden = true;
+      disarm();
+      // A later review replaced this one: its panel and its promise stay.
+      if (this.reviews === number) {
+        this.reviewing = null;
+        $('review').hidden = true;
+      }
     }
-    // Exactly what was shown: this party refuses a session for anything else.
-    if (m.signers === 'browser') this.signing = { hash, approved: { message: eip191Bytes(m.message), digest: 'keccak256' } };
+    // Exactly what was shown: this party refuses a session for anything
+    // else, for another account, or after the approval's time.
+    if (m.signers === 'browser') {
+      this.signing = {
+        hash,
+        account_id: wallet.account_id,
+        expires: Date.now() + APPROVAL_TTL_MS,
+        approved: { message: eip191Bytes(m.message), digest: 'keccak256' },
+      };
+    }
     this.log(`approved in the vault: ${m.signers} signing of 0x${hash}`);
     return { hash };
+  }
+
+  /**
+   * Arms `button` APPROVE_ARM_MS after the review opened, and disarms it
+   * whenever this tab is hidden (see APPROVE_ARM_MS). Returns the function
+   * that ends the watch (and disarms).
+   */
+  #arm(button) {
+    button.disabled = true;
+    let timer = null;
+    const start = () => {
+      timer ??= setTimeout(() => (button.disabled = false), APPROVE_ARM_MS);
+    };
+    const stop = () => {
+      clearTimeout(timer);
+      timer = null;
+      button.disabled = true;
+    };
+    const onVisibility = () => (document.visibilityState === 'visible' ? start() : stop());
+    document.addEventListener('visibilitychange', onVisibility);
+    onVisibility();
+    return () => {
+      stop();
+      document.removeEventListener('visibilitychange', onVisibility);
+    };
   }
 
   #decide(approved) {
@@ -271,8 +330,17 @@ class Vault {
     const signing = this.signing;
     this.signing = null;
     if (!signing) throw coded('not_approved', 'no signing was approved in the vault');
+    if (Date.now() > signing.expires) throw coded('not_approved', 'the approval expired: review the signing again');
     this.log(`signing session ${sessionId}: this browser accepts only 0x${signing.hash}`);
-    const { result } = await this.runParty(sessionId, joinToken, (progress, ms) => onEvent({ kind: 'progress', progress, ms }), signing.approved, onEvent);
+    const { result } = await this.runParty({
+      sessionId,
+      joinToken,
+      kind: 'sign',
+      approved: signing.approved,
+      accountId: signing.account_id,
+      onProgress: (progress, ms) => onEvent({ kind: 'progress', progress, ms }),
+      onEvent,
+    });
     if (result.kind !== 'signature') throw coded('unexpected_result', 'the session was not a signing');
     return { r: result.r, s: result.s, v: result.v };
   }
@@ -285,8 +353,11 @@ class Vault {
     return this.wasm.verifySignature(hash, publicKey, r, s, v);
   }
 
-  /** Runs this party's side of a session in a Web Worker. */
-  runParty(sessionId, joinToken, onProgress, approved = undefined, onEvent = () => {}) {
+  /**
+   * Runs this party's side of a session of `kind` (`keygen` | `sign`) in a
+   * Web Worker; a signing needs `approved` and `accountId`.
+   */
+  runParty({ sessionId, joinToken, kind, approved, accountId, onProgress = () => {}, onEvent = () => {} }) {
     return new Promise((resolve, reject) => {
       const worker = new Worker(new URL('./party-worker.js', import.meta.url), { type: 'module' });
       worker.onmessage = async (ev) => {
@@ -310,7 +381,7 @@ class Vault {
         reject(new Error(`party worker failed: ${e.message}`));
       };
       const config = this.#workerConfig();
-      worker.postMessage({ config, sessionId, joinToken, coordinatorUrl: location.origin, approved });
+      worker.postMessage({ config, sessionId, joinToken, coordinatorUrl: location.origin, approved, kind, accountId });
     });
   }
 
@@ -343,6 +414,7 @@ class Vault {
     a.href = URL.createObjectURL(new Blob([JSON.stringify(backup, null, 1)], { type: 'application/json' }));
     a.download = `${this.partyId}-backup.json`;
     a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 60_000);
     setStatus('ok', 'encrypted backup exported');
     this.log('encrypted backup exported from the vault (PBKDF2-SHA256, 600 000 iterations, AES-256-GCM)');
   }
@@ -352,6 +424,9 @@ class Vault {
     const backup = JSON.parse(await file.text());
     this.partyId = await this.store.importBackup(backup, $('passphrase').value);
     this.wallets = (await this.store.get('wallets')) ?? [];
+    this.signing = null;
+    // Primes are sealed under the party id: a pool of the imported party.
+    this.pool = this.#newPool();
     $('party-id').textContent = this.partyId;
     setStatus('ok', `backup of ${this.partyId} imported`);
     this.log(`backup of ${this.partyId} imported and re-sealed under this vault's key`);

@@ -45,7 +45,7 @@ pub struct DevArgs {
     /// The demo vault's address: the browser party's store, keys and
     /// workers on an origin of their own, framed by the demo page (port 0:
     /// any free port).
-    #[arg(long, default_value = "127.0.0.1:8082", requires = "demo")]
+    #[arg(long, default_value = "127.0.0.1:8088", requires = "demo")]
     pub demo_vault: SocketAddr,
     /// The coordinator's settings (as `mpc coordinator`).
     #[command(flatten)]

@@ -170,14 +170,18 @@ fn secure_headers(g: &Guard, mut res: Response) -> Response {
     res
 }
 
-/// The middleware: Host, Origin and cookie checks, security headers.
-pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
-    let host = req
-        .headers()
+/// The request's `Host`, lower-case ("" when missing or not text).
+pub(super) fn host_of(headers: &HeaderMap) -> String {
+    headers
         .get(HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// The middleware: Host, Origin and cookie checks, security headers.
+pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
+    let host = host_of(req.headers());
     if !g.allowed_hosts.contains(&host) {
         return secure_headers(
             &g,

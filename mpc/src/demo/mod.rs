@@ -65,7 +65,7 @@ pub struct DemoConfig {
     pub insecure_test_aux: Option<PathBuf>,
     /// `Host` header values the demo answers to ([`hosts_for`]).
     pub allowed_hosts: Vec<String>,
-    /// The vault's origin (`http://127.0.0.1:8082`): the page frames it
+    /// The vault's origin (`http://127.0.0.1:8088`): the page frames it
     /// ([`vault`]), and nothing else.
     pub vault_origin: String,
 }

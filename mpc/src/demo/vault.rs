@@ -33,7 +33,8 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::header::{
-    CONTENT_SECURITY_POLICY, HOST, ORIGIN, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    ACCEPT, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ORIGIN, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS,
 };
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -149,12 +150,7 @@ pub fn router(config: VaultConfig) -> Router {
 
 /// Host and Origin checks, security headers.
 async fn guard(State(v): State<Arc<Vault>>, req: Request, next: Next) -> Response {
-    let host = req
-        .headers()
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let host = super::guard::host_of(req.headers());
     let res = if !v.allowed_hosts.contains(&host) {
         error(StatusCode::FORBIDDEN, "bad_host", "unexpected Host header")
     } else if req.method() != Method::GET
@@ -194,7 +190,7 @@ async fn vault_config(State(v): State<Arc<Vault>>) -> Json<Value> {
 }
 
 /// Hands a device party's call to the coordinator's own router: a fresh
-/// request with the method, URI, headers and body, and the peer address
+/// request with the method, URI, the content headers and body, and the peer address
 /// (the allowlist and limits apply as on the API listener); nothing else
 /// of this listener's routing goes along.
 async fn to_coordinator(State(v): State<Arc<Vault>>, req: Request) -> Response {
@@ -203,7 +199,13 @@ async fn to_coordinator(State(v): State<Arc<Vault>>, req: Request) -> Response {
     *inner.method_mut() = parts.method;
     *inner.uri_mut() = parts.uri;
     *inner.version_mut() = parts.version;
-    *inner.headers_mut() = parts.headers;
+    // The headers these two routes read; no cookie (cookies are shared
+    // across the ports of a host) and nothing hop-by-hop.
+    for name in [CONTENT_TYPE, CONTENT_LENGTH, ACCEPT] {
+        if let Some(v) = parts.headers.get(&name) {
+            inner.headers_mut().insert(name, v.clone());
+        }
+    }
     if let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
         inner.extensions_mut().insert(*peer);
     }
