@@ -14,15 +14,18 @@ cd "$(dirname "$0")/.."
 # only it accepts PUBLIC test primes and aux info from the demo server.
 features=()
 [ -n "${PARTY_WASM_FEATURES:-}" ] && features=(--features "$PARTY_WASM_FEATURES")
+# PARTY_WASM_PROFILE=wasm-test: the quicker-to-build test profile (Cargo.toml).
+profile=${PARTY_WASM_PROFILE:-wasm}
 RUSTFLAGS="${RUSTFLAGS:-} -D warnings" \
-  cargo build -p party-wasm --target wasm32-unknown-unknown --profile wasm "${features[@]}"
+  cargo build -p party-wasm --target wasm32-unknown-unknown --profile "$profile" "${features[@]}"
 rm -rf party-wasm/pkg
 wasm-bindgen --target web --remove-name-section --remove-producers-section \
   --out-dir party-wasm/pkg \
-  target/wasm32-unknown-unknown/wasm/party_wasm.wasm
+  "target/wasm32-unknown-unknown/$profile/party_wasm.wasm"
 wasm_opt=node_modules/.bin/wasm-opt
 [ -x "$wasm_opt" ] || { echo "$wasm_opt missing: run npm ci" >&2; exit 1; }
-"$wasm_opt" -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
+# PARTY_WASM_OPT=-O1 for the test build: a quarter of -O3's time.
+"$wasm_opt" "${PARTY_WASM_OPT:--O3}" --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals \
   party-wasm/pkg/party_wasm_bg.wasm -o party-wasm/pkg/party_wasm_bg.wasm
 wasm=party-wasm/pkg/party_wasm_bg.wasm
