@@ -83,6 +83,10 @@ export function approvedJson(approved) {
  *   refused (`unexpected_session_kind`) before any input is read, any
  *   admission record is written or any router connection is made (a host
  *   asked to run "a keygen" never signs). Absent: any kind.
+ * @param {string} [o.accountId] the account the caller asked to act for
+ *   (a signing the user approved for it): a descriptor for another account
+ *   is refused (`not_approved`) at the same point, before any admission
+ *   record is written.
  * @param {object} o.admission the device's durable admission store:
  *   `policy(accountId)` → its stored policy JSON or null (no policy);
  *   `record({session_id, approved})` → null once recorded durably, or the
@@ -120,6 +124,9 @@ export async function runDeviceSession(o) {
   log(`session ${info.session_id}: ${info.kind}, position ${info.position}`);
   if (o.kinds && !o.kinds.includes(info.kind)) {
     throw new PartyError('unexpected_session_kind', `the session is a ${info.kind}; this device was asked for ${o.kinds.join(' or ')} only`);
+  }
+  if (o.accountId !== undefined && info.account_id !== o.accountId) {
+    throw new PartyError('not_approved', `the session is for account ${info.account_id}, not the one this device was asked to act for`);
   }
   const host = new wasm.PartyHost(descriptorJson, coordinatorPublicKey, identity, routers, joinToken, coordinators.length, now(), approved);
 

@@ -200,6 +200,7 @@ class App {
     const message = $('message').value;
     const out = $(signers === 'browser' ? 'sig-browser' : 'sig-servers');
     // A new state at once: nothing of an earlier signing stays shown.
+    for (const k of Object.keys(out.dataset)) delete out.dataset[k];
     setStatus(out, 'reviewing', 'waiting for your approval in the vault…');
     $('review-note').hidden = false;
     // The vault arms its approve button only while the user can see it.

@@ -109,7 +109,7 @@ async function pageScriptAttempt({ vaultOrigin, accountId, partyId }) {
   ];
   // Every answer the vault gives, by request id (bounded: a request the
   // vault never answers shows up as missing instead of hanging the test).
-  const answers = new Map();
+  const answers = (window.__vaultAnswers = new Map());
   const waiters = new Map();
   window.addEventListener('message', (ev) => {
     if (ev.origin !== vaultOrigin || ev.data?.type === 'event') return;
@@ -382,9 +382,34 @@ test('the demo page creates a wallet, co-signs, and signs again after a reload',
   assert.notEqual(smuggled.status, 'completed', 'no signature came of it');
   assert.equal(smuggled.result?.signature, undefined);
   assert.equal(attempt.firstReview.code, 'cancelled', 'a review put up over another cancels it');
+  assert.ok(await vault.locator('#review').isVisible(), 'the later review stays open');
   assert.equal(await vault.locator('#review-message').textContent(), 'second review', 'the later review is the one shown');
   await vault.locator('#cancel-sign').click();
   await vault.locator('#review').waitFor({ state: 'hidden' });
+  await page.waitForFunction(() => window.__vaultAnswers.get(9202)?.code === 'cancelled');
+
+  // An approval past its time signs nothing: approved in the vault, aged
+  // there (the test's own rights), then asked for by the page.
+  await page.evaluate(
+    ({ vaultOrigin, accountId }) =>
+      document.getElementById('vault').contentWindow.postMessage({ id: 9301, type: 'review', message: 'aged approval', signers: 'browser', account_id: accountId }, vaultOrigin),
+    { vaultOrigin, accountId },
+  );
+  await vault.locator('#review:not([hidden])').waitFor();
+  await vault.locator('#approve-sign').click();
+  await page.waitForFunction(() => window.__vaultAnswers.get(9301)?.type === 'result');
+  assert.equal(await vaultFrame().evaluate(() => window.__vault.signing?.account_id), accountId, 'the approval names the account');
+  await vaultFrame().evaluate(() => (window.__vault.signing.expires = Date.now() - 1));
+  await page.evaluate(
+    ({ vaultOrigin }) =>
+      document.getElementById('vault').contentWindow.postMessage({ id: 9302, type: 'sign', session_id: 'a-session', join_token: 'a-token' }, vaultOrigin),
+    { vaultOrigin },
+  );
+  await page.waitForFunction(() => window.__vaultAnswers.has(9302));
+  const aged = await page.evaluate(() => window.__vaultAnswers.get(9302));
+  assert.equal(aged.code, 'not_approved', JSON.stringify(aged));
+  assert.match(aged.message, /expired/);
+  assert.equal(await vaultFrame().evaluate(() => window.__vault.signing), null, 'and it is gone');
 
   await page.screenshot({ path: join(ROOT, 'target/web-demo-screenshot.png'), fullPage: true });
 });

@@ -39,6 +39,7 @@ self.onmessage = async (ev) => {
       joinToken,
       approved,
       kinds: [kind],
+      accountId: kind === 'sign' ? accountId : undefined,
       admission: store,
       onProgress: (p) => post({ type: 'progress', progress: p, ms: performance.now() - started }),
       log: (message) => post({ type: 'log', message }),

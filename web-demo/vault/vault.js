@@ -237,7 +237,7 @@ class Vault {
 
   async keygen(m, onEvent) {
     const [sessionId, joinToken] = sessionArgs(m);
-    const { result } = await this.runParty({
+    const { info, result } = await this.runParty({
       sessionId,
       joinToken,
       kind: 'keygen',
@@ -245,7 +245,8 @@ class Vault {
       onEvent,
     });
     if (result.kind !== 'keygen') throw coded('unexpected_result', 'the session was not a keygen');
-    const wallet = { account_id: sessionId, public_key: result.public_key, address: result.address };
+    // The account id is the verified descriptor's session id (not the page's spelling of it).
+    const wallet = { account_id: info.session_id, public_key: result.public_key, address: result.address };
     this.wallets.push(wallet);
     await this.store.put('wallets', this.wallets);
     return wallet;
