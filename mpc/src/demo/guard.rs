@@ -161,12 +161,20 @@ fn cookie_of(headers: &HeaderMap) -> Option<BrowserId> {
         })
 }
 
-fn secure_headers(g: &Guard, mut res: Response) -> Response {
+/// `res` with `csp`, `nosniff` and `no-referrer` (the page's and the
+/// vault's answers alike).
+pub(super) fn with_policy(mut res: Response, csp: &HeaderValue) -> Response {
     let h = res.headers_mut();
-    h.insert(CONTENT_SECURITY_POLICY, g.csp.clone());
+    h.insert(CONTENT_SECURITY_POLICY, csp.clone());
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
+}
+
+fn secure_headers(g: &Guard, res: Response) -> Response {
+    let mut res = with_policy(res, &g.csp);
+    res.headers_mut()
+        .insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res
 }
 

@@ -32,10 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::header::{
-    ACCEPT, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ORIGIN, REFERRER_POLICY,
-    X_CONTENT_TYPE_OPTIONS,
-};
+use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -167,12 +164,7 @@ async fn guard(State(v): State<Arc<Vault>>, req: Request, next: Next) -> Respons
     } else {
         next.run(req).await
     };
-    let mut res = res;
-    let h = res.headers_mut();
-    h.insert(CONTENT_SECURITY_POLICY, v.csp.clone());
-    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    res
+    super::guard::with_policy(res, &v.csp)
 }
 
 /// The vault's settings, from its own origin (the page it is framed by has
